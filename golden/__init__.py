@@ -1,0 +1,1 @@
+"""moevit.golden: fixed-point core, approximation kernels, bit-exact integer model, float reference."""

@@ -1,0 +1,1 @@
+"""moevit.hw.top: accelerator top level."""

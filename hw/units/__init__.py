@@ -1,0 +1,1 @@
+"""moevit.hw.units: Amaranth arithmetic and datapath units."""

@@ -1,0 +1,280 @@
+"""One source of truth for every parameter that shapes moevit.
+
+`AcceleratorConfig` is a frozen dataclass read by the golden model, the Amaranth
+constructors, the HLS ``#define`` header, the cocotb testbenches, the host layouts and
+the cycle model.  Presets: ``edge-moe``, ``zcu104``, ``tiny``, ``vit-s`` (float only).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from functools import cached_property
+
+from moevit.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class FixedFormat:
+    """A fixed-point format: ``width`` bits, ``int_bits`` integer bits (sign included when signed).
+
+    Mirrors ``ap_fixed<width, int_bits>`` (signed) and ``ap_ufixed<width, int_bits>``.
+    Values travel as raw integers R with value = R * 2**-frac.
+    """
+
+    width: int
+    int_bits: int
+    signed: bool = True
+
+    def __post_init__(self):
+        if self.width < 1 or self.width > 64:
+            raise ConfigError(f"fixed-point width {self.width} is outside 1..64")
+        if self.int_bits > self.width:
+            raise ConfigError(f"int_bits {self.int_bits} exceeds width {self.width}")
+
+    @property
+    def frac(self) -> int:
+        """Number of fractional bits F = width - int_bits."""
+        return self.width - self.int_bits
+
+    @property
+    def raw_min(self) -> int:
+        return -(1 << (self.width - 1)) if self.signed else 0
+
+    @property
+    def raw_max(self) -> int:
+        return (1 << (self.width - 1)) - 1 if self.signed else (1 << self.width) - 1
+
+    @property
+    def min(self) -> float:
+        return self.raw_min * 2.0 ** -self.frac
+
+    @property
+    def max(self) -> float:
+        return self.raw_max * 2.0 ** -self.frac
+
+    @property
+    def ulp(self) -> float:
+        return 2.0 ** -self.frac
+
+    def __str__(self) -> str:
+        kind = "ap_fixed" if self.signed else "ap_ufixed"
+        return f"{kind}<{self.width},{self.int_bits}>"
+
+    def ctype(self) -> str:
+        """The HLS C++ type spelling."""
+        return str(self)
+
+
+@dataclass(frozen=True)
+class Formats:
+    """Fixed-point formats of every tensor class (spec §3.1)."""
+
+    fm: FixedFormat = FixedFormat(32, 10)
+    wt_linear: FixedFormat = FixedFormat(16, 2)
+    wt_attn_bias: FixedFormat = FixedFormat(16, 7)
+    wt_bias: FixedFormat = FixedFormat(16, 5)
+    wt_norm: FixedFormat = FixedFormat(16, 5)
+    wt_patch_embed: FixedFormat = FixedFormat(16, 0)
+    pixel: FixedFormat = FixedFormat(8, 0, signed=False)
+    wt_wbias: FixedFormat = FixedFormat(18, 7)
+    fm_frac: FixedFormat = FixedFormat(22, 0, signed=False)
+
+
+@dataclass(frozen=True)
+class AcceleratorConfig:
+    """Everything that shapes the model, the numerics and the hardware.
+
+    Construct through :func:`preset` or directly; invalid combinations raise
+    :class:`moevit.errors.ConfigError` naming what is wrong and what would be valid.
+    """
+
+    name: str = "custom"
+    # --- model ---
+    image_channels: int = 3
+    image_height: int = 128
+    image_width: int = 256
+    patch_size: int = 16
+    dim: int = 192
+    depth: int = 12
+    heads: int = 3
+    mlp_hidden: int = 768
+    num_experts: int = 16
+    top_k: int = 2
+    expert_hidden: int = 384
+    num_tasks: int = 2
+    moe_layers: tuple[int, ...] = (1, 3, 5, 7, 9, 11)
+    layernorm_eps: float = 1e-6
+    # --- numerics ---
+    formats: Formats = field(default_factory=Formats)
+    gelu_table_step_log2: int = 5  # table step 1/32
+    gelu_table_entries: int = 177  # cut-off (entries-1)/32 = 5.5
+    # --- hardware parallelism ---
+    feature_block: int = 8  # fm_t per AXI beat (axi_width / fm width)
+    linear_tile: int = 16  # LINEAR_IN_SIZE = LINEAR_OUT_SIZE
+    attn_parallel: int = 4  # P query rows in flight
+    axi_width: int = 256
+    clock_mhz: float = 300.0
+    fpga_part: str = "xczu9eg-ffvb1156-2-e"
+    board: str = "zcu102"
+
+    def __post_init__(self):
+        self._validate()
+
+    # ------------------------------------------------------------------ validation
+    def _validate(self):
+        def need(cond, msg):
+            if not cond:
+                raise ConfigError(f"config {self.name!r}: {msg}")
+
+        for f in ("image_channels", "image_height", "image_width", "patch_size", "dim", "depth",
+                  "heads", "mlp_hidden", "num_experts", "top_k", "expert_hidden", "num_tasks",
+                  "feature_block", "linear_tile", "attn_parallel", "axi_width"):
+            need(getattr(self, f) >= 1, f"{f} must be >= 1 (got {getattr(self, f)})")
+        need(self.image_height % self.patch_size == 0 and self.image_width % self.patch_size == 0,
+             f"image {self.image_height}x{self.image_width} is not a multiple of patch size "
+             f"{self.patch_size}")
+        need(self.axi_width == self.feature_block * self.formats.fm.width,
+             f"axi_width {self.axi_width} must equal feature_block {self.feature_block} x fm width "
+             f"{self.formats.fm.width} = {self.feature_block * self.formats.fm.width}")
+        need(self.linear_tile % self.feature_block == 0,
+             f"linear tile {self.linear_tile} is not a multiple of the {self.feature_block}-wide "
+             f"feature block")
+        for f in ("dim", "mlp_hidden", "expert_hidden"):
+            v = getattr(self, f)
+            need(v % self.linear_tile == 0,
+                 f"{f} {v} is not a multiple of the {self.linear_tile}-wide linear tile "
+                 f"(try {max(self.linear_tile, v // self.linear_tile * self.linear_tile)})")
+        need(self.dim % self.feature_block == 0,
+             f"dim {self.dim} is not a multiple of the {self.feature_block}-wide feature block")
+        need(self.dim % self.heads == 0, f"dim {self.dim} is not divisible by heads {self.heads}")
+        hd = self.head_dim
+        need(hd % self.feature_block == 0,
+             f"head dim {hd} is not a multiple of the {self.feature_block}-wide feature block")
+        need(hd & (hd - 1) == 0 and (hd.bit_length() - 1) % 2 == 0,
+             f"head dim {hd} must be a power of 4 (16, 64, 256) so that the attention scale "
+             f"head_dim^-0.5 is an exact right shift")
+        need(1 <= self.top_k <= self.num_experts,
+             f"top_k {self.top_k} must be in 1..num_experts ({self.num_experts})")
+        for layer in self.moe_layers:
+            need(0 <= layer < self.depth, f"MoE layer {layer} is outside 0..{self.depth - 1}")
+        need(tuple(sorted(set(self.moe_layers))) == tuple(self.moe_layers),
+             f"moe_layers {self.moe_layers} must be strictly increasing")
+        need(self.attn_parallel & (self.attn_parallel - 1) == 0,
+             f"attn_parallel {self.attn_parallel} must be a power of two (1, 2, 4, 8)")
+        need(self.clock_mhz > 0, f"clock {self.clock_mhz} MHz must be positive")
+
+    # ------------------------------------------------------------------ derived
+    @property
+    def grid_h(self) -> int:
+        return self.image_height // self.patch_size
+
+    @property
+    def grid_w(self) -> int:
+        return self.image_width // self.patch_size
+
+    @property
+    def num_patches(self) -> int:
+        return self.grid_h * self.grid_w
+
+    @property
+    def tokens(self) -> int:
+        """Patches plus the cls token."""
+        return self.num_patches + 1
+
+    @property
+    def head_dim(self) -> int:
+        return self.dim // self.heads
+
+    @property
+    def attn_scale_shift(self) -> int:
+        """attn_scale = head_dim^-0.5 = 2^-shift (0.125 -> 3 for head dim 64)."""
+        return (self.head_dim.bit_length() - 1) // 2
+
+    @property
+    def feature_blocks(self) -> int:
+        return self.dim // self.feature_block
+
+    @property
+    def head_lanes(self) -> int:
+        """Lanes of the heads vector (3 heads -> 4 lanes, lane 3 junk)."""
+        return 1 << (self.heads - 1).bit_length()
+
+    @property
+    def query_blocks(self) -> int:
+        """Query blocks of the staggered schedule: ceil((T-1)/P) + 1.
+
+        The last block holds the last rows and the wrapped key tails of the block before it
+        (33 for T=129, P=4, as ``qxk_out_t`` in the spec)."""
+        return -(-(self.tokens - 1) // self.attn_parallel) + 1
+
+    @property
+    def softmax_info_width(self) -> int:
+        """fm_t slots per softmax-info row: 2*heads rounded up to a feature block."""
+        fb = self.feature_block
+        return -(-2 * self.heads // fb) * fb
+
+    @property
+    def dense_layers(self) -> tuple[int, ...]:
+        return tuple(layer for layer in range(self.depth) if layer not in self.moe_layers)
+
+    def is_moe(self, layer: int) -> bool:
+        return layer in self.moe_layers
+
+    def moe_index(self, layer: int) -> int:
+        """Index of ``layer`` in the moe_* weight arrays."""
+        return self.moe_layers.index(layer)
+
+    def dense_index(self, layer: int) -> int:
+        """Index of ``layer`` in the vit_* (dense MLP) weight arrays."""
+        return self.dense_layers.index(layer)
+
+    @property
+    def layernorm_eps_raw(self) -> int:
+        """eps floored to fm_t (1e-6 -> raw 4)."""
+        import math
+        return math.floor(self.layernorm_eps * 2 ** self.formats.fm.frac)
+
+    @property
+    def clock_hz(self) -> float:
+        return self.clock_mhz * 1e6
+
+    # ------------------------------------------------------------------ identity
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @cached_property
+    def digest(self) -> str:
+        """Short stable hash: keys build/<digest>/ directories."""
+        blob = json.dumps(self.to_dict(), sort_keys=True, default=str).encode()
+        return hashlib.sha256(blob).hexdigest()[:12]
+
+    def replace(self, **changes) -> "AcceleratorConfig":
+        return dataclasses.replace(self, **changes)
+
+
+_EDGE_MOE = AcceleratorConfig(name="edge-moe")
+
+PRESETS: dict[str, AcceleratorConfig] = {
+    "edge-moe": _EDGE_MOE,
+    "zcu104": _EDGE_MOE.replace(name="zcu104", fpga_part="xczu7ev-ffvc1156-2-e", board="zcu104"),
+    # Small dimensions with the same numeric rules: 3x32x64 image -> 8 patches + cls = 9 tokens,
+    # dim 32 = 2 heads x 16 (scale 0.25 = >>2), 4 experts top-2, MoE on odd layers.
+    "tiny": _EDGE_MOE.replace(
+        name="tiny", image_height=32, image_width=64, dim=32, depth=2, heads=2, mlp_hidden=64,
+        num_experts=4, top_k=2, expert_hidden=32, moe_layers=(1,),
+        fpga_part="xczu7ev-ffvc1156-2-e", board="zcu104"),
+    # The paper's ViT-S configuration (float model only: 12 heads of 32 is not a power of 4).
+    # Kept as a float-model preset; see moevit.golden.float_model.
+}
+
+
+def preset(name: str) -> AcceleratorConfig:
+    """Return a named preset; unknown names list the valid ones."""
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ConfigError(
+            f"unknown preset {name!r}; valid presets: {', '.join(sorted(PRESETS))}") from None
