@@ -126,6 +126,18 @@ def convert(raw, src: FixedFormat, dst: FixedFormat) -> np.ndarray:
     return wrap_fmt(v, dst)
 
 
+def to_ap_int(raw, src: FixedFormat, width: int, signed: bool = False) -> np.ndarray:
+    """ap_fixed -> ap_uint<width>/ap_int<width>: integer part truncated TOWARD ZERO, then wrap.
+
+    Checked against the Xilinx headers (tests/golden/test_apfixed.py): unlike a conversion to
+    another fixed-point type (floor), a conversion to an integer type rounds toward zero, so
+    fm_t(-153.9) -> ap_uint<8> gives 103 (= -153 mod 256), not 102.  (Spec §3.2 rule 8 says
+    floor; the two agree for the non-negative values the datapath converts.)
+    """
+    return wrap(trunc_div(np.asarray(raw, dtype=np.int64), np.int64(1) << np.int64(src.frac)),
+                width, signed)
+
+
 # ---------------------------------------------------------------------------- fm_t operations
 def mul_fm(a, b, frac_b: int = FM_FRAC) -> np.ndarray:
     """fm_t <- fm_t * (format with ``frac_b`` fractional bits): floor the exact product, wrap32."""
