@@ -1,0 +1,192 @@
+"""numba kernels for the golden model's hot loops (bit-identical to the numpy references).
+
+Each kernel here has a readable numpy counterpart (``exp.hls_exp``, ``linear.linear_ref``,
+``attention.qk_scores`` ...) and a test that the two agree on random inputs including
+extreme and wrapping values.  Rules used to stay exact:
+
+* int64 throughout (numba promotes int64 with uint64 to float64, so no uint64 appears);
+  fm_t × fm_t products fit in 63 bits.
+* Linear-unit products x·w (32 × 16 bits) are formed in float64, where they are exact
+  (< 2^53); ``floor(x * (w·2^-s))`` is then exactly ⌊x·w / 2^s⌋, and sums of up to 2^10 such
+  terms (< 2^43) stay exact as well.
+* The wide products inside ``hls::exp`` (up to 100 bits) are split into 31-bit limbs.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+from moevit.golden.exp import TABLES
+
+_T1 = TABLES["T1"].astype(np.int64)
+_T2 = TABLES["T2"].astype(np.int64)
+_T3 = TABLES["T3"].astype(np.int64)
+_T4H = TABLES["T4h"].astype(np.int64)
+_T4L = TABLES["T4l"].astype(np.int64)
+_TL = TABLES["TL"].astype(np.int64)
+
+_M31 = (1 << 31) - 1
+_ONE = 1 << 22
+_FM_MIN = -(1 << 31)
+
+
+@njit(cache=True, inline="always")
+def wrap32(v):
+    """Signed 32-bit wrap of an int64."""
+    return ((v + 2147483648) & 4294967295) - 2147483648
+
+
+@njit(cache=True, inline="always")
+def _mul_shift(a, b, s):
+    """floor(a*b / 2^s) for 0 <= a, b < 2^62 and 31 <= s < 62, when the result fits int64."""
+    a0 = a & _M31
+    a1 = a >> 31
+    b0 = b & _M31
+    b1 = b >> 31
+    lo = a0 * b0
+    t = a1 * b0 + a0 * b1 + (lo >> 31)
+    w1 = t & _M31
+    top = a1 * b1 + (t >> 31)  # product = top*2^62 + w1*2^31 + (lo & M31)
+    return (top << (62 - s)) + (w1 >> (s - 31))
+
+
+@njit(cache=True)
+def exp_scalar(x):
+    """hls::exp on one fm_t raw value (spec Appendix B); same result as exp.hls_exp."""
+    xl = x * 2
+    if xl < -(1 << 27) or xl >= (1 << 27):
+        return 2147483647 if x >= 0 else 0
+    if (xl >> 23) == 15 and (xl & ((1 << 23) - 1)) >= 0x78A014:
+        return 2147483647
+    u = xl & ((1 << 47) - 1)
+    sign = 1 if xl < 0 else 0
+    ind1 = (sign << 7) | ((u >> 20) & 0x7F)
+    ind2 = (u >> 12) & 0xFF
+    ind3 = (u >> 7) & 0x1F
+    ind4 = (u >> 4) & 0x7
+    lsb = u & 0xF
+    tl = _TL[lsb]
+    m = ((_T4H[ind4] << 3) + (tl >> 5) + ind4 * lsb) & 0x3FF
+    a = ((u & 0x7F) << 35) + (m << 16) + ((tl & 31) << 11) + _T4L[ind4]
+    b = (ind3 << 39) + _T3[ind3]
+    c = (_mul_shift(b, a, 55) + (b << 3) + a) & ((1 << 48) - 1)
+    d = _T2[ind2] + (ind2 << 41)
+    ecomb = ((_mul_shift(d, c, 52) + (d << 6) + c) >> 6) & ((1 << 50) - 1)
+    t1 = _T1[ind1]
+    y27 = _mul_shift(t1, ecomb, 52) + t1
+    y23 = (y27 >> 4) & ((1 << 46) - 1)
+    if y23 > (1 << 32) - 1:
+        y23 = (1 << 32) - 1
+    return y23 >> 1
+
+
+@njit(cache=True)
+def exp_array(x):
+    """exp_scalar over a flat int64 array."""
+    out = np.empty(x.size, dtype=np.int64)
+    for i in range(x.size):
+        out[i] = exp_scalar(x[i])
+    return out
+
+
+@njit(cache=True, inline="always")
+def recip_scalar(x):
+    """hls::recip: 0 for 0, else wrap32(trunc0(2^44 / x))."""
+    if x == 0:
+        return 0
+    q = (1 << 44) // abs(x)
+    return wrap32(-q if x < 0 else q)
+
+
+@njit(cache=True, inline="always")
+def softmax_step(total, bias, s):
+    """One online-softmax update (spec §4.5.3); returns (total, bias)."""
+    d = bias - s
+    if d < 0:
+        e = exp_scalar(wrap32(d))
+        return wrap32(((total * e) >> 22) + _ONE), s
+    e = exp_scalar(wrap32(-d))
+    return wrap32(total + e), bias
+
+
+# ---------------------------------------------------------------------------- linear unit
+@njit(cache=True, parallel=True)
+def linear_sums(x, wT, rows):
+    """S[r][o] = Σ_i floor(x[rows[r], i] * wT[i, o]) as int64 (no bias, no wrap).
+
+    ``wT`` is the float64 weight matrix [in][out] already scaled by 2^-shift, so every
+    product is exact and the floor is the hardware's per-product floor.
+    """
+    n = rows.size
+    nin, nout = wT.shape
+    out = np.empty((n, nout), dtype=np.int64)
+    for r in prange(n):
+        t = rows[r]
+        acc = np.zeros(nout, dtype=np.float64)
+        for i in range(nin):
+            xi = np.float64(x[t, i])
+            for o in range(nout):
+                acc[o] += np.floor(xi * wT[i, o])
+        for o in range(nout):
+            out[r, o] = np.int64(acc[o])
+    return out
+
+
+# ---------------------------------------------------------------------------- attention
+@njit(cache=True, parallel=True)
+def qk_scores(q, k, heads, head_dim, block, shift):
+    """Raw scores [Tq, Tk, heads], identical to attention.qk_scores."""
+    T, D = q.shape
+    Tk = k.shape[0]
+    out = np.empty((T, Tk, heads), dtype=np.int64)
+    for qi in prange(T):
+        for ki in range(Tk):
+            for h in range(heads):
+                acc = 0
+                for b0 in range(h * head_dim, (h + 1) * head_dim, block):
+                    blk = 0
+                    for d in range(b0, b0 + block):
+                        blk += (q[qi, d] * k[ki, d]) >> 22
+                    acc += wrap32(blk) >> shift
+                out[qi, ki, h] = wrap32(acc)
+    return out
+
+
+@njit(cache=True, parallel=True)
+def softmax_stats(s, order):
+    """(recip, max) [T, heads] visiting keys of row q in order[q] (identical to attention's)."""
+    T, Tk, H = s.shape
+    recip = np.empty((T, H), dtype=np.int64)
+    mx = np.empty((T, H), dtype=np.int64)
+    for qi in prange(T):
+        for h in range(H):
+            total = 0
+            bias = _FM_MIN
+            for j in range(Tk):
+                total, bias = softmax_step(total, bias, s[qi, order[qi, j], h])
+            recip[qi, h] = recip_scalar(total)
+            mx[qi, h] = bias
+    return recip, mx
+
+
+@njit(cache=True, parallel=True)
+def attention_av(v, s, recip, mx, head_dim):
+    """Softmax·V [T, D], identical to attention.attention_av."""
+    Tk, D = v.shape
+    T, _, H = s.shape
+    out = np.empty((T, D), dtype=np.int64)
+    for qi in prange(T):
+        acc = np.zeros(D, dtype=np.int64)
+        for h in range(H):
+            r = recip[qi, h]
+            m = mx[qi, h]
+            for ki in range(Tk):
+                a = wrap32((exp_scalar(wrap32(s[qi, ki, h] - m)) * r) >> 22)
+                for d in range(h * head_dim, (h + 1) * head_dim):
+                    acc[d] += (v[ki, d] * a) >> 22
+        for d in range(D):
+            out[qi, d] = wrap32(acc[d])
+    return out
