@@ -50,14 +50,15 @@ def _mul_shift(a: np.ndarray, b: np.ndarray, s: int) -> np.ndarray:
     """floor(a*b / 2^s) mod 2^64 for uint64 a, b < 2^63 and 0 < s < 64 (exact 128-bit product)."""
     a0, a1 = a & _MASK32, a >> _U64(32)
     b0, b1 = b & _MASK32, b >> _U64(32)
-    lo = a0 * b0
-    mid = a1 * b0 + a0 * b1  # < 2^64: both terms < 2^63
-    hi = a1 * b1
-    mid_lo = (mid & _MASK32) << _U64(32)
-    low = lo + mid_lo
-    carry = (low < lo).astype(np.uint64)
-    high = hi + (mid >> _U64(32)) + carry
-    return (high << _U64(64 - s)) | (low >> _U64(s))
+    with np.errstate(over="ignore"):  # the low-word add wraps on purpose (0-d inputs warn)
+        lo = a0 * b0
+        mid = a1 * b0 + a0 * b1  # < 2^64: both terms < 2^63
+        hi = a1 * b1
+        mid_lo = (mid & _MASK32) << _U64(32)
+        low = lo + mid_lo
+        carry = (low < lo).astype(np.uint64)
+        high = hi + (mid >> _U64(32)) + carry
+        return (high << _U64(64 - s)) | (low >> _U64(s))
 
 
 def hls_exp(x_raw) -> np.ndarray:
