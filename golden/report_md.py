@@ -1,0 +1,63 @@
+"""Markdown report of ``moevit compare`` (links the PNGs and JSON written beside it)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def _g(v) -> str:
+    return f"{v:.3g}" if isinstance(v, float) else str(v)
+
+
+def write_report(path, summary: dict, stages: list[dict], routing: list[dict], pngs: dict) -> Path:
+    f = summary["final_output"]
+    q = summary["final_output_vs_quantised_weights"]
+    lines = [
+        f"# Float vs fixed point: preset `{summary['preset']}`, task {summary['task']}",
+        "",
+        f"Weights: {summary['weights']}. Config digest `{summary['config_digest']}`. "
+        f"Float model on {summary['float_device']} in {summary['float_dtype']}; "
+        f"golden model {summary['seconds']['golden_model']:.2f} s, float model "
+        f"{summary['seconds']['float_model']:.3f} s.",
+        "",
+        "## Final output (block output after the last layer)",
+        "",
+        "| max abs err | mean abs err | RMS err | MSE | cosine | float range |",
+        "|---|---|---|---|---|---|",
+        f"| {f['max_abs']:.3g} | {f['mean_abs']:.3g} | {f['rms']:.3g} | {f['mse']:.3g} | "
+        f"{f['cosine']:.7f} | [{f['float_range'][0]:.3g}, {f['float_range'][1]:.3g}] |",
+        "",
+        "(The Edge-MoE testbench accepts MSE <= 0.1 against its float reference.)",
+        "",
+        "Datapath error alone (float model run on the floored weights, so weight quantisation "
+        "is excluded): max abs err {:.3g}, mean abs err {:.3g}, cosine {:.7f}.".format(
+            q["max_abs"], q["mean_abs"], q["cosine"]),
+        "",
+        "## Routing agreement",
+        "",
+        "| MoE layer | top-k set agrees | same order | top-1 agrees | disagreeing tokens |",
+        "|---|---|---|---|---|",
+    ]
+    for r in routing:
+        dis = r["disagreeing_tokens"]
+        shown = ", ".join(map(str, dis[:12])) + (" ..." if len(dis) > 12 else "")
+        lines.append(f"| {r['layer']} | {r['topk_set_agreement']:.4f} | {r['topk_order_agreement']:.4f} "
+                     f"| {r['top1_agreement']:.4f} | {shown or '-'} |")
+    lines += ["", "Tokens per expert in float and fixed point: `routing.json`.", ""]
+    if pngs:
+        lines += ["## Plots", ""]
+        titles = dict(error_per_layer="Error per stage across layers", histograms="Error histograms",
+                      routing="Routing agreement and tokens per expert")
+        for key, name in pngs.items():
+            lines += [f"### {titles.get(key, key)}", "", f"![{key}]({name})", ""]
+    lines += ["## Every stage", "",
+              "| stage | max abs | mean abs | RMS | float RMS | cosine | worst index | float / fixed there |",
+              "|---|---|---|---|---|---|---|---|"]
+    for r in stages:
+        lines.append(f"| {r['stage']} | {r['max_abs']:.3g} | {r['mean_abs']:.3g} | {r['rms']:.3g} | "
+                     f"{r['ref_rms']:.3g} | {r['cosine']:.7f} | {tuple(r['worst_index'])} | "
+                     f"{r['float_at_worst']:.6g} / {r['fixed_at_worst']:.6g} |")
+    lines += ["", "Machine-readable: `stages.json`, `routing.json`, `summary.json`.", ""]
+    p = Path(path)
+    p.write_text("\n".join(lines))
+    return p
