@@ -1,0 +1,118 @@
+"""``moevit compare`` and the float <-> fixed bridge: statistics, routing agreement, the full
+report on seeded weights, and an exported folder loaded into both models."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from moevit.config import preset
+from moevit.golden import compare as cmp
+from moevit.golden.weights import seeded_weights
+
+
+def _img(cfg, seed=0):
+    rng = np.random.default_rng(seed)
+    return (rng.integers(0, 256, (3, cfg.image_height, cfg.image_width)) / 256).astype(np.float32)
+
+
+def test_stage_stats_properties():
+    rng = np.random.default_rng(0)
+    ref = rng.normal(size=(5, 7))
+    s = cmp.stage_stats(ref, ref)
+    assert s["max_abs"] == 0 and s["rms"] == 0 and s["cosine"] == pytest.approx(1.0)
+    test = ref.copy()
+    test[3, 4] += 0.5
+    test[1, 1] -= 0.25
+    s = cmp.stage_stats(ref, test)
+    assert s["worst_index"] == [3, 4] and s["max_abs"] == pytest.approx(0.5)
+    assert s["mean_abs"] == pytest.approx(0.75 / 35) and s["rms"] == pytest.approx(np.sqrt(0.3125 / 35))
+    assert s["fixed_at_worst"] - s["float_at_worst"] == pytest.approx(0.5)
+    assert cmp.stage_stats(ref, -ref)["cosine"] == pytest.approx(-1.0)
+    mask = np.ones_like(ref, dtype=bool)
+    mask[3, 4] = False  # masked-out junk is ignored
+    s = cmp.stage_stats(ref, test, mask)
+    assert s["worst_index"] == [1, 1] and s["count"] == 34
+
+
+def test_routing_agreement_counts():
+    f = {1: {"experts": np.array([[[0, 1], [2, 3], [1, 0], [3, 2]]])}}
+    x = {1: {"experts": np.array([[[0, 1], [2, 1], [0, 1], [3, 2]]])}}
+    (r,) = cmp.routing_agreement(f, x, 4)
+    assert r["topk_set_agreement"] == 0.75 and r["topk_order_agreement"] == 0.5
+    assert r["top1_agreement"] == 0.75 and r["disagreeing_tokens"] == [1]
+    assert r["tokens_per_expert_float"] == [2, 2, 2, 2] and r["tokens_per_expert_fixed"] == [2, 3, 2, 1]
+
+
+def test_compare_tiny_writes_report(tmp_path):
+    cfg = preset("tiny")
+    s = cmp.compare(cfg, seeded_weights(cfg, 0), _img(cfg), 1, tmp_path, source="seed 0")
+    for name in ("stages.json", "routing.json", "summary.json", "report.md",
+                 "error_per_layer.png", "histograms.png", "routing.png"):
+        assert (tmp_path / name).stat().st_size > 0, name
+    stages = json.loads((tmp_path / "stages.json").read_text())
+    from moevit.golden.model import tap_names
+    assert {r["stage"] for r in stages} == set(tap_names(cfg)) | {"output"}
+    f = s["final_output"]
+    assert f["cosine"] > 0.999 and f["max_abs"] < 0.1
+    # with the weight flooring removed, only datapath rounding is left: much smaller
+    assert s["final_output_vs_quantised_weights"]["max_abs"] < f["max_abs"] / 3
+    routing = json.loads((tmp_path / "routing.json").read_text())
+    assert [r["layer"] for r in routing] == list(cfg.moe_layers)
+    assert sum(routing[0]["tokens_per_expert_fixed"]) == cfg.tokens * cfg.top_k
+    md = (tmp_path / "report.md").read_text()
+    assert "![routing](routing.png)" in md and "| l1.gate_logits |" in md
+    assert png_is_image(tmp_path / "routing.png")
+
+
+def png_is_image(path):
+    return path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_compare_rejects_bad_task(tmp_path):
+    from moevit.errors import ConfigError
+    cfg = preset("tiny")
+    with pytest.raises(ConfigError, match=r"task 2 out of range: preset 'tiny' has 2 tasks"):
+        cmp.compare(cfg, seeded_weights(cfg, 0), _img(cfg), 2, tmp_path)
+
+
+def test_cli_compare_seeded_synthetic(tmp_path, capsys):
+    pytest.importorskip("moevit.golden.weight_io")
+    from moevit.cli import main
+    rc = main(["compare", "--preset", "tiny", "--seed", "3", "--synthetic", "--task", "depth",
+               "--out", str(tmp_path / "r"), "--no-plots"])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "final output vs float" in out and "layer 1: top-k agreement" in out
+    s = json.loads((tmp_path / "r" / "summary.json").read_text())
+    assert s["task"] == 1 and s["weights"] == "seeded_weights(seed=3)"
+
+
+@pytest.mark.parametrize("name", ["tiny", "edge-moe"])
+def test_exported_folder_loads_into_both_models(name, tmp_path):
+    """Float model -> exporter -> folder -> (float model, golden model): no hand edits; the
+    routing decisions are compared and reported, and must mostly agree."""
+    wio = pytest.importorskip("moevit.golden.weight_io")
+    from moevit.golden.checkpoint import export_folder, import_folder, model_from_weights
+    from moevit.golden.model import GoldenModel
+    cfg = preset(name)
+    src = model_from_weights(seeded_weights(cfg, 7), cfg)
+    with torch.no_grad():
+        src.backbone.cls_token.normal_(0, 0.2)  # a real cls token, folded by the exporter
+    export_folder(src, tmp_path / "w", cfg)
+    w = wio.load_folder(tmp_path / "w", cfg)
+    img = cmp.prepare_image(_img(cfg, 4), cfg)
+    with torch.no_grad():
+        fres = import_folder(tmp_path / "w", cfg, dtype=torch.float64)(torch.from_numpy(img), task=0,
+                                                                       head=False)
+        sres = src.double()(torch.from_numpy(img), task=0, head=False)
+    torch.testing.assert_close(fres.features, sres.features, rtol=0, atol=1e-4)
+    gres = GoldenModel(cfg, w).run(img, task=0)
+    f_routing = {k: {kk: vv.numpy() for kk, vv in v.items()} for k, v in fres.routing.items()}
+    agree = cmp.routing_agreement(f_routing, gres.routing, cfg.num_experts)
+    print(f"{name}: float vs fixed top-k agreement per MoE layer:",
+          {r["layer"]: r["topk_set_agreement"] for r in agree})
+    assert all(r["topk_set_agreement"] >= 0.95 for r in agree)
+    out = np.ldexp(gres.output[0].astype(np.float64), -cfg.formats.fm.frac)
+    assert np.mean((out - fres.features[0].numpy()) ** 2) < 0.1  # the Edge-MoE acceptance bound
