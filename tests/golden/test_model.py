@@ -1,0 +1,133 @@
+"""The whole golden model: fast path == numpy reference, taps, batch, wraps, errors."""
+
+import numpy as np
+import pytest
+
+from moevit.config import preset
+from moevit.errors import ShapeError
+from moevit.golden import attention as att
+from moevit.golden.fixed import wrap32
+from moevit.golden.model import GoldenModel, tap_names
+from moevit.golden.weights import seeded_weights
+
+
+def _images(cfg, n, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, (n, cfg.image_channels, cfg.image_height,
+                                 cfg.image_width)).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def tiny_run():
+    cfg = preset("tiny")
+    w = seeded_weights(cfg, 3)
+    imgs = _images(cfg, 3)
+    fast = GoldenModel(cfg, w).run(imgs, taps=True)
+    return cfg, w, imgs, fast
+
+
+def test_fast_equals_reference_all_taps_tiny(tiny_run):
+    cfg, w, imgs, fast = tiny_run
+    ref = GoldenModel(cfg, w, fast=False).run(imgs, taps=True)
+    assert set(fast.taps) == set(ref.taps) == set(tap_names(cfg))
+    for name in fast.taps:
+        assert np.array_equal(fast.taps[name], ref.taps[name]), name
+    assert np.array_equal(fast.output, ref.output)
+
+
+def test_tap_shapes_and_consistency(tiny_run):
+    cfg, w, imgs, r = tiny_run
+    N, T, D, H = len(imgs), cfg.tokens, cfg.dim, cfg.heads
+    tp = r.taps
+    assert tp["patch_embed"].shape == (N, T, D)
+    assert tp["l0.scores"].shape == (N, T, T, H)
+    assert tp["l0.score_buffer"].shape == (N, cfg.query_blocks, T, cfg.attn_parallel,
+                                           cfg.head_lanes)
+    assert tp["l0.softmax_info"].shape == (N, T, cfg.softmax_info_width)
+    assert tp["l0.hidden"].shape == (N, T, cfg.mlp_hidden)
+    assert tp["l1.gate_logits"].shape == (N, T, cfg.num_experts)
+    assert "l1.hidden" not in tp and "l0.gate_logits" not in tp
+    for L in range(cfg.depth):
+        prev = tp["patch_embed"] if L == 0 else tp[f"l{L - 1}.out"]
+        assert np.array_equal(tp[f"l{L}.resid1"], wrap32(prev + tp[f"l{L}.proj"]))
+        assert np.array_equal(tp[f"l{L}.out"], wrap32(tp[f"l{L}.resid1"] + tp[f"l{L}.mlp_out"]))
+    assert np.array_equal(tp[f"l{cfg.depth - 1}.out"], r.output)
+    for n in range(N):
+        assert np.array_equal(tp["l0.score_buffer"][n], att.score_buffer(tp["l0.scores"][n], cfg))
+
+
+def test_routing_info(tiny_run):
+    cfg, w, imgs, r = tiny_run
+    assert set(r.routing) == set(cfg.moe_layers)
+    ro = r.routing[1]
+    N = len(imgs)
+    assert ro["experts"].shape == ro["probs"].shape == (N, cfg.tokens, cfg.top_k)
+    assert np.all(ro["tokens_per_expert"].sum(1) == cfg.tokens * cfg.top_k)
+
+
+def test_batch_equals_per_image(tiny_run):
+    cfg, w, imgs, r = tiny_run
+    m = GoldenModel(cfg, w)
+    for n in range(len(imgs)):
+        one = m.run(imgs[n], taps={"l1.gate_logits"})
+        assert np.array_equal(one.output[0], r.output[n])
+        assert list(one.taps) == ["l1.gate_logits"]
+        assert np.array_equal(one.taps["l1.gate_logits"][0], r.taps["l1.gate_logits"][n])
+
+
+def test_float_images_floor_to_pixels(tiny_cfg):
+    cfg = tiny_cfg
+    m = GoldenModel(cfg, seeded_weights(cfg, 0))
+    raw = _images(cfg, 1)[0]
+    f = raw.astype(np.float32) / 256
+    assert np.array_equal(m.pixels(f)[0], raw)
+    assert m.pixels(np.ones((cfg.image_channels, cfg.image_height, cfg.image_width)))[0].max() == 0
+    assert np.array_equal(m.run(f).output, m.run(raw).output)
+
+
+def test_task_selects_gate(tiny_run):
+    cfg, w, imgs, r = tiny_run
+    m = GoldenModel(cfg, w)
+    r1 = m.run(imgs[0], task=1, taps={"l0.out", "l1.gate_logits"})
+    assert np.array_equal(r1.taps["l0.out"][0], r.taps["l0.out"][0])  # gate comes after
+    assert not np.array_equal(r1.taps["l1.gate_logits"][0], r.taps["l1.gate_logits"][0])
+
+
+def test_residual_wraps_mod_2_32(tiny_cfg):
+    cfg = tiny_cfg
+    w = seeded_weights(cfg, 0)
+    w = w.replace(pos_embed=np.full_like(w.pos_embed, 500.0),
+                  attn_bias=np.full_like(w.attn_bias, 60.0))
+    r = GoldenModel(cfg, w).run(_images(cfg, 1), taps={"patch_embed", "l0.proj", "l0.resid1"})
+    pe, proj, res = (r.taps[n][0] for n in ("patch_embed", "l0.proj", "l0.resid1"))
+    exact = pe + proj
+    assert np.any(exact >= 2**31)  # the sum leaves fm_t's range ...
+    assert np.array_equal(res, wrap32(exact))  # ... and wraps, no saturation
+    assert np.any(res < 0)
+
+
+def test_errors(tiny_cfg):
+    cfg = tiny_cfg
+    m = GoldenModel(cfg, seeded_weights(cfg, 0))
+    img = _images(cfg, 1)
+    with pytest.raises(ValueError, match="task 2 out of range"):
+        m.run(img, task=2)
+    with pytest.raises(ShapeError, match="expected"):
+        m.run(np.zeros((3, 8, 8), dtype=np.uint8))
+    with pytest.raises(ValueError, match="unknown tap names"):
+        m.run(img, taps={"l0.nope"})
+    with pytest.raises(ShapeError):
+        GoldenModel(preset("edge-moe"), seeded_weights(cfg, 0))
+
+
+def test_edge_moe_full_image_fast_equals_reference():
+    """All 12 layers of the edge-moe preset, every tap, numba path vs numpy reference."""
+    cfg = preset("edge-moe")
+    w = seeded_weights(cfg, 0)
+    img = _images(cfg, 1, seed=5)
+    fast = GoldenModel(cfg, w).run(img, taps=True)
+    ref = GoldenModel(cfg, w, fast=False).run(img, taps=True)
+    for name in tap_names(cfg):
+        assert np.array_equal(fast.taps[name], ref.taps[name]), name
+    assert fast.output.shape == (1, 129, 192)
+    assert np.array_equal(fast.output, ref.output)

@@ -1,0 +1,101 @@
+"""MoE routing (spec §4.6): strict top-k insertion, trunc0 probabilities, sorted queues."""
+
+import numpy as np
+import pytest
+
+from moevit.config import preset
+from moevit.golden.exp import hls_exp
+from moevit.golden.fixed import recip, to_float, wrap32
+from moevit.golden.kernels import FM_MIN, online_softmax
+from moevit.golden.moe import combine, moe_forward, route, top_k
+
+
+def _top_k_scalar(row, k):
+    lst = [(FM_MIN, 0)] * k
+    for e, s in enumerate(row):
+        for j in range(k):
+            if s > lst[j][0]:
+                lst = lst[:j] + [(int(s), e)] + lst[j:k - 1]
+                break
+    return [i for _, i in lst]
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 5])
+def test_top_k_matches_insertion_scan_with_ties(k):
+    rng = np.random.default_rng(k)
+    g = rng.integers(-3, 4, (300, 8)) << 20  # few distinct values: many ties
+    got = top_k(g, k)
+    for t in range(len(g)):
+        assert list(got[t]) == _top_k_scalar(g[t], k)
+
+
+def test_top_k_ties_keep_lower_index_and_equal_never_displaces():
+    g = np.array([[5, 7, 7, 7, 1],       # three-way tie for best: experts 1, 2 in order
+                  [9, 3, 9, 9, 9],       # 9 at 0 first, later 9s never displace it
+                  [FM_MIN, FM_MIN, 4, FM_MIN, FM_MIN]])  # -512 never beats the initial entry
+    ix = top_k(g, 2)
+    assert list(ix[0]) == [1, 2]
+    assert list(ix[1]) == [0, 2]
+    assert list(ix[2]) == [2, 0]  # second slot keeps the initial (-512, index 0)
+
+
+def _logits(cfg, seed, scale=2.0):
+    rng = np.random.default_rng(seed)
+    return (rng.normal(0, scale, (cfg.tokens, cfg.num_experts)) * 2**22).astype(np.int64)
+
+
+def test_queues_sorted_and_each_token_in_k_queues(edge_cfg):
+    cfg = edge_cfg
+    rt = route(_logits(cfg, 0), cfg)
+    counts = np.zeros(cfg.tokens, dtype=int)
+    for e, q in enumerate(rt.queues):
+        assert np.all(np.diff(q) > 0)  # ascending token order
+        counts[q] += 1
+        for t, p in zip(q, rt.queue_probs[e]):
+            j = list(rt.experts[t]).index(e)
+            assert p == rt.probs[t, j]
+    assert np.all(counts == cfg.top_k)
+    assert rt.metaqueue == sorted(e for e in range(cfg.num_experts) if len(rt.queues[e]))
+    assert rt.tokens_per_expert.sum() == cfg.tokens * cfg.top_k
+
+
+def test_probabilities_by_trunc0_division_not_reciprocal(edge_cfg):
+    cfg = edge_cfg
+    g = _logits(cfg, 1)
+    rt = route(g, cfg)
+    total, mx, _ = online_softmax(g)
+    assert np.array_equal(total, rt.sum) and np.array_equal(mx, rt.max)
+    chosen = np.take_along_axis(g, rt.experts, axis=1)
+    num = hls_exp(wrap32(chosen - mx[:, None]))
+    for t in range(cfg.tokens):
+        for j in range(cfg.top_k):
+            n, s = int(num[t, j]), int(total[t])
+            q = abs(n << 22) // abs(s)
+            assert rt.probs[t, j] == (q if (n < 0) == (s < 0) else -q)
+    # the attention's way (reciprocal then floor-multiply) gives different bits somewhere
+    via_recip = wrap32((num * recip(total)[:, None]) >> 22)
+    assert np.count_nonzero(via_recip != rt.probs) > 0
+    # probabilities approximate the float softmax over all E logits (no renormalisation)
+    gf = to_float(g)
+    pf = np.exp(gf - gf.max(1, keepdims=True))
+    pf /= pf.sum(1, keepdims=True)
+    ref = np.take_along_axis(pf, rt.experts, axis=1)
+    assert np.max(np.abs(to_float(rt.probs) - ref)) < 1e-5
+    assert np.all(to_float(rt.probs).sum(1) < 1.0 + 1e-6)
+
+
+def test_combine_floors_and_accumulates(tiny_cfg):
+    cfg = tiny_cfg
+    rt = route(_logits(cfg, 2), cfg)
+    x = np.random.default_rng(0).integers(-2**24, 2**24, (cfg.tokens, cfg.dim))
+    fc1 = lambda e, xx, rows: xx[rows] * (e + 1)
+    fc2 = lambda e, h: h - 3 * e
+    out = moe_forward(x, rt, fc1, fc2)
+    ref = np.zeros_like(x)
+    for t in range(cfg.tokens):
+        for j in range(cfg.top_k):
+            e, p = rt.experts[t, j], rt.probs[t, j]
+            y = x[t] * (e + 1) - 3 * e
+            ref[t] += np.array([(int(v) * int(p)) >> 22 for v in y])
+    assert np.array_equal(out, wrap32(ref))
+    assert combine(np.array([[-1]]), np.array([1]))[0, 0] == -1  # floor, not trunc
