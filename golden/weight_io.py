@@ -1,0 +1,362 @@
+"""Weight and image files of the Edge-MoE accelerator (spec §8.1, §8.3).
+
+- Folder format (§8.1): one raw little-endian float32 file per tensor, row-major, no header,
+  named ``<tensor>.float32.bin`` (``patch_embed_weight``, ``pos_embed`` with the cls token
+  folded into row 0, ``l{L}_qkv_weight`` = [Q; K; V] rows, ``l{L}_attn_proj_*``,
+  ``l{L}_norm{1,2}_*``, ``l{L}_fc{1,2}_*`` on dense layers, ``l{L}_htoh4_*``/``l{L}_h4toh_*``
+  and ``l{L}_w_gate_T_task{t}`` [E][D] on MoE layers).
+- Onboard format (§8.3): one float32 ``.npy`` per kernel argument, named like the fields of
+  :class:`moevit.golden.weights.Weights` (``moe_w_gate_per_task`` is [task][moe layer][E][D]).
+- Images: PNG/JPEG (resized to the config's H x W, values pixel/256) or a raw float32
+  ``.bin`` [C][H][W]; :func:`synthetic_image` makes a deterministic one.
+
+Every reader checks presence, byte size, NaN/Inf and (by default) that every value fits its
+fixed-point format, and names the file, the tensor and the fix in its error.  Writers stage
+every file under a temporary name and rename only when all are written, so an error never
+leaves a half-written or clobbered folder.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from moevit.config import AcceleratorConfig
+from moevit.errors import FormatRangeError, ShapeError, WeightFileError
+from moevit.golden.fixed import quantize
+from moevit.golden.weights import FIELD_FORMATS, Weights, expected_shapes
+
+__all__ = ["FileSpec", "folder_layout", "load_folder", "save_folder", "load_onboard", "save_onboard",
+           "load_image", "synthetic_image", "check_image", "ImageWrapWarning", "SUFFIX"]
+
+SUFFIX = ".float32.bin"
+_F32 = np.dtype("<f4")
+
+
+class ImageWrapWarning(UserWarning):
+    """Pixel values that do not survive the conversion to ``ap_ufixed<8,0>`` unchanged."""
+
+
+# ----------------------------------------------------------------------------- folder layout
+@dataclass(frozen=True)
+class FileSpec:
+    """One ``*.float32.bin`` file: its shape, its format and where it lives in :class:`Weights`."""
+
+    name: str                      # file stem, e.g. "l3_htoh4_weight"
+    shape: tuple[int, ...]
+    fmt: str                       # attribute of cfg.formats
+    field: str                     # Weights field
+    index: tuple                   # index into that field (ints and slices)
+
+    @property
+    def filename(self) -> str:
+        return self.name + SUFFIX
+
+    @property
+    def nbytes(self) -> int:
+        return int(np.prod(self.shape)) * 4
+
+
+def folder_layout(cfg: AcceleratorConfig) -> list[FileSpec]:
+    """Every weight file of an Edge-MoE folder for ``cfg`` (spec §8.1), in a stable order."""
+    D, C, p = cfg.dim, cfg.image_channels, cfg.patch_size
+    H, E, Dh = cfg.mlp_hidden, cfg.num_experts, cfg.expert_hidden
+    specs = [
+        FileSpec("patch_embed_weight", (D, C, p, p), "wt_patch_embed", "patch_embed_weights", ()),
+        FileSpec("patch_embed_bias", (D,), "wt_bias", "patch_embed_bias", ()),
+        FileSpec("pos_embed", (cfg.tokens, D), "fm", "pos_embed", ()),
+    ]
+    for L in range(cfg.depth):
+        qkv = slice(0, 3)
+        specs += [
+            FileSpec(f"l{L}_qkv_weight", (3 * D, D), "wt_linear", "attn_weights", (L, qkv)),
+            FileSpec(f"l{L}_qkv_bias", (3 * D,), "wt_attn_bias", "attn_bias", (L, qkv)),
+            FileSpec(f"l{L}_attn_proj_weight", (D, D), "wt_linear", "attn_weights", (L, 3)),
+            FileSpec(f"l{L}_attn_proj_bias", (D,), "wt_attn_bias", "attn_bias", (L, 3)),
+        ]
+        for n in (1, 2):
+            specs += [
+                FileSpec(f"l{L}_norm{n}_weight", (D,), "wt_norm", "norm_weights", (L, n - 1)),
+                FileSpec(f"l{L}_norm{n}_bias", (D,), "wt_bias", "norm_bias", (L, n - 1)),
+            ]
+        if cfg.is_moe(L):
+            m = cfg.moe_index(L)
+            specs += [
+                FileSpec(f"l{L}_htoh4_weight", (E, Dh, D), "wt_linear", "moe_weights_l1", (m,)),
+                FileSpec(f"l{L}_htoh4_bias", (E, Dh), "wt_bias", "moe_bias_l1", (m,)),
+                FileSpec(f"l{L}_h4toh_weight", (E, D, Dh), "wt_linear", "moe_weights_l2", (m,)),
+                FileSpec(f"l{L}_h4toh_bias", (E, D), "wt_bias", "moe_bias_l2", (m,)),
+            ]
+            specs += [FileSpec(f"l{L}_w_gate_T_task{t}", (E, D), "wt_linear", "moe_w_gate_per_task", (t, m))
+                      for t in range(cfg.num_tasks)]
+        else:
+            d = cfg.dense_index(L)
+            specs += [
+                FileSpec(f"l{L}_fc1_weight", (H, D), "wt_linear", "vit_weights_l1", (d,)),
+                FileSpec(f"l{L}_fc1_bias", (H,), "wt_bias", "vit_bias_l1", (d,)),
+                FileSpec(f"l{L}_fc2_weight", (D, H), "wt_linear", "vit_weights_l2", (d,)),
+                FileSpec(f"l{L}_fc2_bias", (D,), "wt_bias", "vit_bias_l2", (d,)),
+            ]
+    return specs
+
+
+# ----------------------------------------------------------------------------- checks
+def _check_finite(arr: np.ndarray, what: str) -> None:
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        first = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise WeightFileError(
+            f"{what}: {int(bad.sum())} NaN/Inf values of {arr.size} (first at index {first}); "
+            f"fixed-point formats cannot hold them — regenerate or fix the source tensor")
+
+
+def _range_problems(items, cfg: AcceleratorConfig) -> list[str]:
+    """``items``: (what, array, format name). Lines for every array that does not fit."""
+    lines = []
+    for what, arr, fmt_name in items:
+        _, rep = quantize(arr, getattr(cfg.formats, fmt_name), name=what)
+        if not rep.ok:
+            lines.append(rep.describe(what))
+    return lines
+
+
+def _raise_range(lines: list[str], where: str) -> None:
+    raise FormatRangeError(
+        f"{where}: {len(lines)} tensor(s) hold values outside their fixed-point format "
+        f"(the accelerator would wrap them):\n  " + "\n  ".join(lines) +
+        "\n  rescale the weights, widen the format in the config, or pass on_wrap='wrap' to "
+        "reproduce the hardware's wrap-around")
+
+
+def _check_on_wrap(on_wrap: str) -> None:
+    if on_wrap not in ("raise", "wrap"):
+        raise ValueError(f"on_wrap must be 'raise' or 'wrap', not {on_wrap!r}")
+
+
+# ----------------------------------------------------------------------------- atomic writes
+def _write_all(folder: Path, files: dict[str, Callable[[Path], None]]) -> list[Path]:
+    """Write every file to a temporary name in ``folder`` then rename all of them.
+
+    ``files`` maps final file name -> writer(tmp_path).  On any error the temporaries are
+    removed and the existing files are untouched.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    staged: list[tuple[Path, Path]] = []
+    try:
+        for name, writer in files.items():
+            fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=folder)
+            os.close(fd)
+            staged.append((Path(tmp), folder / name))
+            writer(Path(tmp))
+    except BaseException:
+        for tmp, _ in staged:
+            tmp.unlink(missing_ok=True)
+        raise
+    for tmp, final in staged:
+        os.replace(tmp, final)
+    return [final for _, final in staged]
+
+
+# ----------------------------------------------------------------------------- folder I/O
+def _as_float_weights(weights: Weights, cfg: AcceleratorConfig) -> Weights:
+    weights.validate(cfg)
+    return weights.dequantize(cfg) if weights.raw else weights
+
+
+def load_folder(path, cfg: AcceleratorConfig, *, on_wrap: str = "raise") -> Weights:
+    """Read an Edge-MoE ``*.float32.bin`` weights folder into float32 :class:`Weights`.
+
+    Raises :class:`WeightFileError` for a missing folder or files (all named), a file of the
+    wrong size (expected vs actual bytes and the shape it should have) or NaN/Inf values, and
+    :class:`FormatRangeError` for values outside a tensor's format (count, worst value, which
+    tensor) unless ``on_wrap="wrap"``.  Extra files (image, reference output) are ignored.
+    """
+    _check_on_wrap(on_wrap)
+    folder = Path(path)
+    if not folder.is_dir():
+        raise WeightFileError(f"weights folder {folder} does not exist (or is not a folder); "
+                              f"pass the folder holding the *{SUFFIX} files")
+    layout = folder_layout(cfg)
+    missing = [s.filename for s in layout if not (folder / s.filename).is_file()]
+    if missing:
+        shown = ", ".join(missing[:8]) + (f", ... ({len(missing) - 8} more)" if len(missing) > 8 else "")
+        raise WeightFileError(
+            f"weights folder {folder} lacks {len(missing)} of the {len(layout)} files config "
+            f"{cfg.name!r} needs: {shown}")
+    fields = {name: np.zeros(shape, dtype=np.float32) for name, shape in expected_shapes(cfg).items()}
+    checks = []
+    for s in layout:
+        f = folder / s.filename
+        size = f.stat().st_size
+        if size != s.nbytes:
+            raise WeightFileError(
+                f"{f}: {size} bytes, expected {s.nbytes} bytes (float32 {list(s.shape)} for config "
+                f"{cfg.name!r}); the file is truncated or belongs to a different model size")
+        arr = np.fromfile(f, dtype=_F32).reshape(s.shape)
+        _check_finite(arr, str(f))
+        checks.append((s.filename, arr, s.fmt))
+        target = fields[s.field]
+        if s.index and isinstance(s.index[-1], slice):   # qkv: [3D] rows -> [3][D]
+            target[s.index] = arr.reshape((3,) + (cfg.dim,) + arr.shape[1:])
+        else:
+            target[s.index] = arr
+    if on_wrap == "raise":
+        lines = _range_problems(checks, cfg)
+        if lines:
+            _raise_range(lines, f"weights folder {folder}")
+    return Weights(**fields).validate(cfg)
+
+
+def save_folder(weights: Weights, path, cfg: AcceleratorConfig) -> list[Path]:
+    """Write ``weights`` (float, or raw which is dequantised exactly) as an Edge-MoE folder.
+
+    Returns the written paths.  NaN/Inf values raise :class:`WeightFileError` before anything
+    is written; all files are staged and renamed together.
+    """
+    w = _as_float_weights(weights, cfg)
+    for name, arr in w.items():
+        _check_finite(np.asarray(arr), f"weights.{name}")
+    files = {}
+    for s in folder_layout(cfg):
+        arr = np.asarray(getattr(w, s.field), dtype=np.float32)[s.index].reshape(s.shape)
+        files[s.filename] = (lambda a: lambda tmp: a.astype(_F32).tofile(tmp))(np.ascontiguousarray(arr))
+    return _write_all(Path(path), files)
+
+
+# ----------------------------------------------------------------------------- onboard .npy
+def load_onboard(path, cfg: AcceleratorConfig, *, on_wrap: str = "raise") -> Weights:
+    """Read the board packing (spec §8.3): one float32 ``<field>.npy`` per kernel argument."""
+    _check_on_wrap(on_wrap)
+    folder = Path(path)
+    if not folder.is_dir():
+        raise WeightFileError(f"onboard folder {folder} does not exist; pass the folder holding "
+                              f"the .npy files written by save_onboard / prepare_for_onboard.py")
+    shapes = expected_shapes(cfg)
+    missing = [f"{n}.npy" for n in shapes if not (folder / f"{n}.npy").is_file()]
+    if missing:
+        raise WeightFileError(f"onboard folder {folder} lacks {len(missing)} file(s) config "
+                              f"{cfg.name!r} needs: {', '.join(missing)}")
+    out = {}
+    for name, shape in shapes.items():
+        f = folder / f"{name}.npy"
+        try:
+            arr = np.load(f, allow_pickle=False)
+        except ValueError as e:
+            raise WeightFileError(f"{f}: not a readable .npy array ({e})") from e
+        if tuple(arr.shape) != shape:
+            raise WeightFileError(
+                f"{f}: shape {list(arr.shape)}, expected {list(shape)} for config {cfg.name!r} "
+                f"({int(np.prod(shape)) * 4} bytes of float32, got {arr.nbytes} bytes of {arr.dtype})")
+        if arr.dtype.kind != "f":
+            raise WeightFileError(f"{f}: dtype {arr.dtype}, expected float32 (the onboard packing "
+                                  f"stores float values; quantise on the host)")
+        _check_finite(arr, str(f))
+        out[name] = arr.astype(np.float32)
+    if on_wrap == "raise":
+        lines = _range_problems([(f"{n}.npy", a, FIELD_FORMATS[n]) for n, a in out.items()], cfg)
+        if lines:
+            _raise_range(lines, f"onboard folder {folder}")
+    return Weights(**out).validate(cfg)
+
+
+def save_onboard(weights: Weights, path, cfg: AcceleratorConfig) -> list[Path]:
+    """Write the board packing (spec §8.3) as float32 ``.npy`` files, staged then renamed."""
+    w = _as_float_weights(weights, cfg)
+    files = {}
+    for name, arr in w.items():
+        a = np.ascontiguousarray(arr, dtype=np.float32)
+        _check_finite(a, f"weights.{name}")
+        files[f"{name}.npy"] = (lambda a: lambda tmp: _save_npy(tmp, a))(a)
+    return _write_all(Path(path), files)
+
+
+def _save_npy(tmp: Path, a: np.ndarray) -> None:
+    with open(tmp, "wb") as fh:  # np.save on a path would append ".npy" to the temp name
+        np.save(fh, a, allow_pickle=False)
+
+
+# ----------------------------------------------------------------------------- images
+def check_image(image: np.ndarray, cfg: AcceleratorConfig, *, name: str = "image") -> int:
+    """Warn (:class:`ImageWrapWarning`) about pixels that change in ``ap_ufixed<8,0>``.
+
+    Values >= 1.0 or < 0 wrap (1.0 becomes 0); values off the k/256 grid are floored.
+    Returns the number of wrapping values.
+    """
+    fmt = cfg.formats.pixel
+    _, rep = quantize(image, fmt, name=name)
+    if not rep.ok:
+        n_one = int(np.count_nonzero(np.asarray(image) == 1.0))
+        warnings.warn(
+            f"{rep.describe(name)}" + (f" ({n_one} values are exactly 1.0, which wraps to 0)" if n_one else "")
+            + "; images must be pixel/256 in [0, 255/256] — scale by 255/256 or clip",
+            ImageWrapWarning, stacklevel=3)
+    scaled = np.ldexp(np.asarray(image, dtype=np.float64), fmt.frac)
+    off = int(np.count_nonzero(scaled != np.floor(scaled)))
+    if off:
+        warnings.warn(f"{name}: {off} values are not multiples of 1/256 and will be floored to "
+                      f"the pixel grid", ImageWrapWarning, stacklevel=3)
+    return rep.wrapped
+
+
+def _image_shape(cfg: AcceleratorConfig) -> tuple[int, int, int]:
+    return (cfg.image_channels, cfg.image_height, cfg.image_width)
+
+
+def load_image(path, cfg: AcceleratorConfig) -> np.ndarray:
+    """An input image as float32 [C][H][W] with values pixel/256.
+
+    PNG/JPEG (anything pillow reads) is converted to RGB (or L for 1 channel) and resized to
+    the config's H x W with bilinear filtering; a ``.bin`` file is raw float32 [C][H][W] as in
+    the Edge-MoE folder (``image.float32.bin``) and must have exactly that size.  Pixels that
+    will not survive ``ap_ufixed<8,0>`` are reported with :class:`ImageWrapWarning`.
+    """
+    f = Path(path)
+    if not f.is_file():
+        raise WeightFileError(f"image file {f} does not exist")
+    C, H, W = _image_shape(cfg)
+    if f.suffix == ".bin":
+        want = C * H * W * 4
+        size = f.stat().st_size
+        if size != want:
+            raise WeightFileError(f"{f}: {size} bytes, expected {want} bytes (float32 [{C}][{H}][{W}] "
+                                  f"for config {cfg.name!r})")
+        img = np.fromfile(f, dtype=_F32).reshape(C, H, W)
+        _check_finite(img, str(f))
+        check_image(img, cfg, name=str(f))
+        return img.astype(np.float32)
+    from PIL import Image, UnidentifiedImageError
+    mode = {1: "L", 3: "RGB"}.get(C)
+    if mode is None:
+        raise ShapeError(f"config {cfg.name!r} has {C} image channels; only 1 (grey) or 3 (RGB) "
+                         f"can be read from a picture — pass a raw float32 .bin instead")
+    try:
+        with Image.open(f) as im:
+            im = im.convert(mode)
+            if im.size != (W, H):
+                im = im.resize((W, H), Image.Resampling.BILINEAR)
+            pix = np.asarray(im, dtype=np.uint8)
+    except UnidentifiedImageError as e:
+        raise WeightFileError(f"{f}: not an image pillow can read (PNG/JPEG), nor a .bin") from e
+    pix = pix.reshape(H, W, C).transpose(2, 0, 1)
+    return (pix.astype(np.float32) / 256.0).astype(np.float32)
+
+
+def synthetic_image(cfg: AcceleratorConfig, seed: int = 0) -> np.ndarray:
+    """A deterministic image float32 [C][H][W] with values k/256, k in 0..255.
+
+    A smooth gradient per channel plus noise, so patches differ and attention is not flat.
+    """
+    rng = np.random.default_rng(seed)
+    C, H, W = _image_shape(cfg)
+    y = np.linspace(0.0, 1.0, H)[:, None]
+    x = np.linspace(0.0, 1.0, W)[None, :]
+    phase = rng.uniform(0, 2 * np.pi, size=(C, 2))
+    base = np.stack([0.5 + 0.35 * np.sin(2 * np.pi * (x * (1 + c) + phase[c, 0]))
+                     * np.cos(2 * np.pi * (y * (2 - c % 2) + phase[c, 1])) for c in range(C)])
+    k = np.clip(np.floor(base * 256 + rng.normal(0, 12, size=(C, H, W))), 0, 255)
+    return (k / 256.0).astype(np.float32)
