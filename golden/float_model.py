@@ -471,3 +471,24 @@ def taps_to_golden_layout(taps: dict, heads: int, info_width: int | None = None)
         else:
             out[name] = a
     return out
+
+
+def macs(c: FloatConfig, task: int | None = 0, *, head: bool = True) -> dict:
+    """Multiply-accumulates per image for one task's pass (spec §2.1: backbone + one PUP head),
+    counting every Linear/conv and the two attention matmuls; MoE counts the gate and k experts
+    per token.  Returns dict(backbone=, head=, total=)."""
+    T, D, gh, gw = c.tokens, c.dim, c.grid_h, c.grid_w
+    n_p = gh * gw
+    bb = n_p * D * c.image_channels * c.patch_size ** 2
+    for layer in range(c.depth):
+        bb += T * D * 3 * D + 2 * T * T * D + T * D * D
+        if layer in c.moe_layers:
+            bb += T * D * c.num_experts + c.top_k * T * 2 * D * c.expert_hidden
+        else:
+            bb += T * 2 * D * c.mlp_hidden
+    hd = 0
+    if head and task is not None:
+        ch, out_ch = c.head_channels, c.tasks[c.task_index(task)][1]
+        hd = n_p * ch * D * 9 + sum(n_p * 4 ** i * ch * ch * 9 for i in (1, 2, 3)) \
+            + n_p * 64 * ch * out_ch
+    return dict(backbone=bb, head=hd, total=bb + hd)

@@ -207,3 +207,32 @@ def test_float32_model_close_to_float64():
         a = model_from_weights(w, cfg, heads=False)(img).features.double()
         b = model_from_weights(w, cfg, dtype=torch.float64, heads=False)(img).features
     assert float((a - b).abs().max()) < 1e-4
+
+
+# ----------------------------------------------------------------------------- FLOPs (spec §2.1, §5.4.5)
+def test_macs_match_spec_numbers():
+    from moevit.golden.float_model import macs
+    e = macs(float_preset("edge-moe"), 0)
+    assert e["backbone"] / 1e9 == pytest.approx(0.78, abs=0.005)
+    assert e["head"] / 1e9 == pytest.approx(6.41, abs=0.005)
+    pascal = FloatConfig.vit_s(512, 512, tasks=(("semseg", 21),))
+    assert macs(pascal, 0)["backbone"] / 1e9 == pytest.approx(31.8, abs=0.05)
+    assert macs(pascal, 0)["total"] / 1e9 == pytest.approx(83.8, abs=0.05)
+    assert macs(FloatConfig.vit_s(), "semseg")["total"] / 1e9 == pytest.approx(100.5, abs=0.05)
+    # MoE with k*Dh = dense hidden costs the dense ViT plus the gate's T*D*E per MoE layer
+    c = float_preset("edge-moe")
+    dense = macs(c.replace(moe_layers=()), None)["backbone"]
+    assert e["backbone"] - dense == len(c.moe_layers) * c.tokens * c.dim * c.num_experts
+
+
+def test_macs_match_torch_flop_counter():
+    """Independent count: torch's FlopCounterMode over a real forward (2 FLOPs per MAC)."""
+    from torch.utils.flop_counter import FlopCounterMode
+    from moevit.golden.float_model import macs
+    c = FloatConfig.from_accel(preset("tiny")).replace(depth=4, moe_layers=(1, 3))
+    torch.manual_seed(0)
+    m = FloatM3ViT(c).eval()
+    for head in (False, True):
+        with torch.no_grad(), FlopCounterMode(display=False) as fc:
+            m(torch.rand(1, 3, 32, 64), task=1, head=head)
+        assert fc.get_total_flops() == 2 * macs(c, 1, head=head)["total"]
