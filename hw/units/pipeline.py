@@ -1,0 +1,100 @@
+"""A stall-able pipeline builder for the arithmetic units.
+
+All stages advance together: ``advance = ~o.valid | o.ready`` and ``i.ready = advance``
+(optionally gated, e.g. by a hazard check).  Registers load only when the pipeline
+advances, so a stalled output freezes the pipe, bubbles are squeezed out whenever the
+output is not valid, and one item per cycle flows while ``o.ready`` is high.
+
+Stage 0 is the input port.  Values computed combinationally from stage k signals are
+captured with :meth:`StallPipeline.reg` and become stage k+1 signals after
+:meth:`StallPipeline.next`; :meth:`carry` keeps a value travelling alongside without
+re-registering it by hand::
+
+    pipe = StallPipeline(m, self.i, self.o)
+    x = pipe.carry("x", self.i.payload)        # stage 0
+    pipe.next()                                # stage 1: pipe["x"] is the registered x
+    y = pipe.reg(f(pipe["x"]), "y")
+    pipe.next()                                # stage 2
+    pipe.finish(y)                             # o.payload = y, o.valid = valid of stage 2
+
+ROMs (:meth:`rom`) are synchronous read ports enabled by ``advance``: an address formed
+in stage k gives data in stage k+1.
+"""
+
+from __future__ import annotations
+
+from amaranth import Module, Signal, Value
+from amaranth.lib import memory
+
+
+class StallPipeline:
+    """Global-stall pipeline between a stream input ``i`` and a stream output ``o``."""
+
+    def __init__(self, m: Module, i, o, *, input_allow=None, prefix: str = ""):
+        self.m = m
+        self.i = i
+        self.o = o
+        self.prefix = prefix
+        self.advance = Signal(name=f"{prefix}advance")
+        m.d.comb += self.advance.eq(~o.valid | o.ready)
+        ready = self.advance if input_allow is None else self.advance & input_allow
+        m.d.comb += i.ready.eq(ready)
+        self.stage = 0
+        self.valid = Signal(name=f"{prefix}valid_s0")
+        m.d.comb += self.valid.eq(i.valid & ready)
+        self.stage_valids = [self.valid]
+        self._carried: dict[str, Value] = {}
+        self._pending: list[tuple[Signal, Value]] = []
+        self._n = 0
+
+    # ------------------------------------------------------------------ building
+    def reg(self, value, name: str = "r", *, shape=None) -> Signal:
+        """A register loaded with ``value`` when the pipeline advances (a stage k+1 signal)."""
+        self._n += 1
+        value = Value.cast(value)
+        r = Signal(shape if shape is not None else value.shape(),
+                   name=f"{self.prefix}{name}_s{self.stage + 1}")
+        with self.m.If(self.advance):
+            self.m.d.sync += r.eq(value)
+        return r
+
+    def carry(self, name: str, value) -> Value:
+        """Carry ``value`` (a signal of the current stage) to every later stage."""
+        self._carried[name] = Value.cast(value)
+        return self._carried[name]
+
+    def drop(self, name: str):
+        del self._carried[name]
+
+    def __getitem__(self, name: str) -> Value:
+        return self._carried[name]
+
+    def next(self) -> Signal:
+        """Advance to the next stage (re-registering carried values); returns its valid."""
+        v = self.reg(self.valid, "valid")
+        for key, val in list(self._carried.items()):
+            self._carried[key] = self.reg(val, key)
+        self.stage += 1
+        self.valid = v
+        self.stage_valids.append(v)
+        return v
+
+    def rom(self, values, addr, name: str, width: int | None = None) -> Value:
+        """Synchronous ROM read of ``values[addr]`` (enable = advance), data in stage k+1."""
+        values = [int(v) for v in values]
+        width = width or max(1, max(values).bit_length())
+        mem = memory.Memory(shape=width, depth=len(values), init=values)
+        self.m.submodules[f"{self.prefix}rom_{name}"] = mem
+        port = mem.read_port(domain="sync")
+        self.m.d.comb += [port.addr.eq(addr), port.en.eq(self.advance)]
+        return port.data
+
+    def finish(self, payload, valid=None):
+        """Drive the output stream from the current stage."""
+        v = self.valid if valid is None else valid
+        self.m.d.comb += [self.o.payload.eq(payload), self.o.valid.eq(v)]
+
+    @property
+    def latency(self) -> int:
+        """Cycles from the input handshake to output valid (output ready)."""
+        return self.stage
