@@ -124,8 +124,11 @@ class GoldenModel:
         return raw
 
     # ------------------------------------------------------------------ one image
-    def run_image(self, pixels_raw, task: int = 0, taps=None, timings=None):
-        """Run one image (raw pixels [C,H,W]).  Returns (output, taps dict, routing dict)."""
+    def run_image(self, pixels_raw, task: int = 0, taps=None, timings=None, progress=None):
+        """Run one image (raw pixels [C,H,W]).  Returns (output, taps dict, routing dict).
+
+        ``progress``, if given, is called with no argument after each layer.
+        """
         cfg, w = self.cfg, self.w
         gate = w.gate(task)
         want = (lambda n: True) if taps is True else ((lambda n: n in taps) if taps else
@@ -213,13 +216,16 @@ class GoldenModel:
             tap(p + "mlp_out", lambda: mlp)
             tap(p + "out", lambda: x)
             t0 = tick("residual", t0)
+            if progress is not None:
+                progress()
         return x, out_taps, routing
 
     # ------------------------------------------------------------------ batch
-    def run(self, images, task: int = 0, taps=False) -> GoldenResult:
+    def run(self, images, task: int = 0, taps=False, progress=None) -> GoldenResult:
         """Run a batch.  ``images``: float [N,C,H,W] / [C,H,W] in [0,1) or raw uint8.
 
-        ``taps``: False, True (all of :func:`tap_names`) or a set of names.
+        ``taps``: False, True (all of :func:`tap_names`) or a set of names.  ``progress`` is
+        called after every layer of every image.
         """
         if taps and taps is not True:
             unknown = set(taps) - set(tap_names(self.cfg))
@@ -230,7 +236,7 @@ class GoldenModel:
         self.w.gate(task)  # validates the task index
         outs, taps_all, rout_all, timings = [], [], [], {}
         for n in range(px.shape[0]):
-            o, t, r = self.run_image(px[n], task, taps, timings)
+            o, t, r = self.run_image(px[n], task, taps, timings, progress)
             outs.append(o)
             taps_all.append(t)
             rout_all.append(r)

@@ -1,0 +1,210 @@
+"""``moevit golden`` (run the bit-exact model, write results) and ``moevit demo``."""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+
+from moevit.config import preset
+from moevit.errors import ConfigError, MoevitError, WeightFileError
+from moevit.golden.fixed import to_float
+
+
+# ---------------------------------------------------------------------------- inputs
+def _weight_io():
+    try:
+        from moevit.golden import weight_io
+    except ModuleNotFoundError as exc:  # pragma: no cover - only before weight_io exists
+        raise MoevitError("moevit.golden.weight_io is not available in this checkout; "
+                          "use --seed and --synthetic") from exc
+    return weight_io
+
+
+def load_weights(cfg, weights_dir=None, seed=None):
+    """Weights from an Edge-MoE folder (``weights_dir``) or the seeded generator."""
+    if weights_dir is not None:
+        path = Path(weights_dir)
+        if not path.is_dir():
+            raise WeightFileError(f"weights folder {str(path)!r} does not exist; pass the folder "
+                                  f"holding the *.float32.bin files, or use --seed N")
+        return _weight_io().load_folder(path, cfg)
+    from moevit.golden.weights import seeded_weights
+    return seeded_weights(cfg, seed)
+
+
+def load_input_image(cfg, image=None, synthetic_seed=0):
+    """float32 [C,H,W] image from a file, or the synthetic test image."""
+    if image is not None:
+        path = Path(image)
+        if not path.is_file():
+            raise MoevitError(f"image file {str(path)!r} does not exist; pass a PNG/JPEG or a raw "
+                              f"float32 .bin [{cfg.image_channels}x{cfg.image_height}x"
+                              f"{cfg.image_width}], or use --synthetic")
+        return _weight_io().load_image(path, cfg)
+    return _weight_io().synthetic_image(cfg, synthetic_seed)
+
+
+def check_task(cfg, task):
+    if not 0 <= task < cfg.num_tasks:
+        raise ConfigError(f"task {task} is out of range: preset {cfg.name!r} has {cfg.num_tasks} "
+                          f"tasks (valid: 0..{cfg.num_tasks - 1})")
+
+
+# ---------------------------------------------------------------------------- running
+def run_golden(cfg, weights, image, task=0, taps=False, progress_bar=True):
+    """Run one image; returns (result, layer summaries, timings dict)."""
+    from moevit.golden.model import GoldenModel
+    from moevit.golden.summary import layer_summaries, summary_taps
+
+    t0 = time.perf_counter()
+    model = GoldenModel(cfg, weights)
+    t_setup = time.perf_counter() - t0
+    want = set(summary_taps(cfg)) | (set(_all_taps(cfg)) if taps else set())
+    bar = None
+    if progress_bar:
+        from tqdm import tqdm
+        bar = tqdm(total=cfg.depth, desc="golden", unit="layer", leave=False)
+    t1 = time.perf_counter()
+    try:
+        result = model.run(image, task=task, taps=want,
+                           progress=(bar.update if bar is not None else None))
+    finally:
+        if bar is not None:
+            bar.close()
+    t_run = time.perf_counter() - t1
+    rows = layer_summaries(cfg, result.taps, result.routing)
+    timings = dict(setup_s=t_setup, run_s=t_run,
+                   stages_s={k: round(v, 6) for k, v in result.timings.items()})
+    weight_wraps = {n: r.wrapped for n, r in model.quant_reports.items() if not r.ok}
+    return result, rows, timings, weight_wraps
+
+
+def _all_taps(cfg):
+    from moevit.golden.model import tap_names
+    return tap_names(cfg)
+
+
+def write_outputs(out_dir, cfg, result, rows, timings, weight_wraps, taps):
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    y = result.output[0]
+    y.astype("<i4").tofile(out / "output.int32.bin")
+    np.save(out / "output.npy", to_float(y).astype(np.float32))
+    (out / "layers.json").write_text(json.dumps(
+        dict(preset=cfg.name, digest=cfg.digest, weight_wraps=weight_wraps, layers=rows),
+        indent=1))
+    experts = {f"l{L}": dict(tokens_per_expert=[int(v) for v in r["tokens_per_expert"][0]],
+                             experts_per_token=r["experts"][0].tolist())
+               for L, r in result.routing.items()}
+    (out / "experts.json").write_text(json.dumps(experts, indent=1))
+    (out / "timings.json").write_text(json.dumps(timings, indent=1))
+    files = ["output.int32.bin", "output.npy", "layers.json", "experts.json", "timings.json"]
+    if taps:
+        from moevit.golden.model import tap_names
+        np.savez(out / "taps.npz", **{n: result.taps[n][0] for n in tap_names(cfg)})
+        files.append("taps.npz")
+    return [out / f for f in files]
+
+
+def format_summary(cfg, result, rows, timings, weight_wraps) -> str:
+    """Readable text summary: per-layer table, experts per MoE layer, output, wraps, timing."""
+    from moevit.golden.summary import total_wraps
+    lines = [f"golden model  preset {cfg.name}  ({cfg.tokens} tokens x {cfg.dim}, "
+             f"{cfg.depth} layers, {cfg.num_experts} experts top-{cfg.top_k})", ""]
+    lines.append(f"{'layer':>5} {'kind':<5} {'min':>9} {'max':>9} {'mean':>9} {'std':>8} "
+                 f"{'wraps':>5}  experts used")
+    for r in rows:
+        ex = ""
+        if "experts_used" in r:
+            busy = sorted(((c, e) for e, c in enumerate(r["tokens_per_expert"]) if c),
+                          reverse=True)
+            ex = f"{r['experts_used']:>2}: " + " ".join(f"e{e}x{c}" for c, e in busy[:6])
+            ex += " ..." if len(busy) > 6 else ""
+        lines.append(f"{r['layer']:>5} {r['kind']:<5} {r['out_min']:>9.4f} {r['out_max']:>9.4f} "
+                     f"{r['out_mean']:>9.4f} {r['out_std']:>8.4f} {sum(r['wraps'].values()):>5}  {ex}")
+    y = to_float(result.output[0])
+    lines += ["", f"output [{y.shape[0]} x {y.shape[1]}]: range [{y.min():.6f}, {y.max():.6f}], "
+                  f"mean {y.mean():.6f}",
+              f"silent wraps: {total_wraps(rows)} in the datapath, "
+              f"{sum(weight_wraps.values())} weight values outside their formats",
+              f"time: {timings['run_s']:.3f} s for the first image with summary taps "
+              f"(model set-up {timings['setup_s']:.3f} s)"]
+    st = timings["stages_s"]
+    lines.append("      " + ", ".join(f"{k} {v * 1e3:.0f} ms" for k, v in
+                                      sorted(st.items(), key=lambda kv: -kv[1])))
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------- commands
+def cmd_golden(args):
+    cfg = preset(args.preset)
+    check_task(cfg, args.task)
+    weights = load_weights(cfg, args.weights, args.seed)
+    image = load_input_image(cfg, args.image, args.image_seed)
+    result, rows, timings, ww = run_golden(cfg, weights, image, args.task, args.taps,
+                                           progress_bar=not args.quiet)
+    files = write_outputs(args.out, cfg, result, rows, timings, ww, args.taps)
+    print(format_summary(cfg, result, rows, timings, ww))
+    print("\nwrote " + ", ".join(str(f) for f in files))
+    return 0
+
+
+def cmd_demo(args):
+    cfg = preset(args.preset)
+    weights = load_weights(cfg, seed=args.seed)
+    image = load_input_image(cfg, None, args.seed)
+    # warm-up on the tiny preset compiles the numba kernels outside the timed run
+    t0 = time.perf_counter()
+    from moevit.golden.model import GoldenModel
+    from moevit.golden.weights import seeded_weights
+    tiny = preset("tiny")
+    GoldenModel(tiny, seeded_weights(tiny, 0)).run(
+        np.zeros((tiny.image_channels, tiny.image_height, tiny.image_width), np.uint8))
+    t_warm = time.perf_counter() - t0
+    result, rows, timings, ww = run_golden(cfg, weights, image, 0, False, progress_bar=True)
+    print(format_summary(cfg, result, rows, timings, ww))
+    model = GoldenModel(cfg, weights)
+    model.run(image)  # prepares the cached float64 weight operands
+    t1 = time.perf_counter()
+    model.run(image)
+    print(f"warm run (weights prepared, no taps): {time.perf_counter() - t1:.3f} s per image")
+    print(f"(numba warm-up {t_warm:.1f} s; {platform.processor() or platform.machine()}, "
+          f"python {platform.python_version()})")
+    if args.out:
+        files = write_outputs(args.out, cfg, result, rows, timings, ww, False)
+        print("wrote " + ", ".join(str(f) for f in files))
+    return 0
+
+
+def register(subparsers):
+    p = subparsers.add_parser(
+        "golden", help="run the bit-exact integer golden model on one image",
+        description="Run the bit-exact Edge-MoE integer model on one image and write the "
+                    "final output (raw int32 .bin and float .npy), per-layer summaries, expert "
+                    "routing, timings and optionally every tap.")
+    p.add_argument("--preset", default="edge-moe", help="configuration preset (default edge-moe)")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--weights", metavar="DIR", help="Edge-MoE weights folder (*.float32.bin)")
+    src.add_argument("--seed", type=int, help="build deterministic seeded weights instead")
+    img = p.add_mutually_exclusive_group(required=True)
+    img.add_argument("--image", metavar="FILE", help="PNG/JPEG or raw float32 .bin image")
+    img.add_argument("--synthetic", action="store_true", help="use the synthetic test image")
+    p.add_argument("--image-seed", type=int, default=0, help="seed of the synthetic image")
+    p.add_argument("--task", type=int, default=0, help="task index (selects the gate weights)")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    p.add_argument("--taps", action="store_true", help="also write every tap to taps.npz")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_golden)
+
+    d = subparsers.add_parser(
+        "demo", help="golden model end to end on seeded weights and a synthetic image",
+        description="Run the golden model on the default preset with seeded weights and a "
+                    "synthetic image, and print a readable summary.")
+    d.add_argument("--preset", default="edge-moe")
+    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--out", metavar="DIR", help="also write the result files here")
+    d.set_defaults(func=cmd_demo)
