@@ -101,6 +101,13 @@ def test_exported_folder_loads_into_both_models(name, tmp_path):
     with torch.no_grad():
         src.backbone.cls_token.normal_(0, 0.2)  # a real cls token, folded by the exporter
     export_folder(src, tmp_path / "w", cfg)
+    if name == "edge-moe":  # byte sizes of the Edge-MoE inventory (m3vit spec §4.2)
+        sizes = {p.name.replace(".float32.bin", ""): p.stat().st_size for p in (tmp_path / "w").iterdir()}
+        assert sizes["l1_htoh4_weight"] == sizes["l11_h4toh_weight"] == 4_718_592
+        assert sizes["l0_qkv_weight"] == 442_368 and sizes["pos_embed"] == 99_072
+        assert sizes["l3_w_gate_T_task1"] == 12_288 and sizes["l0_fc1_bias"] == 3_072
+        counts = {n: sum(v == n for v in sizes.values()) for n in (768, 589_824, 12_288)}
+        assert counts == {768: 67, 589_824: 13, 12_288: 18}
     w = wio.load_folder(tmp_path / "w", cfg)
     img = cmp.prepare_image(_img(cfg, 4), cfg)
     with torch.no_grad():
