@@ -1,0 +1,224 @@
+"""cocotb testbench of the attention unit (Amaranth :class:`moevit.hw.units.attention.Attention`,
+or HLS-exported Verilog of ``hw/hls/attention.cpp`` with ``params["style"] == "hls"``).
+
+The testbench plays the host memory: it streams Q/K blocks in the staggered schedule order,
+collects the score buffer and softmax-info rows, streams them back with V for the softmax·V
+phase, and compares everything bit for bit with :mod:`moevit.golden.attention` configured
+with the same P.  Every stream gets random valid/ready back-pressure (``p_valid``,
+``p_ready``).  Metrics: mismatches per stage, cycles per phase, handshakes per cycle.
+
+Parameters (``tb_params()``): ``seed``, ``p_valid``, ``p_ready``, ``vectors_npz`` (file with
+raw ``q``, ``k``, ``v`` [T, D]; random Q/K/V in ±``amplitude`` otherwise), ``style``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+import cocotb
+from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge
+
+from moevit.golden import attention as ga
+from moevit.hw.units.attention_schedule import geometry, qk_steps
+from moevit.sim.runner import tb_config, tb_params, tb_simulator, write_metrics
+
+FM_MASK = (1 << 32) - 1
+
+#: Amaranth port -> HLS axis port base name
+HLS_PORTS = {"q": "q", "k": "k", "s_out": "scores_out", "i_out": "info_out", "v": "v",
+             "s_in": "scores_in", "i_in": "info_in", "o": "out"}
+
+
+def pack_words(words) -> list[int]:
+    """int words (any length, multiple of 8) -> 256-bit beats, word j at bits 32j."""
+    w = np.asarray(words, dtype=np.int64).reshape(-1, 8) & FM_MASK
+    return [sum(int(x) << (32 * j) for j, x in enumerate(row)) for row in w]
+
+
+def unpack_beats(beats) -> np.ndarray:
+    out = np.array([[(b >> (32 * j)) & FM_MASK for j in range(8)] for b in beats], dtype=np.int64)
+    return np.where(out >= 1 << 31, out - (1 << 32), out).reshape(-1)
+
+
+def input_streams(q, k, v, cfg):
+    """Beats of the q, k and v streams in schedule order."""
+    fb = cfg.feature_block
+    qs, ks, vs = [], [], []
+    for st in qk_steps(cfg):
+        sl = slice(st.db * fb, (st.db + 1) * fb)
+        ks.append(k[st.k_row, sl])
+        vs.append(v[st.k_row, sl])
+        if st.q_row is not None:
+            qs.append(q[st.q_row, sl])
+    return pack_words(np.array(qs)), pack_words(np.array(ks)), pack_words(np.array(vs))
+
+
+class Port:
+    def __init__(self, dut, name, style):
+        if style == "hls":
+            base = HLS_PORTS[name]
+            self.valid, self.ready, self.payload = (getattr(dut, f"{base}_T{s}")
+                                                    for s in ("VALID", "READY", "DATA"))
+        else:
+            self.valid, self.ready, self.payload = (getattr(dut, f"{name}__{s}")
+                                                    for s in ("valid", "ready", "payload"))
+
+
+async def run_streams(dut, sources, sinks, *, p_valid, p_ready, rng, max_cycles,
+                      record=None):
+    """Drive ``sources`` {Port: beats} and drain ``sinks`` {Port: n_expected} with random
+    back-pressure; returns ({Port: beats}, cycles, {name: handshake cycles})."""
+    clk = dut.clk if hasattr(dut, "clk") else dut.ap_clk
+    fall, ro = FallingEdge(clk), ReadOnly()
+    src = [[p, list(items), 0, False] for p, items in sources.items()]
+    snk = [[p, n, []] for p, n in sinks.items()]
+    fired = {id(p): [] for p in list(sources) + list(sinks)}
+    coins = rng.random((max_cycles, len(src) + len(snk)))
+    cycle = 0
+    while any(s[2] < len(s[1]) or s[3] for s in src) or any(len(s[2]) < s[1] for s in snk):
+        if cycle >= max_cycles:
+            state = ", ".join(f"{s[2]}/{len(s[1])} in" for s in src) + "; " + \
+                ", ".join(f"{len(s[2])}/{s[1]} out" for s in snk)
+            raise TimeoutError(f"attention streams stalled after {cycle} cycles: {state}")
+        await fall
+        for i, s in enumerate(src):
+            p, items, idx, offering = s
+            if not offering:
+                if idx < len(items) and coins[cycle, i] < p_valid:
+                    p.payload.value = items[idx]
+                    p.valid.value = 1
+                    s[3] = True
+                else:
+                    p.valid.value = 0
+        rdy = []
+        for j, s in enumerate(snk):
+            r = coins[cycle, len(src) + j] < p_ready and len(s[2]) < s[1]
+            s[0].ready.value = int(r)
+            rdy.append(r)
+        await ro
+        for s in src:
+            if s[3] and s[0].ready.value:
+                fired[id(s[0])].append(cycle)
+                s[2] += 1
+                s[3] = False
+        for r, s in zip(rdy, snk):
+            if r and s[0].valid.value:
+                s[2].append(s[0].payload.value.to_unsigned())
+                fired[id(s[0])].append(cycle)
+        cycle += 1
+    await fall
+    for s in src:
+        s[0].valid.value = 0
+    for s in snk:
+        s[0].ready.value = 0
+    return {s[0]: s[2] for s in snk}, cycle, fired
+
+
+async def start(dut, style):
+    from cocotb.clock import Clock
+    kw = {"impl": "gpi"} if tb_simulator() == "icarus" else {}
+    if style == "hls":
+        clk, rst, active = dut.ap_clk, dut.ap_rst_n, 0
+    else:
+        clk, rst, active = dut.clk, dut.rst, 1
+    cocotb.start_soon(Clock(clk, 10, unit="ns", **kw).start())
+    rst.value = active
+    for _ in range(3):
+        await RisingEdge(clk)
+    rst.value = 1 - active
+    await RisingEdge(clk)
+
+
+async def hls_start(dut, mode):
+    """ap_ctrl_hs: present ``mode`` and hold ap_start until ap_ready."""
+    dut.mode.value = mode
+    dut.ap_start.value = 1
+    while True:
+        await RisingEdge(dut.ap_clk)
+        await ReadOnly()
+        if dut.ap_ready.value:
+            break
+    await FallingEdge(dut.ap_clk)
+    dut.ap_start.value = 0
+
+
+def mismatch_report(name, got, want, mask=None) -> tuple[int, str]:
+    got, want = np.asarray(got), np.asarray(want)
+    if mask is None:
+        mask = np.ones(want.shape, dtype=bool)
+    bad = np.argwhere((got != want) & mask)
+    if len(bad) == 0:
+        return 0, ""
+    i = tuple(bad[0])
+    return len(bad), (f"{name}: {len(bad)} mismatches; first at {i}: got {int(got[i])}, "
+                      f"want {int(want[i])} ({abs(int(got[i]) - int(want[i]))} ULP)")
+
+
+@cocotb.test()
+async def attention_bit_exact(dut):
+    """Both phases under random back-pressure, bit-exact against the golden model."""
+    p = tb_params()
+    cfg = tb_config()
+    style = p.get("style", "amaranth")
+    g = geometry(cfg)
+    T, D = cfg.tokens, cfg.dim
+    rng = np.random.default_rng(p.get("seed", 1))
+    if p.get("vectors_npz"):
+        z = np.load(p["vectors_npz"])
+        q, k, v = (np.asarray(z[n], dtype=np.int64) for n in ("q", "k", "v"))
+    else:
+        amp = int(p.get("amplitude", 2.0) * (1 << 22))
+        q, k, v = (rng.integers(-amp, amp, size=(T, D)) for _ in range(3))
+    s = ga.qk_scores(q, k, cfg)
+    recip, maxv = ga.softmax_stats(s, cfg)
+    want_sb = ga.score_buffer(s, cfg)
+    want_info = ga.softmax_info_buffer(recip, maxv, cfg)
+    want_av = ga.attention_av(v, s, recip, maxv, cfg)
+
+    pv, pr = float(p.get("p_valid", 0.7)), float(p.get("p_ready", 0.7))
+    await start(dut, style)
+    P_ = {n: Port(dut, n, style) for n in HLS_PORTS}
+    qs, ks, vs = input_streams(q, k, v, cfg)
+    slack = max(min(pv, pr), 0.05)
+    max_cyc = int(2 * (g.steps + g.score_beats + T) / slack) + 2000
+    if style == "hls":
+        cocotb.start_soon(hls_start(dut, 0))
+    outs, qk_cycles, fired_qk = await run_streams(
+        dut, {P_["q"]: qs, P_["k"]: ks}, {P_["s_out"]: g.score_beats, P_["i_out"]: T},
+        p_valid=pv, p_ready=pr, rng=rng, max_cycles=max_cyc)
+    s_beats, i_beats = outs[P_["s_out"]], outs[P_["i_out"]]
+    got_sb = unpack_beats(s_beats)[:g.score_words].reshape(want_sb.shape)
+    got_info = unpack_beats(i_beats).reshape(want_info.shape)
+    if style == "hls":
+        await RisingEdge(dut.ap_clk)
+        cocotb.start_soon(hls_start(dut, 1))
+    outs, av_cycles, fired_av = await run_streams(
+        dut, {P_["v"]: vs, P_["s_in"]: s_beats, P_["i_in"]: i_beats},
+        {P_["o"]: T * cfg.feature_blocks}, p_valid=pv, p_ready=pr, rng=rng, max_cycles=max_cyc)
+    got_av = unpack_beats(outs[P_["o"]]).reshape(T, D)
+
+    valid = ga.score_buffer_valid(cfg)
+    checks = [mismatch_report("score buffer (valid entries)", got_sb, want_sb, valid),
+              mismatch_report("score buffer (junk slots zeroed)", got_sb, want_sb, ~valid),
+              mismatch_report("softmax info", got_info, want_info),
+              mismatch_report("softmax·V", got_av, want_av)]
+    q_fire = np.bincount(fired_qk[id(P_["q"])], minlength=qk_cycles)
+    k_fire = np.bincount(fired_qk[id(P_["k"])], minlength=qk_cycles)
+    k_span = fired_qk[id(P_["k"])][-1] - fired_qk[id(P_["k"])][0] + 1
+    q_cycles_rel = (np.asarray(fired_qk[id(P_["q"])]) - fired_qk[id(P_["k"])][0]).tolist()
+    metrics = dict(
+        style=style, preset=cfg.name, P=g.lanes, tokens=T, dim=D, heads=cfg.heads,
+        p_valid=pv, p_ready=pr,
+        vectors=int(want_sb[valid].size + want_info.size + want_av.size),
+        mismatches_scores=checks[0][0], mismatches_junk=checks[1][0],
+        mismatches_info=checks[2][0], mismatches_av=checks[3][0],
+        mismatches=checks[0][0] + checks[2][0] + checks[3][0],
+        qk_cycles=qk_cycles, av_cycles=av_cycles, layer_cycles=qk_cycles + av_cycles,
+        steps_per_phase=g.steps, k_span_cycles=int(k_span),
+        max_q_per_cycle=int(q_fire.max()), max_k_per_cycle=int(k_fire.max()),
+        q_handshake_cycles=q_cycles_rel if p.get("record_q_cycles") else None,
+        latency_cycles=int(qk_cycles + av_cycles - 2 * g.steps),
+        items_per_cycle=round(2 * g.steps / (qk_cycles + av_cycles), 4))
+    write_metrics(metrics)
+    errors = [msg for n, msg in checks if n]
+    assert not errors, "; ".join(errors)
