@@ -83,10 +83,14 @@ def compare_taps(float_taps: dict, fixed_taps: dict, cfg: AcceleratorConfig) -> 
         fixed = np.ldexp(np.asarray(fixed_taps[name][0], dtype=np.float64), -frac)
         mask = None
         if name.endswith("score_buffer"):
-            scores = float_taps.get(name[:-len("score_buffer")] + "scores")
-            if scores is None:
-                continue
-            ref, mask = float_score_buffer(np.asarray(scores)[0], cfg)
+            from moevit.golden.attention import score_buffer_valid
+            if name in float_taps:
+                ref, mask = np.asarray(float_taps[name])[0], score_buffer_valid(cfg)
+            else:
+                scores = float_taps.get(name[:-len("score_buffer")] + "scores")
+                if scores is None:
+                    continue
+                ref, mask = float_score_buffer(np.asarray(scores)[0], cfg)
         else:
             ref = np.asarray(float_taps[name])[0]
             if name.endswith("softmax_info"):
@@ -144,7 +148,7 @@ def run_float(weights, cfg: AcceleratorConfig, image: np.ndarray, task: int, *, 
     if device.startswith("cuda"):
         torch.cuda.synchronize()
     dt = time.perf_counter() - t0
-    taps = taps_to_golden_layout(res.taps, cfg.heads, cfg.softmax_info_width)
+    taps = taps_to_golden_layout(res.taps)
     routing = {layer: {k: v.detach().cpu().numpy() for k, v in r.items()}
                for layer, r in res.routing.items()}
     return res.features[0].detach().cpu().double().numpy(), taps, routing, dt

@@ -62,6 +62,10 @@ class FloatConfig:
     tasks: tuple[tuple[str, int], ...] = CITYSCAPES_TASKS
     #: channels of the PUP head's conv stages (256 in M³ViT)
     head_channels: int = 256
+    #: accelerator layout of the "score_buffer"/"softmax_info" taps (set by from_accel; None =
+    #: no score_buffer tap and softmax_info of width 2*heads)
+    attn_parallel: int | None = None
+    softmax_info_width: int | None = None
 
     def __post_init__(self):
         def need(cond, msg):
@@ -90,7 +94,8 @@ class FloatConfig:
                    patch_size=cfg.patch_size, dim=cfg.dim, depth=cfg.depth, heads=cfg.heads,
                    mlp_hidden=cfg.mlp_hidden, num_experts=cfg.num_experts, top_k=cfg.top_k,
                    expert_hidden=cfg.expert_hidden, moe_layers=tuple(cfg.moe_layers),
-                   layernorm_eps=cfg.layernorm_eps, tasks=tuple(tasks), head_channels=head_channels)
+                   layernorm_eps=cfg.layernorm_eps, tasks=tuple(tasks), head_channels=head_channels,
+                   attn_parallel=cfg.attn_parallel, softmax_info_width=cfg.softmax_info_width)
 
     @classmethod
     def vit_s(cls, image_height: int = 480, image_width: int = 640, tasks=NYUD_TASKS) -> "FloatConfig":
@@ -161,9 +166,23 @@ class PatchEmbed(nn.Module):
         return self.proj(x).flatten(2).transpose(1, 2)  # [N, h*w, D], row-major over (h, w)
 
 
+def score_buffer_index(tokens: int, parallel: int):
+    """(rows, valid) [B, T, P] of the accelerator's staggered score buffer (datapath spec
+    §4.5.2): lane o of block b holds query P·b+o for keys k >= o, P·(b-1)+o for k < o."""
+    blocks = -(-(tokens - 1) // parallel) + 1
+    b = torch.arange(blocks)[:, None, None]
+    k = torch.arange(tokens)[None, :, None]
+    o = torch.arange(parallel)[None, None, :]
+    rows = torch.where(k >= o, parallel * b + o, parallel * (b - 1) + o)
+    valid = ((k >= o) | (b > 0)) & (rows >= 0) & (rows < tokens)
+    shape = (blocks, tokens, parallel)
+    return rows.expand(shape), valid.expand(shape)
+
+
 class Attention(nn.Module):
     def __init__(self, c: FloatConfig):
         super().__init__()
+        self.cfg = c
         self.heads, self.head_dim = c.heads, c.head_dim
         self.scale = c.head_dim ** -0.5
         self.qkv = nn.Linear(c.dim, 3 * c.dim, bias=True)
@@ -184,9 +203,27 @@ class Attention(nn.Module):
             recip = 1.0 / torch.exp(scores - mx[:, :, None, :]).sum(dim=2)
             taps[prefix + "q"], taps[prefix + "k"], taps[prefix + "v"] = q, k, v
             taps[prefix + "scores"] = scores
-            taps[prefix + "softmax_stats"] = torch.stack([recip, mx], dim=-1)  # [N,T,heads,2]
+            width = self.cfg.softmax_info_width or 2 * self.heads
+            info = scores.new_zeros(n, t, width)
+            info[..., :2 * self.heads] = torch.stack([recip, mx], dim=-1).reshape(n, t, -1)
+            taps[prefix + "softmax_info"] = info                  # {recip_h, max_h}..., pads 0
+            if self.cfg.attn_parallel:
+                taps[prefix + "score_buffer"] = self._score_buffer(scores)
             taps[prefix + "av"], taps[prefix + "proj"] = av, out
         return out
+
+
+    def _score_buffer(self, scores):
+        """Float scores in the ``attn`` DRAM layout [N, B, T, P, head_lanes]; junk slots 0."""
+        n, t, _, h = scores.shape
+        rows, valid = score_buffer_index(t, self.cfg.attn_parallel)
+        rows, valid = rows.to(scores.device), valid.to(scores.device)
+        lanes = 1 << (h - 1).bit_length()
+        k = torch.arange(t, device=scores.device)[None, :, None].expand(rows.shape)
+        picked = scores[:, torch.where(valid, rows, 0), k, :]       # [N, B, T, P, h]
+        buf = scores.new_zeros(*picked.shape[:-1], lanes)
+        buf[..., :h] = picked * valid[None, ..., None]
+        return buf
 
 
 class Mlp(nn.Module):
@@ -453,24 +490,9 @@ class FloatM3ViT(nn.Module):
         return images.to(device=p.device, dtype=p.dtype)
 
 
-def taps_to_golden_layout(taps: dict, heads: int, info_width: int | None = None) -> dict:
-    """Float taps -> numpy arrays in the golden model's shapes ([N, ...]).
-
-    ``softmax_stats`` [N,T,heads,2] becomes ``softmax_info`` [N,T,W] with slots
-    {recip_h, max_h} interleaved and pads 0 (W = ``info_width`` or 2*heads)."""
-    out = {}
-    for name, v in taps.items():
-        a = v.detach().cpu().double().numpy()
-        if name.endswith("softmax_stats"):
-            n, t, h, _ = a.shape
-            w = info_width or 2 * h
-            import numpy as np
-            info = np.zeros((n, t, w))
-            info[:, :, :2 * h] = a.reshape(n, t, 2 * h)
-            out[name[:-len("softmax_stats")] + "softmax_info"] = info
-        else:
-            out[name] = a
-    return out
+def taps_to_golden_layout(taps: dict) -> dict:
+    """Float taps -> float64 numpy arrays (same names and shapes as the golden taps, [N, ...])."""
+    return {name: v.detach().cpu().double().numpy() for name, v in taps.items()}
 
 
 def macs(c: FloatConfig, task: int | None = 0, *, head: bool = True) -> dict:

@@ -149,7 +149,7 @@ def test_model_balance_loss_sums_moe_layers_in_training():
     torch.manual_seed(5)
     m = FloatM3ViT(c).train()
     res = m(torch.rand(2, 3, 32, 64), task=0, head=False)
-    expect = sum(float(b.mlp.balance_loss) for b in m.backbone.blocks if b.is_moe)
+    expect = sum(float(b.mlp.balance_loss.detach()) for b in m.backbone.blocks if b.is_moe)
     assert float(res.balance_loss) == pytest.approx(expect) and expect > 0
 
 
@@ -185,11 +185,11 @@ def test_float_model_matches_float64_stage_order(name):
     w = seeded_weights(cfg, 11)
     img = _image(cfg, 3)
     model = model_from_weights(w, cfg, dtype=torch.float64, heads=False)
-    for task in range(cfg.num_tasks):
+    for task in (range(cfg.num_tasks) if name == "tiny" else (1,)):
         with torch.no_grad():
             res = model(torch.from_numpy(img), task=task, taps=True)
         ref_out, ref_taps, ref_routing = run_stage_order(w, cfg, img, task)
-        got = taps_to_golden_layout(res.taps, cfg.heads, cfg.softmax_info_width)
+        got = taps_to_golden_layout(res.taps)
         assert set(ref_taps) <= set(got)
         for k, v in ref_taps.items():
             np.testing.assert_allclose(got[k][0], v, rtol=0, atol=1e-5, err_msg=k)
@@ -236,3 +236,26 @@ def test_macs_match_torch_flop_counter():
         with torch.no_grad(), FlopCounterMode(display=False) as fc:
             m(torch.rand(1, 3, 32, 64), task=1, head=head)
         assert fc.get_total_flops() == 2 * macs(c, 1, head=head)["total"]
+
+
+def test_score_buffer_and_softmax_info_taps_use_the_accelerator_layout():
+    from moevit.golden.attention import score_buffer_rows, score_buffer_valid
+    from moevit.golden.compare import float_score_buffer
+    cfg = preset("tiny")
+    m = model_from_weights(seeded_weights(cfg, 1), cfg, dtype=torch.float64, heads=False)
+    with torch.no_grad():
+        r = m(torch.from_numpy(_image(cfg)), taps=True)
+    buf = r.taps["l0.score_buffer"][0].numpy()
+    assert buf.shape == (cfg.query_blocks, cfg.tokens, cfg.attn_parallel, cfg.head_lanes)
+    ref, valid = float_score_buffer(r.taps["l0.scores"][0].numpy(), cfg)
+    np.testing.assert_array_equal(buf, ref)
+    assert np.all(buf[~score_buffer_valid(cfg)] == 0)
+    rows, ok = score_buffer_rows(cfg)  # every valid (row, key) appears; e.g. lane 1 of block 1
+    assert np.array_equal(buf[1, 0, 1, :cfg.heads], r.taps["l0.scores"][0, rows[1, 0, 1], 0].numpy())
+    info = r.taps["l0.softmax_info"][0].numpy()
+    assert info.shape == (cfg.tokens, cfg.softmax_info_width) and np.all(info[:, 2 * cfg.heads:] == 0)
+    s = r.taps["l0.scores"][0].numpy()
+    np.testing.assert_allclose(info[:, 1], s[:, :, 0].max(1))
+    np.testing.assert_allclose(info[:, 0], 1 / np.exp(s[:, :, 0] - s[:, :, 0].max(1, keepdims=True)).sum(1))
+    from moevit.golden.model import tap_names
+    assert set(r.taps) == set(tap_names(cfg))
