@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from moevit.golden.exp import TABLES
 
@@ -113,7 +113,7 @@ def softmax_step(total, bias, s):
 
 
 # ---------------------------------------------------------------------------- linear unit
-@njit(cache=True, parallel=True)
+@njit(cache=True, nogil=True)
 def linear_sums(x, wT, rows):
     """S[r][o] = Σ_i floor(x[rows[r], i] * wT[i, o]) as int64 (no bias, no wrap).
 
@@ -123,7 +123,7 @@ def linear_sums(x, wT, rows):
     n = rows.size
     nin, nout = wT.shape
     out = np.empty((n, nout), dtype=np.int64)
-    for r in prange(n):
+    for r in range(n):
         t = rows[r]
         acc = np.zeros(nout, dtype=np.float64)
         for i in range(nin):
@@ -136,13 +136,13 @@ def linear_sums(x, wT, rows):
 
 
 # ---------------------------------------------------------------------------- attention
-@njit(cache=True, parallel=True)
+@njit(cache=True, nogil=True)
 def qk_scores(q, k, heads, head_dim, block, shift):
     """Raw scores [Tq, Tk, heads], identical to attention.qk_scores."""
     T, D = q.shape
     Tk = k.shape[0]
     out = np.empty((T, Tk, heads), dtype=np.int64)
-    for qi in prange(T):
+    for qi in range(T):
         for ki in range(Tk):
             for h in range(heads):
                 acc = 0
@@ -155,13 +155,13 @@ def qk_scores(q, k, heads, head_dim, block, shift):
     return out
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, nogil=True)
 def softmax_stats(s, order):
     """(recip, max) [T, heads] visiting keys of row q in order[q] (identical to attention's)."""
     T, Tk, H = s.shape
     recip = np.empty((T, H), dtype=np.int64)
     mx = np.empty((T, H), dtype=np.int64)
-    for qi in prange(T):
+    for qi in range(T):
         for h in range(H):
             total = 0
             bias = _FM_MIN
@@ -172,13 +172,13 @@ def softmax_stats(s, order):
     return recip, mx
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, nogil=True)
 def attention_av(v, s, recip, mx, head_dim):
     """Softmax·V [T, D], identical to attention.attention_av."""
     Tk, D = v.shape
     T, _, H = s.shape
     out = np.empty((T, D), dtype=np.int64)
-    for qi in prange(T):
+    for qi in range(T):
         acc = np.zeros(D, dtype=np.int64)
         for h in range(H):
             r = recip[qi, h]
@@ -190,3 +190,87 @@ def attention_av(v, s, recip, mx, head_dim):
         for d in range(D):
             out[qi, d] = wrap32(acc[d])
     return out
+
+
+@njit(cache=True, nogil=True)
+def qk_scores_split(q, kT, heads, head_dim, block, shift):
+    """Same result as :func:`qk_scores`, vectorised over keys with exact float64 products.
+
+    With q = qh·2^22 + ql (0 <= ql < 2^22): ⌊q·k / 2^22⌋ = qh·k + ⌊ql·k·2^-22⌋, where
+    |qh·k| <= 2^40 and |ql·k| < 2^53 are exact in float64, and so are block sums of 8 such
+    terms.  ``kT`` is K transposed [D, Tk].
+    """
+    T, D = q.shape
+    Tk = kT.shape[1]
+    kf = kT.astype(np.float64)
+    out = np.empty((T, Tk, heads), dtype=np.int64)
+    blk = np.empty(Tk, dtype=np.float64)
+    acc = np.empty(Tk, dtype=np.int64)
+    scale = 2.0 ** -22
+    for qi in range(T):
+        for h in range(heads):
+            acc[:] = 0
+            for b0 in range(h * head_dim, (h + 1) * head_dim, block):
+                blk[:] = 0.0
+                for d in range(b0, b0 + block):
+                    qv = q[qi, d]
+                    qh = np.float64(qv >> 22)
+                    ql = np.float64(qv & 4194303) * scale
+                    for ki in range(Tk):
+                        kv = kf[d, ki]
+                        blk[ki] += qh * kv + np.floor(ql * kv)
+                for ki in range(Tk):
+                    acc[ki] += wrap32(np.int64(blk[ki])) >> shift
+            for ki in range(Tk):
+                out[qi, ki, h] = wrap32(acc[ki])
+    return out
+
+
+@njit(cache=True, nogil=True)
+def attention_av_split(v, s, recip, mx, head_dim):
+    """Same result as :func:`attention_av`, vectorised over features with exact float64
+    products: with A = ah·2^22 + al (0 <= al < 2^22), ⌊V·A / 2^22⌋ = V·ah + ⌊V·al·2^-22⌋."""
+    Tk, D = v.shape
+    T, _, H = s.shape
+    vf = v.astype(np.float64)
+    out = np.empty((T, D), dtype=np.int64)
+    acc = np.empty(D, dtype=np.float64)
+    scale = 2.0 ** -22
+    for qi in range(T):
+        acc[:] = 0.0
+        for h in range(H):
+            r = recip[qi, h]
+            m = mx[qi, h]
+            for ki in range(Tk):
+                a = wrap32((exp_scalar(wrap32(s[qi, ki, h] - m)) * r) >> 22)
+                ah = np.float64(a >> 22)
+                al = np.float64(a & 4194303) * scale
+                for d in range(h * head_dim, (h + 1) * head_dim):
+                    acc[d] += vf[ki, d] * ah + np.floor(vf[ki, d] * al)
+        for d in range(D):
+            out[qi, d] = wrap32(np.int64(acc[d]))
+    return out
+
+
+@njit(cache=True, nogil=True)
+def gelu_array(x, table, index_shift, cutoff_raw, index_bits):
+    """Table GELU (spec §4.4) over an int64 array of any shape; same as kernels.gelu."""
+    flat = x.reshape(-1)
+    out = np.empty(flat.size, dtype=np.int64)
+    nent = table.size
+    fmask = (1 << index_shift) - 1
+    imask = (1 << index_bits) - 1
+    for n in range(flat.size):
+        v = flat[n]
+        relu = v if v > 0 else 0
+        xa = wrap32(-v) if v < 0 else v
+        if xa >= cutoff_raw:
+            out[n] = relu
+            continue
+        idx = (xa >> index_shift) & imask
+        t = (xa & fmask) << (22 - index_shift)
+        a = table[idx]
+        b = table[min(idx + 1, nent - 1)]
+        delta = (((a << 22) + t * (b - a)) >> 22) & 4194303
+        out[n] = relu - delta
+    return out.reshape(x.shape)

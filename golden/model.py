@@ -85,7 +85,11 @@ class GoldenModel:
 
     # ------------------------------------------------------------------ building blocks
     def _gelu(self, y):
-        return gelu(y, self.gelu_spec)
+        if not self.fast:
+            return gelu(y, self.gelu_spec)
+        g = self.gelu_spec
+        return _fast.gelu_array(np.ascontiguousarray(y, dtype=np.int64), g.table, g.index_shift,
+                                g.cutoff_raw, g.index_bits)
 
     def _lin(self, key, x, w, b, bias_frac, *, use_gelu=False, rows=None):
         g = self._gelu if use_gelu else None
@@ -103,10 +107,10 @@ class GoldenModel:
             s = att.qk_scores(q, k, cfg)
             r, m = att.softmax_stats(s, cfg)
             return s, r, m, att.attention_av(v, s, r, m, cfg)
-        s = _fast.qk_scores(q, k, cfg.heads, cfg.head_dim, cfg.feature_block,
-                            cfg.attn_scale_shift)
+        s = _fast.qk_scores_split(q, np.ascontiguousarray(k.T), cfg.heads, cfg.head_dim,
+                                  cfg.feature_block, cfg.attn_scale_shift)
         r, m = _fast.softmax_stats(s, self._orders)
-        return s, r, m, _fast.attention_av(v, s, r, m, cfg.head_dim)
+        return s, r, m, _fast.attention_av_split(v, s, r, m, cfg.head_dim)
 
     def pixels(self, images) -> np.ndarray:
         """Images -> raw pixels [N, C, H, W] (uint8 raw as is; floats floored to pixel_t)."""
@@ -122,6 +126,30 @@ class GoldenModel:
             return a.astype(np.int64)
         raw, _ = quantize(a, cfg.formats.pixel, name="image")  # floor; 1.0 wraps to 0
         return raw
+
+    def _prepare(self, task: int):
+        """Build every cached float64 weight operand (otherwise built on first use)."""
+        if not self.fast:
+            return
+        cfg, w = self.cfg, self.w
+
+        def put(key, m):
+            if key not in self._wT:
+                self._wT[key] = scaled_weights_T(m, self.w_frac)
+
+        for L in range(cfg.depth):
+            for j in range(4):
+                put(("attn", L, j), w.attn_weights[L, j])
+            if cfg.is_moe(L):
+                mi = cfg.moe_index(L)
+                put(("gate", task, L), w.gate(task)[mi])
+                for e in range(cfg.num_experts):
+                    put(("fc1", L, e), w.moe_weights_l1[mi, e])
+                    put(("fc2", L, e), w.moe_weights_l2[mi, e])
+            else:
+                di = cfg.dense_index(L)
+                put(("vit1", L), w.vit_weights_l1[di])
+                put(("vit2", L), w.vit_weights_l2[di])
 
     # ------------------------------------------------------------------ one image
     def run_image(self, pixels_raw, task: int = 0, taps=None, timings=None, progress=None):
@@ -221,11 +249,13 @@ class GoldenModel:
         return x, out_taps, routing
 
     # ------------------------------------------------------------------ batch
-    def run(self, images, task: int = 0, taps=False, progress=None) -> GoldenResult:
+    def run(self, images, task: int = 0, taps=False, progress=None,
+            workers: int = 1) -> GoldenResult:
         """Run a batch.  ``images``: float [N,C,H,W] / [C,H,W] in [0,1) or raw uint8.
 
         ``taps``: False, True (all of :func:`tap_names`) or a set of names.  ``progress`` is
-        called after every layer of every image.
+        called after every layer of every image.  ``workers`` > 1 runs images on that many
+        threads (the numba kernels release the GIL); results do not depend on it.
         """
         if taps and taps is not True:
             unknown = set(taps) - set(tap_names(self.cfg))
@@ -234,12 +264,26 @@ class GoldenModel:
                                  f"moevit.golden.model.tap_names(cfg)")
         px = self.pixels(images)
         self.w.gate(task)  # validates the task index
-        outs, taps_all, rout_all, timings = [], [], [], {}
-        for n in range(px.shape[0]):
-            o, t, r = self.run_image(px[n], task, taps, timings, progress)
-            outs.append(o)
-            taps_all.append(t)
-            rout_all.append(r)
+        n_img = px.shape[0]
+        tms = [{} for _ in range(n_img)]
+
+        def one(n):
+            return self.run_image(px[n], task, taps, tms[n], progress)
+
+        if workers > 1 and n_img > 1:
+            self._prepare(task)  # fill the weight-operand cache before threads share it
+            from concurrent.futures import ThreadPoolExecutor
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                results = list(pool.map(one, range(n_img)))
+        else:
+            results = [one(n) for n in range(n_img)]
+        outs = [r[0] for r in results]
+        taps_all = [r[1] for r in results]
+        rout_all = [r[2] for r in results]
+        timings = {}
+        for tm in tms:
+            for k, v in tm.items():
+                timings[k] = timings.get(k, 0.0) + v
         taps_out = {name: np.stack([t[name] for t in taps_all]) for name in taps_all[0]}
         routing = {L: {key: np.stack([r[L][key] for r in rout_all]) for key in rout_all[0][L]}
                    for L in rout_all[0]}

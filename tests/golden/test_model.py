@@ -131,3 +131,10 @@ def test_edge_moe_full_image_fast_equals_reference():
         assert np.array_equal(fast.taps[name], ref.taps[name]), name
     assert fast.output.shape == (1, 129, 192)
     assert np.array_equal(fast.output, ref.output)
+
+
+def test_threaded_batch_equals_serial(tiny_run):
+    cfg, w, imgs, r = tiny_run
+    r2 = GoldenModel(cfg, w).run(imgs, taps={"l1.gate_logits"}, workers=2)
+    assert np.array_equal(r2.output, r.output)
+    assert np.array_equal(r2.taps["l1.gate_logits"], r.taps["l1.gate_logits"])

@@ -81,11 +81,30 @@ def test_attention_kernels_equal_reference(scale):
     s_ref = att.qk_scores(q, k, cfg)
     s = _fast.qk_scores(q, k, cfg.heads, cfg.head_dim, cfg.feature_block, cfg.attn_scale_shift)
     assert np.array_equal(s, s_ref)
+    s2 = _fast.qk_scores_split(q, np.ascontiguousarray(k.T), cfg.heads, cfg.head_dim,
+                               cfg.feature_block, cfg.attn_scale_shift)
+    assert np.array_equal(s2, s_ref)
     if scale == "extreme":
         s = _extreme_ints(rng, s.shape, FM_LO, FM_HI)
     for order in ("cyclic", "natural"):
         r_ref, m_ref = att.softmax_stats(s, cfg, order)
         r, m = _fast.softmax_stats(s, att.key_orders(cfg, order).astype(np.int64))
         assert np.array_equal(r, r_ref) and np.array_equal(m, m_ref)
-    assert np.array_equal(_fast.attention_av(v, s, r, m, cfg.head_dim),
-                          att.attention_av(v, s, r, m, cfg))
+    av_ref = att.attention_av(v, s, r, m, cfg)
+    assert np.array_equal(_fast.attention_av(v, s, r, m, cfg.head_dim), av_ref)
+    assert np.array_equal(_fast.attention_av_split(v, s, r, m, cfg.head_dim), av_ref)
+    # recips from real statistics as well (the extreme case above uses random ones too)
+    r2 = _extreme_ints(rng, r.shape, FM_LO, FM_HI)
+    assert np.array_equal(_fast.attention_av_split(v, s, r2, m, cfg.head_dim),
+                          att.attention_av(v, s, r2, m, cfg))
+
+
+def test_gelu_numba_equals_numpy():
+    spec = GeluSpec.from_config(preset("edge-moe"))
+    rng = np.random.default_rng(11)
+    x = np.concatenate([rng.integers(FM_LO, FM_HI, 500_000),
+                        np.arange(-(6 << 22), 6 << 22, 997),  # dense over the table range
+                        [FM_LO, FM_LO + 1, FM_HI - 1, 0, -1, 1, 176 << 17, (176 << 17) - 1,
+                         -(176 << 17), -(176 << 17) + 1]]).astype(np.int64).reshape(-1, 2)
+    got = _fast.gelu_array(x, spec.table, spec.index_shift, spec.cutoff_raw, spec.index_bits)
+    assert np.array_equal(got, gelu(x, spec))
