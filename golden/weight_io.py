@@ -18,6 +18,7 @@ leaves a half-written or clobbered folder.
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 import warnings
 from dataclasses import dataclass
@@ -32,7 +33,8 @@ from moevit.golden.fixed import quantize
 from moevit.golden.weights import FIELD_FORMATS, Weights, expected_shapes
 
 __all__ = ["FileSpec", "folder_layout", "load_folder", "save_folder", "load_onboard", "save_onboard",
-           "load_image", "synthetic_image", "check_image", "ImageWrapWarning", "SUFFIX"]
+           "load_image", "synthetic_image", "check_image", "ImageWrapWarning", "SUFFIX",
+           "reference_output_name", "load_reference_output"]
 
 SUFFIX = ".float32.bin"
 _F32 = np.dtype("<f4")
@@ -164,8 +166,20 @@ def _write_all(folder: Path, files: dict[str, Callable[[Path], None]]) -> list[P
 
 # ----------------------------------------------------------------------------- folder I/O
 def _as_float_weights(weights: Weights, cfg: AcceleratorConfig) -> Weights:
+    """Float weights to write; raw ones are dequantised, and must be exact in float32."""
     weights.validate(cfg)
-    return weights.dequantize(cfg) if weights.raw else weights
+    if not weights.raw:
+        return weights
+    w = weights.dequantize(cfg)
+    for name, raw in weights.items():
+        exact = np.ldexp(np.asarray(raw, dtype=np.float64), -weights.format_of(name, cfg).frac)
+        lost = np.count_nonzero(getattr(w, name).astype(np.float64) != exact)
+        if lost:
+            raise WeightFileError(
+                f"weights.{name}: {lost} raw values need more than float32's 24 significant bits "
+                f"and would change when written as float32; keep them as raw arrays (or write "
+                f"the float weights they were quantised from)")
+    return w
 
 
 def load_folder(path, cfg: AcceleratorConfig, *, on_wrap: str = "raise") -> Weights:
@@ -185,9 +199,13 @@ def load_folder(path, cfg: AcceleratorConfig, *, on_wrap: str = "raise") -> Weig
     missing = [s.filename for s in layout if not (folder / s.filename).is_file()]
     if missing:
         shown = ", ".join(missing[:8]) + (f", ... ({len(missing) - 8} more)" if len(missing) > 8 else "")
+        hint = ""
+        if all(re.search(r"_(htoh4|h4toh)_", m) for m in missing):
+            hint = ("; only expert weights are missing — the public Edge-MoE snapshot ships "
+                    "none (spec §8.1): supply them, e.g. from moevit.golden.weights.seeded_weights")
         raise WeightFileError(
             f"weights folder {folder} lacks {len(missing)} of the {len(layout)} files config "
-            f"{cfg.name!r} needs: {shown}")
+            f"{cfg.name!r} needs: {shown}{hint}")
     fields = {name: np.zeros(shape, dtype=np.float32) for name, shape in expected_shapes(cfg).items()}
     checks = []
     for s in layout:
@@ -226,6 +244,30 @@ def save_folder(weights: Weights, path, cfg: AcceleratorConfig) -> list[Path]:
         arr = np.asarray(getattr(w, s.field), dtype=np.float32)[s.index].reshape(s.shape)
         files[s.filename] = (lambda a: lambda tmp: a.astype(_F32).tofile(tmp))(np.ascontiguousarray(arr))
     return _write_all(Path(path), files)
+
+
+def reference_output_name(cfg: AcceleratorConfig) -> str:
+    """File stem of the float reference output in an Edge-MoE folder (``l11_x_post_moe``).
+
+    The Edge-MoE testbench builds it from the last layer and its kind; for a config whose
+    last layer is dense the name ``l{L}_x_post_mlp`` is this project's convention.
+    """
+    last = cfg.depth - 1
+    return f"l{last}_x_post_{'moe' if cfg.is_moe(last) else 'mlp'}"
+
+
+def load_reference_output(path, cfg: AcceleratorConfig) -> np.ndarray:
+    """The folder's float reference output (spec §8.1, [tokens][dim] float32)."""
+    f = Path(path) / (reference_output_name(cfg) + SUFFIX)
+    if not f.is_file():
+        raise WeightFileError(f"{f} does not exist: the folder has no float reference output")
+    want = cfg.tokens * cfg.dim * 4
+    if f.stat().st_size != want:
+        raise WeightFileError(f"{f}: {f.stat().st_size} bytes, expected {want} bytes "
+                              f"(float32 [{cfg.tokens}, {cfg.dim}])")
+    arr = np.fromfile(f, dtype=_F32).reshape(cfg.tokens, cfg.dim)
+    _check_finite(arr, str(f))
+    return arr
 
 
 # ----------------------------------------------------------------------------- onboard .npy

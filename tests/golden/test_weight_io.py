@@ -261,3 +261,30 @@ def test_synthetic_image(tiny):
     assert len(np.unique(k)) > 100                                   # not flat
     edge = preset("edge-moe")
     assert wio.synthetic_image(edge, 0).shape == (3, 128, 256)
+
+
+def test_missing_expert_files_get_a_hint(tiny, tiny_w, tmp_path):
+    wio.save_folder(tiny_w, tmp_path, tiny)
+    for f in tmp_path.glob("l1_h*_weight.float32.bin"):
+        f.unlink()
+    with pytest.raises(WeightFileError, match=r"lacks 2 of .*only expert weights are missing"):
+        wio.load_folder(tmp_path, tiny)
+
+
+def test_raw_values_float32_cannot_hold_are_refused(tiny, tiny_w, tmp_path):
+    raw, _ = tiny_w.quantize(tiny)
+    pos = raw.pos_embed.copy()
+    pos[0, 0] = (1 << 30) + 1                       # 256 + 2^-22 needs 31 significant bits
+    with pytest.raises(WeightFileError, match=r"weights\.pos_embed: 1 raw values need more than float32"):
+        wio.save_folder(raw.replace(pos_embed=pos), tmp_path, tiny)
+    assert not list(tmp_path.iterdir())
+
+
+def test_reference_output(tiny, tmp_path):
+    assert wio.reference_output_name(preset("edge-moe")) == "l11_x_post_moe"
+    ref = np.random.default_rng(0).normal(size=(tiny.tokens, tiny.dim)).astype(np.float32)
+    ref.tofile(tmp_path / "l1_x_post_moe.float32.bin")
+    assert np.array_equal(wio.load_reference_output(tmp_path, tiny), ref)
+    (tmp_path / "l1_x_post_moe.float32.bin").write_bytes(b"1234")
+    with pytest.raises(WeightFileError, match=r"4 bytes, expected"):
+        wio.load_reference_output(tmp_path, tiny)
