@@ -338,6 +338,23 @@ def test_gate_logits_softmax_topk_division(edge):
     assert recip_differs >= 10
 
 
+def test_divisions_truncate_toward_zero():
+    """§3.2 rule 4 / §5 gate, softmax recip: trunc0, not floor, for negative operands too."""
+    from moevit.golden.fixed import div_fm, recip
+    rng = np.random.default_rng(RNG_SEED + 6)
+    a = rng.integers(-(1 << 31), 1 << 31, 2000)
+    b = rng.integers(-(1 << 31), 1 << 31, 2000)
+    b[b == 0] = 1
+    got = div_fm(a, b)
+    assert got.tolist() == [w32(t0(int(x) << 22, int(y))) for x, y in zip(a, b)]
+    neg = (a < 0) != (b < 0)
+    floor_div = np.array([w32((int(x) << 22) // int(y)) for x, y in zip(a, b)])
+    assert np.count_nonzero(got[neg] != floor_div[neg]) > 0.9 * neg.sum()
+    x = -rng.integers(1 << 14, 1 << 31, 2000)
+    assert recip(x).tolist() == [recip1(int(v)) for v in x]
+    assert np.count_nonzero(recip(x) != (1 << 44) // x) > 1900
+
+
 def test_moe_combine_floors_each_term(edge):
     """§5 MoE combine: each expert's output × p floored, then the k terms added exactly."""
     cfg, model, _, taps, routing = edge
