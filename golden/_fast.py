@@ -118,20 +118,51 @@ def linear_sums(x, wT, rows):
     """S[r][o] = Σ_i floor(x[rows[r], i] * wT[i, o]) as int64 (no bias, no wrap).
 
     ``wT`` is the float64 weight matrix [in][out] already scaled by 2^-shift, so every
-    product is exact and the floor is the hardware's per-product floor.
+    product is exact and the floor is the hardware's per-product floor.  Two rows and four
+    inputs per pass (each weight load serves 2 products, each accumulator update 4); the
+    sums are exact integers, so their order does not matter.
     """
     n = rows.size
     nin, nout = wT.shape
     out = np.empty((n, nout), dtype=np.int64)
-    for r in range(n):
-        t = rows[r]
-        acc = np.zeros(nout, dtype=np.float64)
-        for i in range(nin):
-            xi = np.float64(x[t, i])
+    a0 = np.empty(nout, dtype=np.float64)
+    a1 = np.empty(nout, dtype=np.float64)
+    for r in range(0, n, 2):
+        t0 = rows[r]
+        t1 = rows[r + 1] if r + 1 < n else t0
+        a0[:] = 0.0
+        a1[:] = 0.0
+        i = 0
+        while i + 4 <= nin:
+            x0 = np.float64(x[t0, i])
+            x1 = np.float64(x[t0, i + 1])
+            x2 = np.float64(x[t0, i + 2])
+            x3 = np.float64(x[t0, i + 3])
+            y0 = np.float64(x[t1, i])
+            y1 = np.float64(x[t1, i + 1])
+            y2 = np.float64(x[t1, i + 2])
+            y3 = np.float64(x[t1, i + 3])
             for o in range(nout):
-                acc[o] += np.floor(xi * wT[i, o])
+                w0 = wT[i, o]
+                w1 = wT[i + 1, o]
+                w2 = wT[i + 2, o]
+                w3 = wT[i + 3, o]
+                a0[o] += (np.floor(x0 * w0) + np.floor(x1 * w1)) + \
+                    (np.floor(x2 * w2) + np.floor(x3 * w3))
+                a1[o] += (np.floor(y0 * w0) + np.floor(y1 * w1)) + \
+                    (np.floor(y2 * w2) + np.floor(y3 * w3))
+            i += 4
+        while i < nin:
+            x0 = np.float64(x[t0, i])
+            y0 = np.float64(x[t1, i])
+            for o in range(nout):
+                a0[o] += np.floor(x0 * wT[i, o])
+                a1[o] += np.floor(y0 * wT[i, o])
+            i += 1
         for o in range(nout):
-            out[r, o] = np.int64(acc[o])
+            out[r, o] = np.int64(a0[o])
+            if r + 1 < n:
+                out[r + 1, o] = np.int64(a1[o])
     return out
 
 
@@ -274,3 +305,19 @@ def gelu_array(x, table, index_shift, cutoff_raw, index_bits):
         delta = (((a << 22) + t * (b - a)) >> 22) & 4194303
         out[n] = relu - delta
     return out.reshape(x.shape)
+
+
+@njit(cache=True, nogil=True)
+def online_softmax_rows(s):
+    """(sum, max) of the online softmax over each row of s [N, K], in order k = 0..K-1."""
+    n, k = s.shape
+    total = np.empty(n, dtype=np.int64)
+    mx = np.empty(n, dtype=np.int64)
+    for r in range(n):
+        t = 0
+        b = _FM_MIN
+        for j in range(k):
+            t, b = softmax_step(t, b, s[r, j])
+        total[r] = t
+        mx[r] = b
+    return total, mx

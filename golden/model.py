@@ -219,7 +219,7 @@ class GoldenModel:
             if cfg.is_moe(L):
                 mi = cfg.moe_index(L)
                 logits = self._lin(("gate", task, L), ln2, gate[mi], None, self.bias_frac)
-                rt = route(logits, cfg)
+                rt = route(logits, cfg, fast=self.fast)
                 t0 = tick("moe_gate", t0)
                 w1, b1 = w.moe_weights_l1[mi], w.moe_bias_l1[mi]
                 w2, b2 = w.moe_weights_l2[mi], w.moe_bias_l2[mi]

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from moevit.config import AcceleratorConfig
+from moevit.golden import _fast
 from moevit.golden.exp import hls_exp
 from moevit.golden.fixed import FM_FRAC, div_fm, floor_shift, wrap32
 from moevit.golden.kernels import FM_MIN, online_softmax_step
@@ -66,17 +67,23 @@ def top_k(logits, k: int) -> np.ndarray:
     return ix
 
 
-def route(logits, cfg: AcceleratorConfig) -> Routing:
-    """Softmax statistics, top-k, probabilities and queues from gate logits [T, E]."""
+def route(logits, cfg: AcceleratorConfig, fast: bool = False) -> Routing:
+    """Softmax statistics, top-k, probabilities and queues from gate logits [T, E].
+
+    ``fast`` runs the online softmax and exp in the numba kernels (same bits)."""
     g = np.asarray(logits, dtype=np.int64)
     T, E = g.shape
-    total = np.zeros(T, dtype=np.int64)
-    bias = np.full(T, FM_MIN, dtype=np.int64)
-    for e in range(E):
-        total, bias = online_softmax_step(total, bias, g[:, e])
+    if fast:
+        total, bias = _fast.online_softmax_rows(np.ascontiguousarray(g))
+    else:
+        total = np.zeros(T, dtype=np.int64)
+        bias = np.full(T, FM_MIN, dtype=np.int64)
+        for e in range(E):
+            total, bias = online_softmax_step(total, bias, g[:, e])
     experts = top_k(g, cfg.top_k)
     chosen = np.take_along_axis(g, experts, axis=1)
-    num = hls_exp(wrap32(chosen - bias[:, None]))
+    arg = wrap32(chosen - bias[:, None])
+    num = _fast.exp_array(arg.reshape(-1)).reshape(arg.shape) if fast else hls_exp(arg)
     probs = div_fm(num, np.broadcast_to(total[:, None], num.shape))
     queues = [[] for _ in range(E)]
     qprobs = [[] for _ in range(E)]

@@ -99,3 +99,12 @@ def test_combine_floors_and_accumulates(tiny_cfg):
             ref[t] += np.array([(int(v) * int(p)) >> 22 for v in y])
     assert np.array_equal(out, wrap32(ref))
     assert combine(np.array([[-1]]), np.array([1]))[0, 0] == -1  # floor, not trunc
+
+
+def test_fast_route_equals_reference(edge_cfg):
+    g = _logits(edge_cfg, 9, scale=40.0)  # wide logits: exp arguments below -16 and wraps
+    g[0] = -2**31
+    g[1, :3] = 2**31 - 1
+    a, b = route(g, edge_cfg), route(g, edge_cfg, fast=True)
+    for f in ("sum", "max", "experts", "probs"):
+        assert np.array_equal(getattr(a, f), getattr(b, f)), f
