@@ -240,3 +240,28 @@ def test_recip_is_fm_one_over_x(harness, tmp_path):
     neg = (x < -(1 << 13))
     assert np.array_equal(got[neg], -((1 << 44) // -x[neg]))
     assert np.count_nonzero(got[neg] != (1 << 44) // x[neg]) > 0.9 * neg.sum()
+
+
+# ----------------------------------------------------------------------------- GELU in ap types
+GELU_HARNESS = HARNESS.parent / "gelu_harness.cpp"
+
+
+def test_gelu_matches_ap_fixed_rendering(tmp_path):
+    """kernels.gelu (integer formula of §4.4) == the same steps written with ap_fixed types."""
+    from moevit.golden.kernels import gelu, gelu_table
+    from moevit.hw.cxx import compile_cxx
+    try:
+        exe = compile_cxx("gelu_harness", [GELU_HARNESS])
+    except ToolNotFoundError as e:
+        pytest.skip(str(e))
+    rng = np.random.default_rng(11)
+    x = np.concatenate([raw_cases(FM, N, rng), rng.integers(-6 << 22, 6 << 22, N),
+                        np.arange(-(1 << 18), 1 << 18, 3), [-(1 << 31), (1 << 31) - 1]]).astype(np.int64)
+    gelu_table().astype(np.int64).tofile(tmp_path / "table.bin")
+    x.tofile(tmp_path / "in.bin")
+    subprocess.run([exe, tmp_path / "table.bin", tmp_path / "in.bin", tmp_path / "out.bin"],
+                   check=True, capture_output=True)
+    got = np.fromfile(tmp_path / "out.bin", dtype=np.int64)
+    want = gelu(x)
+    bad = np.flatnonzero(got != want)
+    assert bad.size == 0, f"gelu: {bad.size}/{x.size} mismatches, e.g. x={x[bad[0]]} C++ {got[bad[0]]} py {want[bad[0]]}"
