@@ -123,3 +123,33 @@ def test_exported_folder_loads_into_both_models(name, tmp_path):
     assert all(r["topk_set_agreement"] >= 0.95 for r in agree)
     out = np.ldexp(gres.output[0].astype(np.float64), -cfg.formats.fm.frac)
     assert np.mean((out - fres.features[0].numpy()) ** 2) < 0.1  # the Edge-MoE acceptance bound
+
+
+def test_cli_compare_weights_folder_and_png(tmp_path):
+    wio = pytest.importorskip("moevit.golden.weight_io")
+    from PIL import Image
+    from moevit.cli import main
+    cfg = preset("tiny")
+    wio.save_folder(seeded_weights(cfg, 5), tmp_path / "w", cfg)
+    rgb = (np.random.default_rng(0).integers(0, 256, (cfg.image_height, cfg.image_width, 3))).astype(np.uint8)
+    Image.fromarray(rgb).save(tmp_path / "img.png")
+    rc = main(["compare", "--preset", "tiny", "--weights", str(tmp_path / "w"), "--image",
+               str(tmp_path / "img.png"), "--task", "0", "--out", str(tmp_path / "r")])
+    assert rc == 0 and (tmp_path / "r" / "histograms.png").exists()
+    s = json.loads((tmp_path / "r" / "summary.json").read_text())
+    assert s["weights"] == f"folder {tmp_path / 'w'}" and s["final_output"]["cosine"] > 0.999
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device visible to torch")
+def test_float_model_cuda_matches_cpu():
+    from moevit.golden.checkpoint import model_from_weights
+    cfg = preset("edge-moe")
+    w = seeded_weights(cfg, 0)
+    img = torch.from_numpy(cmp.prepare_image(_img(cfg), cfg))
+    with torch.no_grad():
+        cpu = model_from_weights(w, cfg, dtype=torch.float64)(img, task=1)
+        gpu = model_from_weights(w, cfg, dtype=torch.float64, device="cuda")(img, task=1)
+    torch.testing.assert_close(gpu.features.cpu(), cpu.features, rtol=0, atol=1e-9)
+    for layer, r in cpu.routing.items():
+        assert torch.equal(gpu.routing[layer]["experts"].cpu(), r["experts"])
