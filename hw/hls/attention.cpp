@@ -255,8 +255,8 @@ void moevit_attention(int mode, hls::stream<beat_t>& q, hls::stream<beat_t>& k,
 #pragma HLS INTERFACE axis port = scores_in
 #pragma HLS INTERFACE axis port = info_in
 #pragma HLS INTERFACE axis port = out
-#pragma HLS INTERFACE s_axilite port = mode
-#pragma HLS INTERFACE s_axilite port = return
+#pragma HLS INTERFACE ap_none port = mode
+#pragma HLS INTERFACE ap_ctrl_hs port = return
     if (mode == 0)
         attention_qk(q, k, scores_out, info_out);
     else

@@ -1,0 +1,184 @@
+"""Attention unit: the schedule model, the combinational exp/recip, and the Amaranth RTL under
+cocotb (tiny on Verilator in CI, every P on Icarus, a full edge-moe layer as ``slow``)."""
+
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from moevit.config import preset
+from moevit.errors import ConfigError
+from moevit.golden import attention as ga
+from moevit.golden.exp import hls_exp
+from moevit.golden.fixed import recip
+from moevit.hw.units.attention_schedule import (bandwidth_profile, cycles_per_layer, geometry,
+                                                qk_steps)
+
+PS = [1, 2, 4, 8]
+
+
+# ---------------------------------------------------------------------------- schedule model
+@pytest.mark.parametrize("name", ["tiny", "edge-moe"])
+@pytest.mark.parametrize("P", PS)
+def test_schedule_reads_at_most_one_q_and_one_k_block_per_step(name, P):
+    cfg = preset(name).replace(attn_parallel=P)
+    prof = bandwidth_profile(cfg)
+    assert prof["max_q_blocks_per_step"] == 1 and prof["max_k_blocks_per_step"] == 1
+    # every q row is read exactly once (block by block), K once per query block
+    assert prof["q_blocks"] == cfg.tokens * cfg.feature_blocks
+    assert prof["k_blocks"] == prof["steps"] == cfg.query_blocks * cfg.tokens * cfg.feature_blocks
+
+
+@pytest.mark.parametrize("P", PS)
+def test_schedule_lane_rows_follow_the_golden_score_buffer_layout(P):
+    cfg = preset("edge-moe").replace(attn_parallel=P)
+    g = geometry(cfg)
+    rows, valid = ga.score_buffer_rows(cfg)
+    for b in range(g.query_blocks):
+        for k in range(g.tokens):
+            for o in range(P):
+                assert g.valid(b, k, o) == valid[b, k, o]
+                if valid[b, k, o]:
+                    assert g.row(b, k, o) == rows[b, k, o]
+    # each row's visiting order ends at last_key(q mod P): the cyclic order of the spec
+    for q in range(g.tokens):
+        assert ga.key_order(q, cfg)[-1] == g.last_key(q % P)
+
+
+def test_cycle_formula_edge_moe_p4():
+    c = cycles_per_layer(preset("edge-moe"))
+    assert c["ideal_layer_cycles"] == 2 * 33 * 129 * 24 == 204_336
+
+
+def test_geometry_rejects_more_lanes_than_tokens():
+    with pytest.raises(ConfigError, match="attn_parallel 16 exceeds the 9 tokens"):
+        geometry(preset("tiny").replace(attn_parallel=16))
+
+
+# ---------------------------------------------------------------------------- exp / recip
+def test_comb_exp_and_recip_match_golden():
+    from amaranth import Module
+    from amaranth.sim import Simulator
+
+    from moevit.hw.units.attention_math import CombExp, CombRecip
+    rng = np.random.default_rng(3)
+    xs = np.concatenate([rng.integers(-(1 << 31), 1 << 31, 400),
+                         rng.integers(-(17 << 22), 7 << 22, 400),
+                         [0, -1, 1, -(1 << 31), (1 << 31) - 1, -(16 << 22) - 1, 1 << 22]])
+    m = Module()
+    m.submodules.e = e = CombExp()
+    m.submodules.r = r = CombRecip()
+    got_e, got_r = [], []
+
+    async def tb(ctx):
+        for x in xs:
+            ctx.set(e.x, int(x))
+            ctx.set(r.x, int(x))
+            got_e.append(ctx.get(e.y))
+            got_r.append(ctx.get(r.y))
+
+    sim = Simulator(m)
+    sim.add_testbench(tb)
+    sim.run()
+    assert np.array_equal(got_e, hls_exp(xs))
+    assert np.array_equal(got_r, recip(xs))
+
+
+# ---------------------------------------------------------------------------- RTL
+def _run(cfg, sim, **params):
+    from moevit.hw.units.attention import Attention
+    from moevit.sim import tools
+    from moevit.sim.runner import run_testbench
+    tools.require_simulator(sim)
+    return run_testbench(lambda: Attention(cfg), cfg, "attention", "moevit.sim.tb_attention",
+                         sim=sim, params=params)
+
+
+@pytest.mark.rtl
+def test_rtl_tiny_verilator_backpressure_bit_exact():
+    cfg = preset("tiny")
+    m = _run(cfg, "verilator", seed=11, p_valid=0.6, p_ready=0.6)
+    assert m["mismatches"] == 0 and m["mismatches_junk"] == 0
+    assert m["vectors"] > 0 and m["layer_cycles"] > 2 * m["steps_per_phase"]  # it did stall
+
+
+def _scores_from_buffer(sb, cfg):
+    """s[q][k][h] recovered from a score buffer through the lane -> row mapping."""
+    rows, valid = ga.score_buffer_rows(cfg)
+    T, H = cfg.tokens, cfg.heads
+    s = np.full((T, T, H), -1 << 40, dtype=np.int64)
+    b, k, o = np.nonzero(valid)
+    s[rows[b, k, o], k, :] = sb[b, k, o, :H]
+    assert (s != -1 << 40).all()
+    return s
+
+
+@pytest.mark.rtl
+def test_rtl_constant_bandwidth_and_scores_identical_for_every_P(tmp_path):
+    """Icarus, tiny, P in {1,2,4,8}: (a) full rate: one k beat on every cycle of the Q·Kᵀ
+    phase, at most one q beat per cycle, q beats exactly on the schedule model's steps and
+    cycles = the analytical formula; (b) random back-pressure: bit-exact with the golden model
+    configured with the same P, and the recovered scores identical for all P."""
+    base = preset("tiny")
+    rng = np.random.default_rng(5)
+    T, D = base.tokens, base.dim
+    q, k, v = (rng.integers(-3 << 22, 3 << 22, size=(T, D)) for _ in range(3))
+    vec = tmp_path / "qkv.npz"
+    np.savez(vec, q=q, k=k, v=v)
+    scores = {}
+    for P in PS:
+        cfg = base.replace(attn_parallel=P)
+        full = _run(cfg, "icarus", seed=P, p_valid=1.0, p_ready=1.0, vectors_npz=str(vec),
+                    record_q_cycles=True)
+        steps = [i for i, st in enumerate(qk_steps(cfg)) if st.q_row is not None]
+        assert full["max_q_per_cycle"] <= 1 and full["max_k_per_cycle"] <= 1
+        assert full["k_span_cycles"] == full["steps_per_phase"]  # a k beat every cycle
+        assert full["q_handshake_cycles"] == steps
+        formula = cycles_per_layer(cfg)
+        assert (full["qk_cycles"], full["av_cycles"]) == (formula["qk_cycles"],
+                                                          formula["av_cycles"])
+        dump = tmp_path / f"out{P}.npz"
+        bp = _run(cfg, "icarus", seed=20 + P, p_valid=0.6, p_ready=0.6, vectors_npz=str(vec),
+                  dump_npz=str(dump))
+        assert bp["mismatches"] == 0 and full["mismatches"] == 0
+        scores[P] = _scores_from_buffer(np.load(dump)["score_buffer"], cfg)
+    for P in PS:
+        assert np.array_equal(scores[P], scores[4]), f"scores differ between P={P} and P=4"
+    assert np.array_equal(scores[4], ga.qk_scores(q, k, base))
+
+
+@pytest.mark.rtl
+@pytest.mark.slow
+def test_rtl_edge_moe_full_layer_matches_golden_taps(tmp_path):
+    """Full edge-moe layer 0 of a seeded network (129 tokens, 3 heads, 192 dims) on Verilator."""
+    from moevit.golden.model import GoldenModel
+    from moevit.golden.weight_io import synthetic_image
+    from moevit.golden.weights import seeded_weights
+    cfg = preset("edge-moe")
+    names = {f"l0.{n}" for n in ("q", "k", "v", "score_buffer", "softmax_info", "av")}
+    taps = GoldenModel(cfg, seeded_weights(cfg, 0)).run(synthetic_image(cfg, 0), taps=names).taps
+    vec = tmp_path / "l0.npz"
+    np.savez(vec, **{n.split(".")[1]: taps[n][0] for n in names})
+    t0 = time.monotonic()
+    m = _run(cfg, "verilator", seed=3, p_valid=0.8, p_ready=0.8, vectors_npz=str(vec))
+    assert m["mismatches"] == 0
+    print(f"edge-moe layer: {m['layer_cycles']} cycles under back-pressure, "
+          f"{time.monotonic() - t0:.0f} s")
+
+
+@pytest.mark.rtl
+def test_cocotb_testbench_on_hls_exported_verilog():
+    """The same testbench against Vitis-HLS-exported Verilog of hw/hls/attention.cpp."""
+    path = os.environ.get("MOEVIT_HLS_VERILOG")
+    if not path:
+        pytest.skip("MOEVIT_HLS_VERILOG is not set: export RTL with scripts/hls_attention.tcl "
+                    "(needs Vitis HLS) and point it at solution1/impl/verilog")
+    from moevit.sim import tools
+    from moevit.sim.tb_attention_hls import run_hls_verilog
+    tools.require_simulator("verilator")
+    sources = sorted(Path(path).glob("*.v"))
+    assert sources, f"no .v files in {path}"
+    m = run_hls_verilog(sources, preset(os.environ.get("MOEVIT_HLS_PRESET", "tiny")))
+    assert m["mismatches"] == 0
