@@ -85,7 +85,9 @@ def _scalar_spec(name, golden, corners, random, out_signed=True):
 
 
 def _edges(*centres, radius=2):
-    return [c + d for c in centres for d in range(-radius, radius + 1)]
+    """Each centre +- radius, kept inside the 32-bit range."""
+    return [c + d for c in centres for d in range(-radius, radius + 1)
+            if -(1 << 31) <= c + d < (1 << 31)]
 
 
 def _fm_limits():

@@ -1,0 +1,98 @@
+"""``Sqrt`` (``hls::sqrt`` on fm_t) and ``Rsqrt`` (the LayerNorm rstd path), pipelined.
+
+``hls::sqrt`` = 0 for v < 0, else round-half-up of √v at 2^-F:
+``S = (isqrt(V·2^(F+2)) + 1) >> 1`` (spec §3.3).  A restoring square root produces one
+root bit per stage.  ``Rsqrt`` chains it with the reciprocal divider:
+``r = wrap32(trunc0(2^(2F) / S))`` (spec §4.2 step 5).
+"""
+
+from __future__ import annotations
+
+from amaranth import Cat, Module, Mux, signed
+from amaranth.lib import wiring
+
+from moevit.config import AcceleratorConfig
+from moevit.hw.units.common import fm_shape, stream_signature
+from moevit.hw.units.divide import recip_stages
+from moevit.hw.units.pipeline import StallPipeline
+
+
+def sqrt_geometry(width: int, frac: int) -> tuple[int, int]:
+    """(radicand bits, root bits) for V·2^(frac+2) with V < 2^(width-1), rounded to pairs."""
+    mbits = width - 1 + frac + 2
+    mbits += mbits % 2
+    return mbits, mbits // 2
+
+
+def sqrt_stages(pipe: StallPipeline, v, width: int, frac: int, prefix: str = "sqrt_"):
+    """Append ``hls::sqrt`` of the stage-k signed ``v`` to ``pipe`` (1 + root-bit stages);
+    returns the non-negative result, combinational from the last stage."""
+    mbits, rbits = sqrt_geometry(width, frac)
+    rw = rbits + 2  # remainder <= 2*root
+    rad = pipe.reg(Mux(v < 0, 0, v[:width - 1]) << (frac + 2), prefix + "rad", shape=mbits)
+    root = pipe.reg(0, prefix + "root", shape=rbits)
+    rem = pipe.reg(0, prefix + "rem", shape=rw)
+    pipe.next()
+    for k in range(rbits):
+        rem2 = Cat(rad[mbits - 2:mbits], rem)           # (rem << 2) | next two bits
+        trial = Cat(1, 0, root)                          # (root << 2) | 1
+        ge = rem2 >= trial
+        rem_n = Mux(ge, rem2 - trial, rem2)[:rw]
+        root = pipe.reg(Cat(ge, root[:rbits - 1]), prefix + "root", shape=rbits)
+        if k < rbits - 1:
+            rem = pipe.reg(rem_n, prefix + "rem", shape=rw)
+            rad = pipe.reg(rad << 2, prefix + "rad", shape=mbits)
+        pipe.next()
+    return (root + 1) >> 1
+
+
+class Sqrt(wiring.Component):
+    """fm_t in, ``hls::sqrt`` fm_t out (round half up; 0 for negative inputs)."""
+
+    def __init__(self, cfg: AcceleratorConfig):
+        self.cfg = cfg
+        self.width = cfg.formats.fm.width
+        self.frac = cfg.formats.fm.frac
+        super().__init__(stream_signature(fm_shape(cfg), fm_shape(cfg)))
+
+    @property
+    def latency(self) -> int:
+        return sqrt_geometry(self.width, self.frac)[1] + 3
+
+    def elaborate(self, platform):
+        m = Module()
+        pipe = StallPipeline(m, self.i, self.o)
+        v = pipe.reg(self.i.payload, "v")
+        pipe.next()
+        y = pipe.reg(sqrt_stages(pipe, v, self.width, self.frac), "y", shape=signed(self.width))
+        pipe.next()
+        pipe.finish(y)
+        assert pipe.latency == self.latency
+        return m
+
+
+class Rsqrt(wiring.Component):
+    """fm_t variance in, LayerNorm rstd ``fm_t(1) / hls::sqrt(var)`` out."""
+
+    def __init__(self, cfg: AcceleratorConfig):
+        self.cfg = cfg
+        self.width = cfg.formats.fm.width
+        self.frac = cfg.formats.fm.frac
+        super().__init__(stream_signature(fm_shape(cfg), fm_shape(cfg)))
+
+    @property
+    def latency(self) -> int:
+        return sqrt_geometry(self.width, self.frac)[1] + 2 * self.frac + 5
+
+    def elaborate(self, platform):
+        m = Module()
+        pipe = StallPipeline(m, self.i, self.o)
+        v = pipe.reg(self.i.payload, "v")
+        pipe.next()
+        s = sqrt_stages(pipe, v, self.width, self.frac)
+        r = recip_stages(pipe, s, self.frac, self.width)
+        y = pipe.reg(r, "y", shape=signed(self.width))
+        pipe.next()
+        pipe.finish(y)
+        assert pipe.latency == self.latency
+        return m
