@@ -37,7 +37,8 @@ def cpu_name() -> str:
 def machine() -> dict:
     d = dict(platform=platform.platform(), python=platform.python_version(),
              torch=torch.__version__, cpu=cpu_name(), cpu_count=os.cpu_count(),
-             torch_threads=torch.get_num_threads())
+             torch_threads=torch.get_num_threads(),
+             load_average_1min=os.getloadavg()[0] if hasattr(os, "getloadavg") else None)
     if torch.cuda.is_available():
         d["cuda_device"] = torch.cuda.get_device_name(0)
         d["cuda"] = torch.version.cuda
@@ -82,9 +83,12 @@ def main(argv=None) -> int:
     p.add_argument("--repeats", type=int, default=5, help="timed runs (median reported; >= 3)")
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--out", default="bench/float.json")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     a = p.parse_args(argv)
     if a.repeats < 3:
         p.error("--repeats must be at least 3 (the median of >= 3 runs is reported)")
+    if a.threads:
+        torch.set_num_threads(a.threads)
     devices = ["cpu"] if a.device == "cpu" else ["cuda"] if a.device == "cuda" else \
         ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     if "cuda" in devices and not torch.cuda.is_available():
