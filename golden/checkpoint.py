@@ -193,11 +193,13 @@ class LoadReport:
     shards: int = 1
 
 
-def _torch_load(path: Path) -> dict:
+def _torch_load(path: Path, trusted: bool = False) -> dict:
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        obj = torch.load(path, map_location="cpu", weights_only=not trusted)
     except Exception as exc:  # noqa: BLE001 - report any unreadable file the same way
-        raise WeightFileError(f"cannot read checkpoint shard {path}: {exc}") from exc
+        hint = "" if trusted else (" (if the file also pickles Python objects such as the "
+                                   "training args and you trust it, pass trusted=True)")
+        raise WeightFileError(f"cannot read checkpoint shard {path}: {exc}{hint}") from exc
     for key in ("state_dict", "model", "model_state_dict"):
         if isinstance(obj, dict) and key in obj and isinstance(obj[key], dict):
             obj = obj[key]
@@ -223,14 +225,15 @@ def _shard_files(path: Path) -> list[Path]:
     return files
 
 
-def read_m3vit_checkpoint(path, num_tasks: int) -> tuple[dict, LoadReport]:
+def read_m3vit_checkpoint(path, num_tasks: int, *, trusted: bool = False) -> tuple[dict, LoadReport]:
     """Merge a (sharded) M³ViT checkpoint into one state dict in this model's key space.
 
     Strips ``module.``; keys of a bare backbone gain ``backbone.``; ``head*``/``norm*`` of a
     classification backbone are dropped; expert tensors are concatenated over ranks along
-    dim 0; a single ``mlp.gate.w_gate`` is copied to every task's gate (spec §3)."""
+    dim 0; a single ``mlp.gate.w_gate`` is copied to every task's gate (spec §3).  Files are
+    read with ``weights_only`` (tensors and plain containers) unless ``trusted``."""
     files = _shard_files(Path(path))
-    shards = [_torch_load(f) for f in files]
+    shards = [_torch_load(f, trusted) for f in files]
     report = LoadReport(shards=len(files))
 
     def norm_key(k):
@@ -260,12 +263,13 @@ def read_m3vit_checkpoint(path, num_tasks: int) -> tuple[dict, LoadReport]:
     return merged, report
 
 
-def load_m3vit_checkpoint(model: FloatM3ViT, path, *, strict_backbone: bool = True) -> LoadReport:
+def load_m3vit_checkpoint(model: FloatM3ViT, path, *, strict_backbone: bool = True,
+                          trusted: bool = False) -> LoadReport:
     """Load a (sharded) M³ViT checkpoint into ``model``; returns a :class:`LoadReport`.
 
     With ``strict_backbone`` a missing or mis-shaped backbone tensor raises WeightFileError
     listing them (heads may be absent: Edge-MoE never shipped them)."""
-    sd, report = read_m3vit_checkpoint(path, model.cfg.num_tasks)
+    sd, report = read_m3vit_checkpoint(path, model.cfg.num_tasks, trusted=trusted)
     own = model.state_dict()
     bad_shape = [f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}"
                  for k, v in sd.items() if k in own and tuple(v.shape) != tuple(own[k].shape)]
