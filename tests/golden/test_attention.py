@@ -156,3 +156,43 @@ def test_shape_errors(tiny_cfg):
     from moevit.errors import ShapeError
     with pytest.raises(ShapeError, match="q_raw"):
         att.qk_scores(np.zeros((3, 3)), np.zeros((3, 3)), tiny_cfg)
+
+
+def test_av_brute_force_python_ints(tiny_cfg):
+    cfg = tiny_cfg
+    from moevit.golden.exp import hls_exp
+    q, k, v = _qkv(cfg, 8, 3.0)
+    s = att.qk_scores(q, k, cfg)
+    r, m = att.softmax_stats(s, cfg)
+    out = att.attention_av(v, s, r, m, cfg)
+
+    def w32(x):
+        return (x + 2**31) % 2**32 - 2**31
+
+    hd = cfg.head_dim
+    for qi in range(cfg.tokens):
+        for d in range(cfg.dim):
+            h = d // hd
+            acc = 0
+            for ki in range(cfg.tokens):
+                e = int(hls_exp(w32(int(s[qi, ki, h]) - int(m[qi, h]))))
+                a = w32((e * int(r[qi, h])) >> 22)
+                acc += (int(v[ki, d]) * a) >> 22
+            assert out[qi, d] == w32(acc)
+
+
+def test_exp_argument_wrap_saturates_weight(tiny_cfg):
+    """Spec §4.5.4 / §12.1: s - max < -512 wraps positive and exp saturates."""
+    cfg = tiny_cfg
+    T, H = cfg.tokens, cfg.heads
+    s = np.zeros((T, T, H), dtype=np.int64)
+    s[0, 0, 0] = 300 << 22   # the row maximum
+    s[0, 1, 0] = -300 << 22  # s - max = -600: wraps to +424
+    r, m = att.softmax_stats(s, cfg)
+    assert m[0, 0] == 300 << 22
+    a = att.attention_weights(s, r, m, cfg)
+    assert a[0, 1, 0] == att.wrap32(((2**31 - 1) * int(r[0, 0])) >> 22)  # saturated exp
+    # the smallest score gets the largest weight (the saturated term also wrapped the sum,
+    # so recip and the weights are negative: the hardware has no saturation anywhere)
+    assert abs(a[0, 1, 0]) > abs(a[0, 0, 0]) > 0
+    assert a[0, 2, 0] == 0          # exp(-300) underflows normally
