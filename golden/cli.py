@@ -24,14 +24,14 @@ def _weight_io():
     return weight_io
 
 
-def load_weights(cfg, weights_dir=None, seed=None):
+def load_weights(cfg, weights_dir=None, seed=None, on_wrap="raise"):
     """Weights from an Edge-MoE folder (``weights_dir``) or the seeded generator."""
     if weights_dir is not None:
         path = Path(weights_dir)
         if not path.is_dir():
             raise WeightFileError(f"weights folder {str(path)!r} does not exist; pass the folder "
                                   f"holding the *.float32.bin files, or use --seed N")
-        return _weight_io().load_folder(path, cfg)
+        return _weight_io().load_folder(path, cfg, on_wrap=on_wrap)
     from moevit.golden.weights import seeded_weights
     return seeded_weights(cfg, seed)
 
@@ -143,7 +143,7 @@ def format_summary(cfg, result, rows, timings, weight_wraps) -> str:
 def cmd_golden(args):
     cfg = preset(args.preset)
     check_task(cfg, args.task)
-    weights = load_weights(cfg, args.weights, args.seed)
+    weights = load_weights(cfg, args.weights, args.seed, args.on_wrap)
     image = load_input_image(cfg, args.image, args.image_seed)
     result, rows, timings, ww = run_golden(cfg, weights, image, args.task, args.taps,
                                            progress_bar=not args.quiet)
@@ -197,6 +197,9 @@ def register(subparsers):
     p.add_argument("--task", type=int, default=0, help="task index (selects the gate weights)")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
     p.add_argument("--taps", action="store_true", help="also write every tap to taps.npz")
+    p.add_argument("--on-wrap", choices=("raise", "wrap"), default="raise",
+                   help="weight values outside their format: stop with an error (default) or "
+                        "wrap them as the hardware would")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_golden)
 

@@ -50,3 +50,16 @@ def test_demo_tiny(capsys):
     assert main(["demo", "--preset", "tiny"]) == 0
     out = capsys.readouterr().out
     assert "silent wraps" in out and "warm run" in out
+
+
+def test_golden_reads_weight_folder_and_image_file(tmp_path):
+    cfg = preset("tiny")
+    weight_io.save_folder(seeded_weights(cfg, 2), tmp_path / "w", cfg)
+    img = weight_io.synthetic_image(cfg, 3)
+    img.astype("<f4").tofile(tmp_path / "image.float32.bin")
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert main(["golden", "--preset", "tiny", "--weights", str(tmp_path / "w"), "--image",
+                 str(tmp_path / "image.float32.bin"), "--out", str(a), "--quiet"]) == 0
+    assert main(["golden", "--preset", "tiny", "--seed", "2", "--synthetic", "--image-seed", "3",
+                 "--out", str(b), "--quiet"]) == 0
+    assert (a / "output.int32.bin").read_bytes() == (b / "output.int32.bin").read_bytes()
