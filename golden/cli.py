@@ -105,7 +105,7 @@ def write_outputs(out_dir, cfg, result, rows, timings, weight_wraps, taps):
     files = ["output.int32.bin", "output.npy", "layers.json", "experts.json", "timings.json"]
     if taps:
         from moevit.golden.model import tap_names
-        np.savez(out / "taps.npz", **{n: result.taps[n][0] for n in tap_names(cfg)})
+        np.savez(out / "taps.npz", **{n: result.taps[n][0].astype("<i4") for n in tap_names(cfg)})
         files.append("taps.npz")
     return [out / f for f in files]
 

@@ -196,3 +196,16 @@ def test_exp_argument_wrap_saturates_weight(tiny_cfg):
     # so recip and the weights are negative: the hardware has no saturation anywhere)
     assert abs(a[0, 1, 0]) > abs(a[0, 0, 0]) > 0
     assert a[0, 2, 0] == 0          # exp(-300) underflows normally
+
+
+@pytest.mark.parametrize("P", [1, 2, 8])
+def test_layout_and_order_for_other_parallelism(P):
+    cfg = preset("tiny").replace(attn_parallel=P)
+    T, H = cfg.tokens, cfg.heads
+    valid = att.score_buffer_valid(cfg)
+    assert valid.shape == (cfg.query_blocks, T, P, cfg.head_lanes)
+    assert valid.sum() == T * T * H
+    s = np.arange(T * T * H, dtype=np.int64).reshape(T, T, H) + 1
+    vals = att.score_buffer(s, cfg)[valid]
+    assert sorted(vals) == list(range(1, T * T * H + 1))
+    assert [att.key_order(q, cfg)[0] for q in range(T)] == [q % P for q in range(T)]

@@ -138,3 +138,19 @@ def test_threaded_batch_equals_serial(tiny_run):
     r2 = GoldenModel(cfg, w).run(imgs, taps={"l1.gate_logits"}, workers=2)
     assert np.array_equal(r2.output, r.output)
     assert np.array_equal(r2.taps["l1.gate_logits"], r.taps["l1.gate_logits"])
+
+
+@pytest.mark.parametrize("changes", [
+    dict(attn_parallel=2, top_k=3),
+    dict(dim=64, heads=4, mlp_hidden=128, expert_hidden=64, attn_parallel=8, top_k=1,
+         moe_layers=(0, 1)),
+])
+def test_other_configs_fast_equals_reference(changes):
+    cfg = preset("tiny").replace(name="variant", **changes)
+    w = seeded_weights(cfg, 1)
+    img = _images(cfg, 1, seed=2)
+    fast = GoldenModel(cfg, w).run(img, taps=True)
+    ref = GoldenModel(cfg, w, fast=False).run(img, taps=True)
+    for name in tap_names(cfg):
+        assert np.array_equal(fast.taps[name], ref.taps[name]), name
+    assert fast.routing[1]["experts"].shape[-1] == cfg.top_k
