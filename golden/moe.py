@@ -40,11 +40,14 @@ class Routing:
         return np.array([len(q) for q in self.queues], dtype=np.int64)
 
 
-def top_k(logits, k: int) -> np.ndarray:
+def top_k(logits, k: int, *, with_scores: bool = False):
     """Top-k expert indices per row by the hardware's insertion scan (spec §4.6.4).
 
     The list starts as k entries (score -512, index 0); scanning e = 0..E-1, a score is
-    inserted at the first position j with score > list[j] (strict), shifting the rest down.
+    inserted at the first position j with score > list[j] (strict), shifting the rest down;
+    without an insertion the list is kept (the C code's uninitialised temporaries, read as
+    "keep" at -O0).  ``with_scores`` also returns the list's scores: an entry never displaced
+    keeps score -512 even though it names expert 0.
     """
     g = np.asarray(logits, dtype=np.int64)
     n, E = g.shape
@@ -64,7 +67,7 @@ def top_k(logits, k: int) -> np.ndarray:
                 ix[:, j] = np.where(shift, ix[:, j - 1], ix[:, j])
             sc[rows[ins], j] = s[ins]
             ix[rows[ins], j] = e
-    return ix
+    return (ix, sc) if with_scores else ix
 
 
 def route(logits, cfg: AcceleratorConfig, fast: bool = False) -> Routing:
@@ -80,8 +83,7 @@ def route(logits, cfg: AcceleratorConfig, fast: bool = False) -> Routing:
         bias = np.full(T, FM_MIN, dtype=np.int64)
         for e in range(E):
             total, bias = online_softmax_step(total, bias, g[:, e])
-    experts = top_k(g, cfg.top_k)
-    chosen = np.take_along_axis(g, experts, axis=1)
+    experts, chosen = top_k(g, cfg.top_k, with_scores=True)
     arg = wrap32(chosen - bias[:, None])
     num = _fast.exp_array(arg.reshape(-1)).reshape(arg.shape) if fast else hls_exp(arg)
     probs = div_fm(num, np.broadcast_to(total[:, None], num.shape))

@@ -10,14 +10,14 @@ from moevit.golden.kernels import FM_MIN, online_softmax
 from moevit.golden.moe import combine, moe_forward, route, top_k
 
 
-def _top_k_scalar(row, k):
+def _top_k_scalar(row, k, scores=False):
     lst = [(FM_MIN, 0)] * k
     for e, s in enumerate(row):
         for j in range(k):
             if s > lst[j][0]:
                 lst = lst[:j] + [(int(s), e)] + lst[j:k - 1]
                 break
-    return [i for _, i in lst]
+    return [s for s, _ in lst] if scores else [i for _, i in lst]
 
 
 @pytest.mark.parametrize("k", [1, 2, 3, 5])
@@ -108,3 +108,23 @@ def test_fast_route_equals_reference(edge_cfg):
     a, b = route(g, edge_cfg), route(g, edge_cfg, fast=True)
     for f in ("sum", "max", "experts", "probs"):
         assert np.array_equal(getattr(a, f), getattr(b, f)), f
+
+
+def test_never_displaced_entry_keeps_minus_512_score(edge_cfg):
+    """A token with one logit above -512 keeps the initial (-512, expert 0) entry; its
+    probability uses the entry's score -512, not expert 0's logit."""
+    cfg = edge_cfg
+    g = np.full((cfg.tokens, cfg.num_experts), FM_MIN, dtype=np.int64)
+    g[:, 0] = 1 << 22  # expert 0 = 1.0, all others -512
+    g[1:, 1] = 0       # other tokens: ordinary second choice
+    ix, sc = top_k(g, 2, with_scores=True)
+    assert list(ix[0]) == [0, 0] and list(sc[0]) == [1 << 22, FM_MIN]
+    assert list(sc[0]) == _top_k_scalar(g[0], 2, scores=True)
+    for fast in (False, True):
+        rt = route(g, cfg, fast=fast)
+        # exp(wrap32(-512 - 1)) = exp(+511): saturates, then divided by the sum
+        # (the 14 saturated exp(-512 - 1.0) terms also wrapped the sum negative: trunc0)
+        sat, S = (2**31 - 1) << 22, int(rt.sum[0])
+        assert S < 0 and rt.probs[0, 1] == wrap32(-(sat // -S))
+        assert rt.probs[0, 1] != rt.probs[0, 0]
+        assert list(rt.queues[0][:1]) == [0] and rt.tokens_per_expert[0] == cfg.tokens + 1
