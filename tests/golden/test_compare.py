@@ -12,6 +12,16 @@ from moevit.golden import compare as cmp
 from moevit.golden.weights import seeded_weights
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    """One intra-op thread: on a shared 2-core machine torch's spinning threads can slow small
+    ops by 100x; results do not depend on the thread count."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def _img(cfg, seed=0):
     rng = np.random.default_rng(seed)
     return (rng.integers(0, 256, (3, cfg.image_height, cfg.image_width)) / 256).astype(np.float32)

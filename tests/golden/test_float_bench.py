@@ -19,7 +19,8 @@ def _load():
 def test_bench_float_tiny(tmp_path, capsys):
     bench = _load()
     out = tmp_path / "float.json"
-    assert bench.main(["--preset", "tiny", "--device", "cpu", "--repeats", "3", "--out", str(out)]) == 0
+    assert bench.main(["--preset", "tiny", "--device", "cpu", "--repeats", "3", "--threads", "1",
+                       "--out", str(out)]) == 0
     doc = json.loads(out.read_text())
     assert {"cpu", "cpu_count", "torch", "platform"} <= set(doc["machine"])
     (r,) = doc["results"]
