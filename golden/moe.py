@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -107,12 +108,24 @@ def combine(y_raw, p_raw) -> np.ndarray:
 
 def moe_forward(x_raw, routing: Routing, expert_fc1, expert_fc2) -> np.ndarray:
     """Expert loop over the metaqueue.  ``expert_fc1(e, x, rows)`` returns GELU(FC1_e) on
-    x[rows]; ``expert_fc2(e, h)`` returns FC2_e(h).  Output [T, D] raw."""
+    x[rows]; ``expert_fc2(e, h)`` returns FC2_e(h).  Output [T, D] raw.
+
+    A queue holding T entries is read in direct mode (rows 0..T-1, spec §4.3) while the
+    scored FC2 result i still goes to token queue[i].  For a sorted queue of distinct tokens
+    this is the same; it differs only when a token sits twice in one queue (a never-displaced
+    initial top-k entry), which the hardware then mis-pairs, and so does this model.
+    """
     x = np.asarray(x_raw, dtype=np.int64)
+    T = x.shape[0]
     out = np.zeros_like(x)
     for e in routing.metaqueue:
         rows = routing.queues[e]
-        h = expert_fc1(e, x, rows)
+        if len(rows) > T:
+            warnings.warn(f"expert {e}: queue of {len(rows)} entries overflows the hardware's "
+                          f"{T}-entry queue (undefined behaviour there); modelled as if it fit",
+                          RuntimeWarning, stacklevel=2)
+        in_rows = np.arange(T, dtype=np.int64) if len(rows) == T else rows
+        h = expert_fc1(e, x, in_rows)
         y = expert_fc2(e, h)
         np.add.at(out, rows, combine(y, routing.queue_probs[e]))
     return wrap32(out)

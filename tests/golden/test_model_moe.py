@@ -128,3 +128,31 @@ def test_never_displaced_entry_keeps_minus_512_score(edge_cfg):
         assert S < 0 and rt.probs[0, 1] == wrap32(-(sat // -S))
         assert rt.probs[0, 1] != rt.probs[0, 0]
         assert list(rt.queues[0][:1]) == [0] and rt.tokens_per_expert[0] == cfg.tokens + 1
+
+
+def test_full_queue_is_read_in_direct_mode(tiny_cfg):
+    """A queue of exactly T entries is read as rows 0..T-1 (direct mode) but written through
+    the queue: with token 0 twice in queue[0] and token T-1 absent, row i pairs with queue[i]."""
+    cfg = tiny_cfg
+    T = cfg.tokens
+    g = np.full((T, cfg.num_experts), FM_MIN, dtype=np.int64)
+    g[:, 0] = 1 << 22
+    g[1:, 1] = 0            # token 0: (0, 0 placeholder); tokens 1..T-2: experts (0, 1)
+    g[T - 1, 0] = FM_MIN
+    g[T - 1, 2] = 5
+    g[T - 1, 1] = 7         # last token: experts (1, 2), not 0
+    rt = route(g, cfg)
+    q0 = list(rt.queues[0])
+    assert len(q0) == T and q0 == [0, 0] + list(range(1, T - 1))
+    x = np.arange(T * cfg.dim, dtype=np.int64).reshape(T, cfg.dim) << 16
+    seen = {}
+    fc1 = lambda e, xx, rows: (seen.setdefault(e, list(rows)), xx[rows])[1]
+    fc2 = lambda e, h: h
+    out = moe_forward(x, rt, fc1, fc2)
+    assert seen[0] == list(range(T))  # direct read
+    ref = np.zeros_like(x)
+    for e in rt.metaqueue:
+        src = range(T) if len(rt.queues[e]) == T else rt.queues[e]
+        for i, (t, p) in enumerate(zip(rt.queues[e], rt.queue_probs[e])):
+            ref[t] += (x[list(src)[i]] * int(p)) >> 22
+    assert np.array_equal(out, wrap32(ref))
