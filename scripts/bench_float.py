@@ -83,25 +83,31 @@ def main(argv=None) -> int:
     p.add_argument("--repeats", type=int, default=5, help="timed runs (median reported; >= 3)")
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--out", default="bench/float.json")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    p.add_argument("--threads", type=int, nargs="+", default=None,
+                   help="torch CPU thread counts to time (default: 1 and torch's default)")
     a = p.parse_args(argv)
     if a.repeats < 3:
         p.error("--repeats must be at least 3 (the median of >= 3 runs is reported)")
-    if a.threads:
-        torch.set_num_threads(a.threads)
+    default_threads = torch.get_num_threads()
+    threads = a.threads or sorted({1, default_threads})
     devices = ["cpu"] if a.device == "cpu" else ["cuda"] if a.device == "cuda" else \
         ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     if "cuda" in devices and not torch.cuda.is_available():
         print("bench_float: --device cuda but torch sees no CUDA device", file=sys.stderr)
         return 2
-    results = [bench(a.preset, d, a.repeats, a.warmup) for d in devices]
-    doc = dict(machine=machine(), results=results,
+    results = []
+    for d in devices:
+        for n in (threads if d == "cpu" else [default_threads]):
+            torch.set_num_threads(n)
+            results.append(dict(bench(a.preset, d, a.repeats, a.warmup), threads=n))
+    torch.set_num_threads(default_threads)
+    doc = dict(machine=dict(machine(), torch_threads=default_threads), results=results,
                note="float32, batch 1, one task; 'backbone' is what the accelerator computes")
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(doc, indent=1))
     for r in results:
-        print(f"float {r['preset']} on {r['device']}: backbone {r['backbone']['median_ms']:.1f} ms/image, "
+        print(f"float {r['preset']} on {r['device']} ({r['threads']} threads): backbone {r['backbone']['median_ms']:.1f} ms/image, "
               f"backbone+head {r['backbone_plus_head']['median_ms']:.1f} ms/image "
               f"(median of {r['repeats']})")
     print(f"wrote {out}")

@@ -24,6 +24,7 @@ def test_bench_float_tiny(tmp_path, capsys):
     doc = json.loads(out.read_text())
     assert {"cpu", "cpu_count", "torch", "platform"} <= set(doc["machine"])
     (r,) = doc["results"]
+    assert r["threads"] == 1
     runs = r["backbone"]["runs_ms"]
     assert len(runs) == 3 and r["backbone"]["median_ms"] == sorted(runs)[1]
     assert "ms/image" in capsys.readouterr().out
