@@ -258,29 +258,59 @@ def qk_scores_split(q, kT, heads, head_dim, block, shift):
 
 
 @njit(cache=True, nogil=True)
-def attention_av_split(v, s, recip, mx, head_dim):
-    """Same result as :func:`attention_av`, vectorised over features with exact float64
-    products: with A = ah·2^22 + al (0 <= al < 2^22), ⌊V·A / 2^22⌋ = V·ah + ⌊V·al·2^-22⌋."""
-    Tk, D = v.shape
-    T, _, H = s.shape
-    vf = v.astype(np.float64)
-    out = np.empty((T, D), dtype=np.int64)
-    acc = np.empty(D, dtype=np.float64)
+def attention_weights_split(s, recip, mx):
+    """A = wrap32(⌊hls_exp(wrap32(s - max))·recip / 2^22⌋) split as A = ah·2^22 + al·2^22
+    with ah = A >> 22 and al = (A mod 2^22)·2^-22, both float64 [T, heads, Tk] (exact)."""
+    T, Tk, H = s.shape
+    ah = np.empty((T, H, Tk), dtype=np.float64)
+    al = np.empty((T, H, Tk), dtype=np.float64)
     scale = 2.0 ** -22
     for qi in range(T):
-        acc[:] = 0.0
         for h in range(H):
             r = recip[qi, h]
             m = mx[qi, h]
             for ki in range(Tk):
                 a = wrap32((exp_scalar(wrap32(s[qi, ki, h] - m)) * r) >> 22)
-                ah = np.float64(a >> 22)
-                al = np.float64(a & 4194303) * scale
+                ah[qi, h, ki] = np.float64(a >> 22)
+                al[qi, h, ki] = np.float64(a & 4194303) * scale
+    return ah, al
+
+
+@njit(cache=True, nogil=True)
+def av_from_split(vf, ah, al, head_dim):
+    """out[q][d] = wrap32(Σ_k ⌊V[k][d]·A[q][k][h(d)] / 2^22⌋) from the split weights:
+    ⌊V·A / 2^22⌋ = V·ah + ⌊V·al⌋, with |V·ah| <= 2^40 and |V|·al·2^22 < 2^53 exact in
+    float64 (sums over keys stay below 2^48).  Two query rows per pass."""
+    Tk, D = vf.shape
+    T, H, _ = ah.shape
+    out = np.empty((T, D), dtype=np.int64)
+    acc0 = np.empty(D, dtype=np.float64)
+    acc1 = np.empty(D, dtype=np.float64)
+    for q0 in range(0, T, 2):
+        q1 = q0 + 1 if q0 + 1 < T else q0
+        acc0[:] = 0.0
+        acc1[:] = 0.0
+        for h in range(H):
+            for ki in range(Tk):
+                x0 = ah[q0, h, ki]
+                x1 = al[q0, h, ki]
+                y0 = ah[q1, h, ki]
+                y1 = al[q1, h, ki]
                 for d in range(h * head_dim, (h + 1) * head_dim):
-                    acc[d] += vf[ki, d] * ah + np.floor(vf[ki, d] * al)
+                    vv = vf[ki, d]
+                    acc0[d] += vv * x0 + np.floor(vv * x1)
+                    acc1[d] += vv * y0 + np.floor(vv * y1)
         for d in range(D):
-            out[qi, d] = wrap32(np.int64(acc[d]))
+            out[q0, d] = wrap32(np.int64(acc0[d]))
+            if q0 + 1 < T:
+                out[q0 + 1, d] = wrap32(np.int64(acc1[d]))
     return out
+
+
+def attention_av_split(v, s, recip, mx, head_dim):
+    """Same result as :func:`attention_av`: the exps first, then the exact float64 MACs."""
+    ah, al = attention_weights_split(s, recip, mx)
+    return av_from_split(v.astype(np.float64), ah, al, head_dim)
 
 
 @njit(cache=True, nogil=True)
