@@ -191,27 +191,26 @@ class Attention(nn.Module):
     def forward(self, x, taps=None, prefix=""):
         n, t, d = x.shape
         q, k, v = self.qkv(x).split(d, dim=-1)  # [q | k | v], heads contiguous inside each
-        qh = q.reshape(n, t, self.heads, self.head_dim)
-        kh = k.reshape(n, t, self.heads, self.head_dim)
-        vh = v.reshape(n, t, self.heads, self.head_dim)
-        scores = torch.einsum("nqhd,nkhd->nqkh", qh, kh) * self.scale  # [N, Tq, Tk, heads]
-        attn = scores.softmax(dim=2)
-        av = torch.einsum("nqkh,nkhd->nqhd", attn, vh).reshape(n, t, d)
+        qh, kh, vh = (a.reshape(n, t, self.heads, self.head_dim).transpose(1, 2) for a in (q, k, v))
+        if taps is None:  # fused kernel; same math: softmax(q·kᵀ·scale)·v
+            av = F.scaled_dot_product_attention(qh, kh, vh, scale=self.scale)
+            return self.proj(av.transpose(1, 2).reshape(n, t, d))
+        s = (qh @ kh.transpose(-1, -2)) * self.scale                  # [N, heads, Tq, Tk]
+        av = (s.softmax(dim=-1) @ vh).transpose(1, 2).reshape(n, t, d)
         out = self.proj(av)
-        if taps is not None:
-            mx = scores.amax(dim=2)                                     # [N, T, heads]
-            recip = 1.0 / torch.exp(scores - mx[:, :, None, :]).sum(dim=2)
-            taps[prefix + "q"], taps[prefix + "k"], taps[prefix + "v"] = q, k, v
-            taps[prefix + "scores"] = scores
-            width = self.cfg.softmax_info_width or 2 * self.heads
-            info = scores.new_zeros(n, t, width)
-            info[..., :2 * self.heads] = torch.stack([recip, mx], dim=-1).reshape(n, t, -1)
-            taps[prefix + "softmax_info"] = info                  # {recip_h, max_h}..., pads 0
-            if self.cfg.attn_parallel:
-                taps[prefix + "score_buffer"] = self._score_buffer(scores)
-            taps[prefix + "av"], taps[prefix + "proj"] = av, out
+        scores = s.permute(0, 2, 3, 1)                                 # [N, Tq, Tk, heads]
+        mx = s.amax(dim=-1)                                            # [N, heads, T]
+        recip = 1.0 / torch.exp(s - mx[..., None]).sum(dim=-1)
+        width = self.cfg.softmax_info_width or 2 * self.heads
+        info = s.new_zeros(n, t, width)
+        info[..., :2 * self.heads] = torch.stack([recip, mx], dim=-1).transpose(1, 2).reshape(n, t, -1)
+        taps[prefix + "q"], taps[prefix + "k"], taps[prefix + "v"] = q, k, v
+        taps[prefix + "scores"] = scores
+        taps[prefix + "softmax_info"] = info                          # {recip_h, max_h}..., pads 0
+        if self.cfg.attn_parallel:
+            taps[prefix + "score_buffer"] = self._score_buffer(scores)
+        taps[prefix + "av"], taps[prefix + "proj"] = av, out
         return out
-
 
     def _score_buffer(self, scores):
         """Float scores in the ``attn`` DRAM layout [N, B, T, P, head_lanes]; junk slots 0."""

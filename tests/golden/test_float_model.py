@@ -244,7 +244,7 @@ def test_macs_match_torch_flop_counter():
     m = FloatM3ViT(c).eval()
     for head in (False, True):
         with torch.no_grad(), FlopCounterMode(display=False) as fc:
-            m(torch.rand(1, 3, 32, 64), task=1, head=head)
+            m(torch.rand(1, 3, 32, 64), task=1, head=head, taps=True)  # explicit attention matmuls
         assert fc.get_total_flops() == 2 * macs(c, 1, head=head)["total"]
 
 
@@ -295,3 +295,13 @@ def test_training_steps_reduce_multitask_loss():
     g0 = m.backbone.blocks[1].mlp.gate[0].w_gate
     g1 = m.backbone.blocks[1].mlp.gate[1].w_gate
     assert not torch.equal(g0, g1)  # each task trains its own router
+
+
+def test_fused_attention_path_equals_tapped_path():
+    cfg = preset("tiny")
+    m = model_from_weights(seeded_weights(cfg, 8), cfg, dtype=torch.float64)
+    img = torch.from_numpy(_image(cfg, 2))
+    with torch.no_grad():
+        plain, tapped = m(img, task=1), m(img, task=1, taps=True)
+    torch.testing.assert_close(plain.features, tapped.features, rtol=0, atol=1e-12)
+    torch.testing.assert_close(plain.prediction, tapped.prediction, rtol=0, atol=1e-10)
