@@ -272,12 +272,12 @@ def _softmax_from_groups(cfg, groups, rows):
     return Vectors(inputs, expected, np.array(out_to_in, np.int64), f)
 
 
-def _softmax_corners(cfg, rows=None):
+def _softmax_corners(cfg, rows=None, **_):
     rows = rows or softmax_rows(cfg)
     return {"groups": _softmax_corner_groups(cfg, rows), "rows": rows}
 
 
-def _softmax_random(cfg, n, rng, rows=None):
+def _softmax_random(cfg, n, rng, rows=None, **_):
     rows = rows or softmax_rows(cfg)
     return {"groups": _softmax_groups(rng, n, rows), "rows": rows}
 
@@ -286,7 +286,7 @@ def _softmax_make(cfg, f):
     return _softmax_from_groups(cfg, f["groups"], f["rows"])
 
 
-def _softmax_decode(cfg, words, rows=None):  # noqa: D401
+def _softmax_decode(cfg, words, rows=None, **_):
     rows = rows or softmax_rows(cfg)
     rb = max(1, (rows - 1).bit_length())
     rc, mx, row = _unpack(words, [32, 32, rb], [True, True, False])

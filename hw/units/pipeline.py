@@ -44,6 +44,8 @@ class StallPipeline:
         m.d.comb += self.valid.eq(i.valid & ready)
         self.stage_valids = [self.valid]
         self._carried: dict[str, Value] = {}
+        #: per carried name: [(stage, stage valid, value at that stage), ...]
+        self.trace: dict[str, list[tuple[int, Value, Value]]] = {}
         self._pending: list[tuple[Signal, Value]] = []
         self._n = 0
 
@@ -61,6 +63,7 @@ class StallPipeline:
     def carry(self, name: str, value) -> Value:
         """Carry ``value`` (a signal of the current stage) to every later stage."""
         self._carried[name] = Value.cast(value)
+        self.trace[name] = [(self.stage, self.valid, self._carried[name])]
         return self._carried[name]
 
     def drop(self, name: str):
@@ -77,6 +80,8 @@ class StallPipeline:
         self.stage += 1
         self.valid = v
         self.stage_valids.append(v)
+        for key, val in self._carried.items():
+            self.trace[key].append((self.stage, v, val))
         return v
 
     def rom(self, values, addr, name: str, width: int | None = None) -> Value:
