@@ -39,10 +39,12 @@ def _load(name: str) -> dict | None:
 def _float_rows(data: dict) -> list[str]:
     rows = []
     for r in data.get("results", []):
-        rows.append(f"| float M³ViT backbone ({r['preset']}, {r['device']}, {r['dtype']}) | "
-                    f"{r['backbone']['median_ms']:.1f} ms / image |")
+        where = f"{r['preset']}, {r['device']}, {r['dtype']}"
+        if r.get("threads"):
+            where += f", {r['threads']} thread{'s' if r['threads'] > 1 else ''}"
+        rows.append(f"| float M³ViT backbone ({where}) | {r['backbone']['median_ms']:.1f} ms / image |")
         if "backbone_plus_head" in r:
-            rows.append(f"| float M³ViT backbone + PUP head ({r['preset']}, {r['device']}) | "
+            rows.append(f"| float M³ViT backbone + PUP head ({where}) | "
                         f"{r['backbone_plus_head']['median_ms']:.1f} ms / image |")
     return rows
 
