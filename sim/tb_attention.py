@@ -24,8 +24,21 @@ from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge
 from moevit.golden import attention as ga
 from moevit.hw.units.attention_schedule import geometry, qk_steps
 from moevit.sim.runner import tb_config, tb_params, tb_simulator, write_metrics
+from moevit.sim.units import UnitSpec, register_unit
 
 FM_MASK = (1 << 32) - 1
+
+
+def _build_attention(cfg, **_):
+    from moevit.hw.units.attention import Attention
+    return Attention(cfg)
+
+
+# `moevit sim attention --preset tiny|edge-moe ...` (found by moevit.sim.units.load_plugins)
+register_unit(UnitSpec(
+    "attention", _build_attention, test_module="moevit.sim.tb_attention",
+    description="multi-head attention: Q·Kᵀ, staggered P lanes, online softmax, softmax·V "
+                "(spec §4.5)"))
 
 #: Amaranth port -> HLS axis port base name
 HLS_PORTS = {"q": "q", "k": "k", "s_out": "scores_out", "i_out": "info_out", "v": "v",
@@ -146,6 +159,18 @@ async def hls_start(dut, mode):
     dut.ap_start.value = 0
 
 
+def _out_latency(cfg, v_cycles, out_cycles) -> int:
+    """Min cycles from the V handshake of a step to the handshake of the output beat that
+    step produces (output beats leave at each lane's last key, see attention_schedule)."""
+    g = geometry(cfg)
+    out_steps = []
+    for i, st in enumerate(qk_steps(cfg)):
+        for o in range(g.lanes):
+            if st.k == g.last_key(o) and g.valid(st.b, st.k, o):
+                out_steps.append(i)
+    return int(min(oc - v_cycles[i] for oc, i in zip(out_cycles, out_steps)))
+
+
 def mismatch_report(name, got, want, mask=None) -> tuple[int, str]:
     got, want = np.asarray(got), np.asarray(want)
     if mask is None:
@@ -217,7 +242,8 @@ async def attention_bit_exact(dut):
     metrics = dict(
         style=style, preset=cfg.name, P=g.lanes, tokens=T, dim=D, heads=cfg.heads,
         p_valid=pv, p_ready=pr,
-        vectors=int(want_sb[valid].size + want_info.size + want_av.size),
+        vectors=int(want_sb[valid].size + want_info.size + want_av.size), corner_vectors=0,
+        outputs=int(want_sb[valid].size + want_info.size + want_av.size),
         mismatches_scores=checks[0][0], mismatches_junk=checks[1][0],
         mismatches_info=checks[2][0], mismatches_av=checks[3][0],
         mismatches=checks[0][0] + checks[2][0] + checks[3][0],
@@ -225,7 +251,8 @@ async def attention_bit_exact(dut):
         steps_per_phase=g.steps, k_span_cycles=int(k_span),
         max_q_per_cycle=int(q_fire.max()), max_k_per_cycle=int(k_fire.max()),
         q_handshake_cycles=q_cycles_rel if p.get("record_q_cycles") else None,
-        latency_cycles=int(qk_cycles + av_cycles - 2 * g.steps),
+        latency_cycles=_out_latency(cfg, fired_av[id(P_["v"])], fired_av[id(P_["o"])]),
+        overhead_cycles=int(qk_cycles + av_cycles - 2 * g.steps),
         items_per_cycle=round(2 * g.steps / (qk_cycles + av_cycles), 4))
     write_metrics(metrics)
     if p.get("dump_npz"):

@@ -129,12 +129,14 @@ def bandwidth_profile(cfg: AcceleratorConfig) -> dict:
 def cycles_per_layer(cfg: AcceleratorConfig, drain: int = RTL_DRAIN_CYCLES) -> dict:
     """Analytical cycles of one attention layer at one step per clock, no stalls.
 
-    Q·Kᵀ+statistics: QB·T·FB steps; softmax·V: QB·T·FB steps; each phase ends ``drain``
-    cycles after its last step (the output register).  QB = ceil((T-1)/P) + 1.
+    Q·Kᵀ+statistics: QB·T·FB steps; softmax·V: QB·T·FB steps, after the first score entry
+    (max(1, P·HL/8) beats) has been read; each phase ends ``drain`` cycles after its last step
+    (the output register; Q·Kᵀ: the last entry's beats).  QB = ceil((T-1)/P) + 1.
     """
     g = geometry(cfg)
-    qk = g.steps + drain
-    av = g.steps + drain
+    entry_beats = max(1, g.entry_words // g.feature_block)
+    qk = g.steps + max(drain, entry_beats)  # the last score entry leaves beat by beat
+    av = entry_beats + g.steps + drain
     return dict(P=g.lanes, tokens=g.tokens, feature_blocks=g.feature_blocks,
                 query_blocks=g.query_blocks, qk_cycles=qk, av_cycles=av, layer_cycles=qk + av,
                 ideal_layer_cycles=2 * g.steps)
