@@ -49,7 +49,11 @@ VERILATOR_ARGS = ("-Wno-fatal", "-Wno-lint", "-Wno-style", "-O3", "--x-assign", 
 
 
 class SimulationError(MoevitError, RuntimeError):
-    """A simulator build failed, the simulation crashed, or a cocotb test failed."""
+    """A simulator build failed, the simulation crashed, or a cocotb test failed.
+
+    ``metrics`` holds what the testbench recorded before failing (may be empty)."""
+
+    metrics: dict = {}
 
 
 # ---------------------------------------------------------------------------- Verilog
@@ -211,8 +215,11 @@ def run_testbench(component, cfg: AcceleratorConfig, unit: str, test_module: str
         raise SimulationError(f"no cocotb tests ran from {test_module} (testcase={testcase!r}); "
                               f"log {log}:\n{_tail(log)}")
     if failed:
-        raise SimulationError(f"{len(failed)} of {tests} cocotb tests failed for {unit} on "
+        err = SimulationError(f"{len(failed)} of {tests} cocotb tests failed for {unit} on "
                               f"{sim}:\n  " + "\n  ".join(failed) + f"\n(full log: {log})")
+        err.metrics = json.loads(mfile.read_text()) if mfile.exists() else {}
+        err.metrics.update(simulator=sim, unit=unit, run_dir=str(run_dir))
+        raise err
     metrics = json.loads(mfile.read_text()) if mfile.exists() else {}
     wave_file = None
     if waves:

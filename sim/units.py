@@ -22,6 +22,8 @@ class UnitSpec:
     test_module: str = "moevit.sim.tb_units"
     description: str = ""
     params: dict = field(default_factory=dict)
+    #: keys of ``opts`` that are passed to ``build`` (the rest reach the testbench only)
+    component_opts: tuple = ("rows", "full_rate", "stages")
 
 
 UNITS: dict[str, UnitSpec] = {}
@@ -32,7 +34,24 @@ def register_unit(spec: UnitSpec) -> UnitSpec:
     return spec
 
 
+def load_plugins() -> None:
+    """Import the ``sim/tb_*.py`` modules that call :func:`register_unit` (e.g. the attention
+    testbench), so their units join :data:`UNITS`.  Modules are found by their source text,
+    so testbench modules that only run inside a simulator are never imported here."""
+    import importlib
+    from pathlib import Path
+    for path in sorted(Path(__file__).parent.glob("tb_*.py")):
+        try:
+            text = path.read_text()
+        except OSError:
+            continue
+        if "register_unit(" in text:
+            importlib.import_module(f"moevit.sim.{path.stem}")
+
+
 def get_unit(name: str) -> UnitSpec:
+    if name not in UNITS:
+        load_plugins()
     try:
         return UNITS[name]
     except KeyError:
@@ -57,7 +76,7 @@ def run_unit(name: str, cfg: AcceleratorConfig, *, sim: str = "verilator", vecto
     if rate_items is not None:
         p["rate_items"] = int(rate_items)
     p.update(params or {})
-    comp_opts = {k: v for k, v in opts.items() if k in ("rows", "full_rate", "stages")}
+    comp_opts = {k: v for k, v in opts.items() if k in spec.component_opts}
     metrics = run_testbench(lambda: spec.build(cfg, **comp_opts), cfg, name,
                             spec.test_module, sim=sim, params=p, waves=waves, seed=seed,
                             verbose=verbose)

@@ -96,7 +96,7 @@ def exp_stages(pipe: StallPipeline, x, prefix: str = "exp_"):
 class Exp(wiring.Component):
     """fm_t in, ``hls::exp`` fm_t out; valid/ready, one result per cycle.
 
-    Latency ``EXP_STAGES + 1`` cycles (the result is registered).
+    Latency ``EXP_STAGES + 2`` cycles (argument and result registered).
     """
 
     def __init__(self, cfg: AcceleratorConfig):
@@ -104,7 +104,7 @@ class Exp(wiring.Component):
         self.cfg = cfg
         super().__init__(stream_signature(fm_shape(cfg), fm_shape(cfg)))
 
-    latency = EXP_STAGES + 1
+    latency = EXP_STAGES + 2
 
     def elaborate(self, platform):
         m = Module()

@@ -1,0 +1,87 @@
+"""Verilog export and Yosys resource estimates for Amaranth components.
+
+:func:`yosys_estimate` runs Debian's yosys (``synth_xilinx -family xcup``; amaranth's
+bundled yosys lacks ``synth_xilinx``) and counts LUT/FF/DSP48E2/BRAM/URAM cells.
+
+Caveat: Yosys does not pack pipeline registers into the DSP48E2 (A/B/M/P registers) for
+UltraScale+, so they stay in fabric: FF counts are upper bounds; DSP and BRAM counts are
+right.  No timing is estimated.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import time
+from pathlib import Path
+
+from moevit.errors import ToolNotFoundError
+
+CAVEAT = ("Yosys synth_xilinx -family xcup estimates (not Vivado): Yosys leaves UltraScale+ "
+          "DSP48E2 pipeline registers in fabric, so FF counts are upper bounds; DSP and BRAM "
+          "counts are right; no timing is checked.")
+
+_LUTRAM = re.compile(r"^RAM(32|64|128|256)")
+
+
+def write_verilog(component, path: Path, name: str) -> Path:
+    """Write the component's Verilog (no source attributes) to ``path``."""
+    from amaranth.back import verilog
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(verilog.convert(component, name=name, emit_src=False))
+    return path
+
+
+def parse_stat(text: str) -> dict[str, int]:
+    """Cell-type counts from the last ``stat`` report in a yosys log."""
+    block = text.rsplit("Number of cells:", 1)
+    if len(block) < 2:
+        raise ValueError("no `stat` report in the yosys log")
+    cells: dict[str, int] = {}
+    for line in block[1].splitlines()[1:]:
+        mt = re.match(r"^\s+(\$?[\w$]+)\s+(\d+)\s*$", line)
+        if mt:
+            cells[mt.group(1)] = int(mt.group(2))
+        elif line.strip() and cells:
+            break
+    return cells
+
+
+def summarise(cells: dict[str, int]) -> dict[str, float | int]:
+    """LUT (logic + LUTRAM + SRL), FF, DSP48E2, BRAM (36 Kb equivalents), URAM, CARRY8."""
+    lut_logic = sum(n for c, n in cells.items() if re.fullmatch(r"LUT[1-6]", c))
+    lutram = sum(n for c, n in cells.items() if _LUTRAM.match(c))
+    srl = sum(n for c, n in cells.items() if c.startswith("SRL"))
+    ff = sum(n for c, n in cells.items() if re.fullmatch(r"FD[CEPRS]E?(_1)?", c))
+    bram = cells.get("RAMB36E2", 0) + 0.5 * cells.get("RAMB18E2", 0)
+    return {"LUT": lut_logic + lutram + srl, "LUT_logic": lut_logic, "LUTRAM": lutram,
+            "SRL": srl, "FF": ff, "DSP48E2": cells.get("DSP48E2", 0), "BRAM36": bram,
+            "URAM": cells.get("URAM288", 0), "CARRY8": cells.get("CARRY8", 0)}
+
+
+def yosys_estimate(verilog: Path, top: str, *, yosys: str | None = None,
+                   family: str = "xcup", log: Path | None = None,
+                   timeout: int = 1800) -> dict:
+    """Synthesise ``verilog`` with ``synth_xilinx -family <family>``; returns the summary
+    (see :func:`summarise`) plus ``cells`` and ``seconds``."""
+    from moevit.sim.tools import find_yosys
+    exe = yosys or find_yosys()
+    script = (f"read_verilog -sv {verilog}; synth_xilinx -family {family} -top {top} -flatten; "
+              f"stat")
+    t0 = time.monotonic()
+    try:
+        out = subprocess.run([exe, "-p", script], capture_output=True, text=True,
+                             timeout=timeout)
+    except FileNotFoundError:
+        raise ToolNotFoundError(f"yosys not found at {exe}") from None
+    text = out.stdout
+    if log:
+        Path(log).write_text(text + out.stderr)
+    if out.returncode != 0:
+        raise RuntimeError(f"yosys failed on {verilog} ({top}):\n" +
+                           "\n".join((out.stderr + text).splitlines()[-20:]))
+    cells = parse_stat(text)
+    res = summarise(cells)
+    res.update(cells=cells, seconds=round(time.monotonic() - t0, 1))
+    return res
