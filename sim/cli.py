@@ -8,6 +8,7 @@ cocotb test (the JSON is still written), 2 for usage/tool errors (moevit's conve
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
@@ -45,6 +46,7 @@ def register(subparsers) -> None:
                    help="softmax: interleaved rows (default P x head lanes)")
     p.add_argument("--json", dest="json_out", default=None, help="write the summary here")
     p.add_argument("--verbose", action="store_true", help="show simulator output")
+    p.add_argument("--inject-mismatch", action="store_true", help=argparse.SUPPRESS)
     p.set_defaults(func=_run)
 
 
@@ -57,7 +59,8 @@ def _run(args) -> int:
     try:
         m = run_unit(args.unit, cfg, sim=args.sim, vectors=args.vectors, seed=args.seed,
                      waves=args.waves, p_valid=args.p_valid, p_ready=args.p_ready, opts=opts,
-                     verbose=args.verbose)
+                     verbose=args.verbose,
+                     params={"corrupt": True} if args.inject_mismatch else None)
         rc, err = 0, None
     except SimulationError as exc:
         m, rc, err = dict(getattr(exc, "metrics", {}) or {}), 1, exc
