@@ -49,8 +49,6 @@ static void softmax_update(fm_t& sum, fm_t& bias, fm_t s) {
     }
 }
 
-static int last_key(int o) { return o == 0 ? T - 1 : o - 1; }
-
 // ---------------------------------------------------------------------------- Q·Kᵀ
 void attention_qk(hls::stream<beat_t>& q, hls::stream<beat_t>& k,
                   hls::stream<beat_t>& scores_out, hls::stream<beat_t>& info_out) {

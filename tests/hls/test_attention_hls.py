@@ -51,6 +51,19 @@ def test_cxx_exp_matches_golden_exp():
     assert got[np.where(x == 0)[0][0]] == 1 << 22
 
 
+@pytest.mark.slow
+def test_cxx_exp_exhaustive_over_the_datapath_range():
+    """Every fm_t input in [-16 - 2^-22, 1] (71.3 M values), in chunks."""
+    from moevit.hw.hls_attention import hls_exp_cxx
+    cfg = preset("tiny")
+    lo, hi, step = -(16 << 22) - 1, (1 << 22) + 1, 1 << 22
+    bad = 0
+    for a in range(lo, hi, step):
+        x = np.arange(a, min(a + step, hi), dtype=np.int64)
+        bad += int((hls_exp_cxx(x, cfg) != hls_exp(x)).sum())
+    assert bad == 0
+
+
 @pytest.mark.parametrize("P", [1, 2, 4, 8])
 def test_hls_attention_tiny_random_bit_exact(P):
     from moevit.hw.hls_attention import run_attention
