@@ -49,15 +49,17 @@ def parse_stat(text: str) -> dict[str, int]:
 
 
 def summarise(cells: dict[str, int]) -> dict[str, float | int]:
-    """LUT (logic + LUTRAM + SRL), FF, DSP48E2, BRAM (36 Kb equivalents), URAM, CARRY8."""
-    lut_logic = sum(n for c, n in cells.items() if re.fullmatch(r"LUT[1-6]", c))
+    """LUT (logic + LUTRAM + SRL), FF, DSP48E2, BRAM (36 Kb equivalents), URAM, carry cells."""
+    # INV cells become LUT1s in Vivado
+    lut_logic = sum(n for c, n in cells.items() if re.fullmatch(r"LUT[1-6]|INV", c))
     lutram = sum(n for c, n in cells.items() if _LUTRAM.match(c))
     srl = sum(n for c, n in cells.items() if c.startswith("SRL"))
     ff = sum(n for c, n in cells.items() if re.fullmatch(r"FD[CEPRS]E?(_1)?", c))
     bram = cells.get("RAMB36E2", 0) + 0.5 * cells.get("RAMB18E2", 0)
     return {"LUT": lut_logic + lutram + srl, "LUT_logic": lut_logic, "LUTRAM": lutram,
             "SRL": srl, "FF": ff, "DSP48E2": cells.get("DSP48E2", 0), "BRAM36": bram,
-            "URAM": cells.get("URAM288", 0), "CARRY8": cells.get("CARRY8", 0)}
+            "URAM": cells.get("URAM288", 0),
+            "CARRY": cells.get("CARRY8", 0) + cells.get("CARRY4", 0)}
 
 
 def yosys_estimate(verilog: Path, top: str, *, yosys: str | None = None,

@@ -31,7 +31,7 @@ from moevit.sim.units import UNITS, get_unit, load_plugins, run_unit  # noqa: E4
 
 DEFAULT_UNITS = ["exp", "gelu", "recip", "div", "sqrt", "rsqrt", "softmax"]
 COLUMNS = ["latency_cycles", "items_per_cycle", "LUT", "FF", "DSP48E2", "BRAM36", "URAM",
-           "LUTRAM", "CARRY8"]
+           "LUTRAM", "CARRY"]
 
 
 def estimate_unit(name: str, cfg, *, measure: bool, out_dir: Path) -> dict:

@@ -10,7 +10,7 @@ depend on every remainder step; only those 32 bits leave the unit (the wrap).
 
 from __future__ import annotations
 
-from amaranth import Cat, Module, Mux, signed
+from amaranth import Cat, Const, Module, Mux, signed
 from amaranth.lib import data, wiring
 
 from moevit.config import AcceleratorConfig
@@ -18,34 +18,51 @@ from moevit.hw.units.common import fm_shape, stream_signature
 from moevit.hw.units.pipeline import StallPipeline
 
 
-def divide_stages(pipe: StallPipeline, num_abs, num_bits: int, den_abs, neg, zero,
+def divide_stages(pipe: StallPipeline, num_top, shift: int, den_abs, neg, zero,
                   out_width: int = 32, prefix: str = "div_"):
-    """Append a restoring divider to ``pipe``: stage-k magnitudes ``num_abs`` (``num_bits``
-    wide) and ``den_abs``, result sign ``neg``, ``zero`` forces 0.
+    """Append a restoring divider to ``pipe`` for the numerator magnitude
+    ``num_top << shift`` (``num_top`` a stage-k value, or an int constant), the divisor
+    magnitude ``den_abs``, result sign ``neg``; ``zero`` forces 0.
 
-    Adds ``num_bits`` stages; returns the signed ``out_width``-bit wrapped quotient,
-    combinational from the last stage.
+    Adds one stage per numerator bit; returns the signed ``out_width``-bit wrapped quotient,
+    combinational from the last stage.  Only what is still needed is registered: the
+    unconsumed variable numerator bits (constant bits and the ``shift`` trailing zeros are
+    wired in) and the last ``out_width`` quotient bits (the higher ones are wrapped away).
     """
     dw = len(den_abs)
+    if isinstance(num_top, int):
+        const_bits = [Const((num_top >> i) & 1, 1)
+                      for i in reversed(range(max(1, num_top.bit_length())))]
+        n_top, var = len(const_bits), None
+    else:
+        const_bits, n_top = None, len(num_top)
+        var = pipe.reg(num_top, prefix + "num", shape=n_top)
+    num_bits = n_top + shift
     den = pipe.reg(den_abs, prefix + "den")
-    nq = pipe.reg(num_abs, prefix + "nq", shape=num_bits)
-    rem = pipe.reg(0, prefix + "rem", shape=dw)
     ng = pipe.reg(neg, prefix + "neg")
     zr = pipe.reg(zero, prefix + "zero")
     pipe.next()
+    rem, q = Const(0, dw), None
     for k in range(num_bits):
-        t = Cat(nq[num_bits - 1], rem)            # (rem << 1) | next numerator bit
+        if k < n_top:
+            bit = const_bits[k] if var is None else var[len(var) - 1]
+        else:
+            bit = Const(0, 1)
+        t = Cat(bit, rem)                          # (rem << 1) | next numerator bit
         ge = t >= den
         rem_n = Mux(ge, t - den, t)[:dw]
-        nq_n = Cat(ge, nq[:num_bits - 1])        # shift the quotient bit in
-        if k < num_bits - 1:
+        q_n = ge if q is None else Cat(ge, q)[:out_width]   # shift the quotient bit in
+        last = k == num_bits - 1
+        if not last:
             rem = pipe.reg(rem_n, prefix + "rem", shape=dw)
-        den = pipe.reg(den, prefix + "den") if k < num_bits - 1 else den
-        nq = pipe.reg(nq_n, prefix + "nq", shape=num_bits)
+            den = pipe.reg(den, prefix + "den")
+            if var is not None and len(var) > 1 and k < n_top - 1:
+                var = pipe.reg(var[:len(var) - 1], prefix + "num")
+        q = pipe.reg(q_n, prefix + "q")
         ng = pipe.reg(ng, prefix + "neg")
         zr = pipe.reg(zr, prefix + "zero")
         pipe.next()
-    q = nq[:out_width]
+    q = q if len(q) >= out_width else Cat(q, Const(0, out_width - len(q)))
     return Mux(zr, 0, Mux(ng, (-q)[:out_width], q))[:out_width].as_signed()
 
 
@@ -80,8 +97,8 @@ class Divide(wiring.Component):
         a = pipe.reg(self.i.payload.a, "a", shape=signed(w))
         b = pipe.reg(self.i.payload.b, "b", shape=signed(w))
         pipe.next()
-        num = _abs(a, w) << self.frac
-        q = divide_stages(pipe, num, self.num_bits, _abs(b, w), (a < 0) ^ (b < 0), b == 0, w)
+        q = divide_stages(pipe, _abs(a, w), self.frac, _abs(b, w), (a < 0) ^ (b < 0), b == 0,
+                          w)
         y = pipe.reg(q, "y", shape=signed(w))
         pipe.next()
         pipe.finish(y)
@@ -121,5 +138,4 @@ class Reciprocal(wiring.Component):
 
 def recip_stages(pipe: StallPipeline, x, frac: int, width: int, prefix: str = "recip_"):
     """``hls::recip`` of the stage-k signed ``x`` inside ``pipe`` (2·frac+1 stages)."""
-    return divide_stages(pipe, 1 << (2 * frac), 2 * frac + 1, _abs(x, width), x < 0, x == 0,
-                         width, prefix)
+    return divide_stages(pipe, 1, 2 * frac, _abs(x, width), x < 0, x == 0, width, prefix)

@@ -8,7 +8,7 @@ root bit per stage.  ``Rsqrt`` chains it with the reciprocal divider:
 
 from __future__ import annotations
 
-from amaranth import Cat, Module, Mux, signed
+from amaranth import Cat, Const, Module, Mux, signed
 from amaranth.lib import wiring
 
 from moevit.config import AcceleratorConfig
@@ -26,22 +26,39 @@ def sqrt_geometry(width: int, frac: int) -> tuple[int, int]:
 
 def sqrt_stages(pipe: StallPipeline, v, width: int, frac: int, prefix: str = "sqrt_"):
     """Append ``hls::sqrt`` of the stage-k signed ``v`` to ``pipe`` (1 + root-bit stages);
-    returns the non-negative result, combinational from the last stage."""
+    returns the non-negative result, combinational from the last stage.
+
+    The radicand V·2^(F+2) is consumed two bits per stage, most significant first; only
+    the not yet consumed bits of V are registered (the trailing zeros are wired in).
+    """
     mbits, rbits = sqrt_geometry(width, frac)
-    rw = rbits + 2  # remainder <= 2*root
-    rad = pipe.reg(Mux(v < 0, 0, v[:width - 1]) << (frac + 2), prefix + "rad", shape=mbits)
-    root = pipe.reg(0, prefix + "root", shape=rbits)
-    rem = pipe.reg(0, prefix + "rem", shape=rw)
+    vw = width - 1
+    lead = mbits - vw - (frac + 2)                       # leading zero bits (0 or 1)
+    rw = rbits + 2                                       # remainder <= 2*root
+    var = pipe.reg(Mux(v < 0, 0, v[:vw]), prefix + "v", shape=vw)
     pipe.next()
+
+    def bit(pos, consumed_var):
+        """MSB-first radicand bit ``pos``: a bit of V (from the register) or a zero."""
+        j = pos - lead
+        if 0 <= j < vw:
+            return var[vw - 1 - j]                      # index in the original V
+        return Const(0, 1)
+
+    rem, root = Const(0, rw), None
     for k in range(rbits):
-        rem2 = Cat(rad[mbits - 2:mbits], rem)           # (rem << 2) | next two bits
-        trial = Cat(1, 0, root)                          # (root << 2) | 1
+        hi, lo = bit(2 * k, None), bit(2 * k + 1, None)
+        rem2 = Cat(lo, hi, rem)                          # (rem << 2) | next two bits
+        trial = Cat(Const(1, 2), root) if root is not None else Const(1, 2)  # (root<<2)|1
         ge = rem2 >= trial
         rem_n = Mux(ge, rem2 - trial, rem2)[:rw]
-        root = pipe.reg(Cat(ge, root[:rbits - 1]), prefix + "root", shape=rbits)
+        root_n = ge if root is None else Cat(ge, root)
         if k < rbits - 1:
             rem = pipe.reg(rem_n, prefix + "rem", shape=rw)
-            rad = pipe.reg(rad << 2, prefix + "rad", shape=mbits)
+            keep = vw - max(0, min(vw, 2 * k + 2 - lead))  # V bits still to consume
+            if keep > 0:
+                var = pipe.reg(var[:keep], prefix + "v")
+        root = pipe.reg(root_n, prefix + "root")
         pipe.next()
     return (root + 1) >> 1
 
