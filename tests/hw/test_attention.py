@@ -173,8 +173,9 @@ def test_cocotb_testbench_on_hls_exported_verilog():
     """The same testbench against Vitis-HLS-exported Verilog of hw/hls/attention.cpp."""
     path = os.environ.get("MOEVIT_HLS_VERILOG")
     if not path:
-        pytest.skip("MOEVIT_HLS_VERILOG is not set: export RTL with scripts/hls_attention.tcl "
-                    "(needs Vitis HLS) and point it at solution1/impl/verilog")
+        pytest.skip("MOEVIT_HLS_VERILOG is not set: write the project with `python -m "
+                    "moevit.hw.hls_config`, run `vitis_hls -f run_hls.tcl` (needs Vitis HLS) and "
+                    "point it at solution1/impl/verilog (docs/attention.md)")
     from moevit.sim import tools
     from moevit.sim.tb_attention_hls import run_hls_verilog
     tools.require_simulator("verilator")
