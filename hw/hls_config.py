@@ -8,6 +8,7 @@ exact rational bounds, independently of :mod:`moevit.golden.exp`).
 
 from __future__ import annotations
 
+import os
 from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal, localcontext
 from pathlib import Path
 
@@ -119,8 +120,11 @@ def write_config_header(cfg: AcceleratorConfig, out_dir: Path | None = None) -> 
 
 
 def _write_if_changed(path: Path, text: str) -> None:
+    """Atomic write (concurrent test workers may read the header meanwhile)."""
     if not path.exists() or path.read_text() != text:
-        path.write_text(text)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}")
+        tmp.write_text(text)
+        os.replace(tmp, path)
 
 
 # ------------------------------------------------------------------ Vitis HLS project
