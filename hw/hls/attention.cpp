@@ -52,10 +52,12 @@ static void softmax_update(fm_t& sum, fm_t& bias, fm_t s) {
 // ---------------------------------------------------------------------------- Q·Kᵀ
 void attention_qk(hls::stream<beat_t>& q, hls::stream<beat_t>& k,
                   hls::stream<beat_t>& scores_out, hls::stream<beat_t>& info_out) {
-    fm_t qbuf[P][NFB][FBW];
+    // static: zero-initialised state (only the never-valid block-0 tail lanes read it before
+    // writing it, and their results are discarded)
+    static fm_t qbuf[P][NFB][FBW];
 #pragma HLS ARRAY_PARTITION variable = qbuf dim = 1 complete
 #pragma HLS ARRAY_PARTITION variable = qbuf dim = 3 complete
-    fm_t acc[P], sc[P][HL], sum[P][HL], bias[P][HL], rcp[HL];
+    static fm_t acc[P], sc[P][HL], sum[P][HL], bias[P][HL], rcp[HL];
 #pragma HLS ARRAY_PARTITION variable = sc complete dim = 0
 #pragma HLS ARRAY_PARTITION variable = sum complete dim = 0
 #pragma HLS ARRAY_PARTITION variable = bias complete dim = 0
@@ -162,10 +164,10 @@ qk_drain:
 // ---------------------------------------------------------------------------- softmax x V
 void attention_av(hls::stream<beat_t>& v, hls::stream<beat_t>& scores_in,
                   hls::stream<beat_t>& info_in, hls::stream<beat_t>& out) {
-    fm_t accrow[P][NFB][FBW];
+    static fm_t accrow[P][NFB][FBW];
 #pragma HLS ARRAY_PARTITION variable = accrow dim = 1 complete
 #pragma HLS ARRAY_PARTITION variable = accrow dim = 3 complete
-    fm_t rc[P][HL], mx[P][HL], aw[P];
+    static fm_t rc[P][HL], mx[P][HL], aw[P];
 #pragma HLS ARRAY_PARTITION variable = rc complete dim = 0
 #pragma HLS ARRAY_PARTITION variable = mx complete dim = 0
     fm_t cur[E], nxt[E];
