@@ -59,6 +59,13 @@ def get_unit(name: str) -> UnitSpec:
             from None
 
 
+def unit_latency(name: str, cfg: AcceleratorConfig, **opts) -> int | None:
+    """The design latency (cycles) a unit declares, without elaborating it."""
+    comp = get_unit(name).build(cfg, **opts)
+    comp._MustUse__silence = True  # built only to read an attribute
+    return getattr(comp, "latency", None)
+
+
 def run_unit(name: str, cfg: AcceleratorConfig, *, sim: str = "verilator", vectors: int = 1000,
              seed: int = 1, waves: bool = False, p_valid: float = 0.7, p_ready: float = 0.7,
              rate_items: int | None = None, opts: dict | None = None,

@@ -15,11 +15,12 @@ def fm_shape(cfg: AcceleratorConfig):
     return signed(cfg.formats.fm.width)
 
 
-def require_fm(cfg: AcceleratorConfig, unit: str, width: int = 32, frac: int = 22):
+def require_fm(cfg: AcceleratorConfig, unit: str, width: int = 32, frac: int = 22, owner=None):
     """Units whose algorithm is defined for one format only (e.g. hls::exp for
     ap_fixed<32,10>) check it here and say what is supported."""
     fm = cfg.formats.fm
     if (fm.width, fm.frac) != (width, frac):
+        silence(owner)
         raise ConfigError(f"config {cfg.name!r}: the {unit} unit implements fm_t = "
                           f"ap_fixed<{width},{width - frac}> only (spec Appendix B / §3.3); "
                           f"got {fm}")
@@ -31,3 +32,10 @@ def stream_signature(in_shape, out_shape) -> dict:
 
 
 __all__ = ["fm_shape", "require_fm", "stream_signature", "wiring"]
+
+
+def silence(component) -> None:
+    """Mark a component that is being abandoned (construction error) as used, so Amaranth
+    does not warn that it was never elaborated."""
+    if component is not None:
+        component._MustUse__silence = True

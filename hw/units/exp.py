@@ -100,7 +100,7 @@ class Exp(wiring.Component):
     """
 
     def __init__(self, cfg: AcceleratorConfig):
-        require_fm(cfg, "exp")
+        require_fm(cfg, "exp", owner=self)
         self.cfg = cfg
         super().__init__(stream_signature(fm_shape(cfg), fm_shape(cfg)))
 

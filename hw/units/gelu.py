@@ -22,7 +22,7 @@ class Gelu(wiring.Component):
     latency = 4
 
     def __init__(self, cfg: AcceleratorConfig):
-        require_fm(cfg, "gelu")
+        require_fm(cfg, "gelu", owner=self)
         self.cfg = cfg
         self.spec = GeluSpec.from_config(cfg)
         super().__init__(stream_signature(fm_shape(cfg), fm_shape(cfg)))

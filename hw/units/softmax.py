@@ -20,7 +20,7 @@ from amaranth.lib import data, memory, wiring
 
 from moevit.config import AcceleratorConfig
 from moevit.errors import ConfigError
-from moevit.hw.units.common import require_fm, stream_signature
+from moevit.hw.units.common import require_fm, silence, stream_signature
 from moevit.hw.units.divide import recip_stages
 from moevit.hw.units.exp import EXP_STAGES, exp_stages
 from moevit.hw.units.pipeline import StallPipeline
@@ -42,10 +42,11 @@ class OnlineSoftmax(wiring.Component):
     min_interleave = MIN_INTERLEAVE
 
     def __init__(self, cfg: AcceleratorConfig, rows: int | None = None, full_rate: bool = True):
-        require_fm(cfg, "online softmax")
+        require_fm(cfg, "online softmax", owner=self)
         self.cfg = cfg
         self.rows = rows or default_rows(cfg)
         if full_rate and self.rows < MIN_INTERLEAVE:
+            silence(self)
             raise ConfigError(
                 f"config {cfg.name!r}: the online softmax loop needs >= {MIN_INTERLEAVE} "
                 f"interleaved rows for one score per cycle, got {self.rows} (attn_parallel "
