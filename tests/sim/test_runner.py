@@ -41,3 +41,12 @@ def test_build_is_cached():
 def test_unknown_simulator_is_named():
     with pytest.raises(ToolNotFoundError, match="supported: verilator, icarus"):
         tools.find_simulator("modelsim")
+
+
+@pytest.mark.parametrize("sim", tools.SIMULATORS)
+def test_waves_flag_writes_a_trace(sim):
+    tools.require_simulator(sim)
+    from pathlib import Path
+    m = run_unit("delay", CFG, sim=sim, vectors=50, waves=True)
+    assert m["waves"] and Path(m["waves"]).stat().st_size > 0
+    assert Path(m["waves"]).suffix in (".vcd", ".fst")
