@@ -183,3 +183,12 @@ def test_cocotb_testbench_on_hls_exported_verilog():
     assert sources, f"no .v files in {path}"
     m = run_hls_verilog(sources, preset(os.environ.get("MOEVIT_HLS_PRESET", "tiny")))
     assert m["mismatches"] == 0
+
+
+def test_attention_is_registered_for_moevit_sim():
+    from moevit.sim.units import get_unit, load_plugins
+    load_plugins()
+    spec = get_unit("attention")
+    assert spec.test_module == "moevit.sim.tb_attention"
+    comp = spec.build(preset("tiny"))
+    assert set(comp.signature.members) == {"q", "k", "s_out", "i_out", "v", "s_in", "i_in", "o"}
