@@ -60,8 +60,10 @@ def test_softmax_minimum_interleave_full_rate():
     assert m["items_per_cycle"] == 1.0
 
 
+@pytest.mark.slow
 def test_softmax_too_few_rows_stalls_but_stays_exact():
-    """3 interleaved rows: the hazard check inserts bubbles (rate ~3/8), results exact."""
+    """3 interleaved rows: the hazard check inserts bubbles (rate ~3/8), results exact.
+    (slow: a separate Verilator build; tests/hw/test_units_pysim.py covers the exactness.)"""
     tools.require_simulator("verilator")
     cfg = preset("edge-moe")
     opts = {"rows": 3, "full_rate": False}
