@@ -185,6 +185,7 @@ def test_cocotb_testbench_on_hls_exported_verilog():
     assert m["mismatches"] == 0
 
 
+@pytest.mark.filterwarnings("ignore:.*created but never used")
 def test_attention_is_registered_for_moevit_sim():
     from moevit.sim.units import get_unit, load_plugins
     load_plugins()
