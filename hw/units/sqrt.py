@@ -38,7 +38,7 @@ def sqrt_stages(pipe: StallPipeline, v, width: int, frac: int, prefix: str = "sq
     var = pipe.reg(Mux(v < 0, 0, v[:vw]), prefix + "v", shape=vw)
     pipe.next()
 
-    def bit(pos, consumed_var):
+    def bit(pos):
         """MSB-first radicand bit ``pos``: a bit of V (from the register) or a zero."""
         j = pos - lead
         if 0 <= j < vw:
@@ -47,7 +47,7 @@ def sqrt_stages(pipe: StallPipeline, v, width: int, frac: int, prefix: str = "sq
 
     rem, root = Const(0, rw), None
     for k in range(rbits):
-        hi, lo = bit(2 * k, None), bit(2 * k + 1, None)
+        hi, lo = bit(2 * k), bit(2 * k + 1)
         rem2 = Cat(lo, hi, rem)                          # (rem << 2) | next two bits
         trial = Cat(Const(1, 2), root) if root is not None else Const(1, 2)  # (root<<2)|1
         ge = rem2 >= trial
