@@ -91,7 +91,8 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "attention.json")
     ap.add_argument("--sim", default="icarus", help="simulator for the tiny RTL runs")
     ap.add_argument("--no-rtl", action="store_true")
-    ap.add_argument("--rtl-edge", action="store_true", help="also simulate edge-moe (minutes)")
+    ap.add_argument("--rtl-edge", type=int, nargs="*", default=[], metavar="P",
+                    help="also simulate edge-moe at these P on Verilator (minutes each)")
     ap.add_argument("--no-yosys", action="store_true")
     a = ap.parse_args(argv)
     old = json.loads(a.out.read_text()) if a.out.exists() else {}
@@ -106,13 +107,12 @@ def main(argv=None) -> int:
                                             / (clock * 1e3), 4)
         if not a.no_rtl:
             row["tiny_rtl"] = rtl_cycles(preset("tiny").replace(attn_parallel=P), a.sim)
-            if a.rtl_edge:
+            if P in a.rtl_edge:
                 row["edge-moe_rtl"] = rtl_cycles(preset("edge-moe").replace(attn_parallel=P),
                                                  "verilator")
-        elif "per_P" in old and str(P) in old["per_P"]:
-            for key in ("tiny_rtl", "edge-moe_rtl"):
-                if key in old["per_P"][str(P)]:
-                    row[key] = old["per_P"][str(P)][key]
+        for key in ("tiny_rtl", "edge-moe_rtl"):  # keep earlier measurements not redone
+            if key not in row and key in old.get("per_P", {}).get(str(P), {}):
+                row[key] = old["per_P"][str(P)][key]
         if not a.no_yosys:
             row["yosys_zcu104"] = yosys_synth(preset("zcu104").replace(attn_parallel=P))
         elif "per_P" in old and "yosys_zcu104" in old["per_P"].get(str(P), {}):
