@@ -11,7 +11,8 @@ Parameters (``tb_params()``): ``seed``, ``p_valid``, ``p_ready``, ``vectors_npz`
 raw ``q``, ``k``, ``v`` [T, D] and optionally the golden taps ``score_buffer``,
 ``softmax_info``, ``av`` to compare with; random Q/K/V in ±``amplitude`` otherwise),
 ``style`` (``amaranth`` or ``hls``), ``dump_npz`` (write what the DUT produced),
-``record_q_cycles`` (report the cycle of every q handshake, relative to the first k one).
+``record_q_cycles`` (report the cycle of every q handshake, relative to the first k one),
+``layers`` (run that many layers back to back without reset; the first from ``vectors_npz``).
 """
 
 from __future__ import annotations
@@ -189,16 +190,35 @@ async def attention_bit_exact(dut):
     p = tb_params()
     cfg = tb_config()
     style = p.get("style", "amaranth")
+    rng = np.random.default_rng(p.get("seed", 1))
+    pv, pr = float(p.get("p_valid", 0.7)), float(p.get("p_ready", 0.7))
+    await start(dut, style)
+    P_ = {n: Port(dut, n, style) for n in HLS_PORTS}
+    layers = int(p.get("layers", 1))
+    totals = dict(mismatches_scores=0, mismatches_junk=0, mismatches_info=0, mismatches_av=0,
+                  mismatches=0, vectors=0)
+    errors = []
+    for layer in range(layers):  # back to back, no reset in between
+        metrics, checks = await _one_layer(dut, p, cfg, style, P_, rng, pv, pr,
+                                           use_file=layer == 0)
+        for key in totals:
+            totals[key] += metrics[key]
+        errors += [f"layer {layer}: {msg}" for n, msg in checks if n]
+    metrics.update(totals, outputs=totals["vectors"], layers=layers)
+    write_metrics(metrics)
+    assert not errors, "; ".join(errors)
+
+
+async def _one_layer(dut, p, cfg, style, P_, rng, pv, pr, use_file):
     g = geometry(cfg)
     T, D = cfg.tokens, cfg.dim
-    rng = np.random.default_rng(p.get("seed", 1))
-    if p.get("vectors_npz"):
-        z = np.load(p["vectors_npz"])
+    z = np.load(p["vectors_npz"]) if use_file and p.get("vectors_npz") else None
+    if z is not None:
         q, k, v = (np.asarray(z[n], dtype=np.int64) for n in ("q", "k", "v"))
     else:
         amp = int(p.get("amplitude", 2.0) * (1 << 22))
         q, k, v = (rng.integers(-amp, amp, size=(T, D)) for _ in range(3))
-    if p.get("vectors_npz") and "av" in z:  # golden-model taps of the same layer
+    if z is not None and "av" in z:  # golden-model taps of the same layer
         want_sb, want_info, want_av = (np.asarray(z[n], dtype=np.int64)
                                        for n in ("score_buffer", "softmax_info", "av"))
     else:
@@ -208,9 +228,6 @@ async def attention_bit_exact(dut):
         want_info = ga.softmax_info_buffer(recip, maxv, cfg)
         want_av = ga.attention_av(v, s, recip, maxv, cfg)
 
-    pv, pr = float(p.get("p_valid", 0.7)), float(p.get("p_ready", 0.7))
-    await start(dut, style)
-    P_ = {n: Port(dut, n, style) for n in HLS_PORTS}
     qs, ks, vs = input_streams(q, k, v, cfg)
     slack = max(min(pv, pr), 0.05)
     max_cyc = int(2 * (g.steps + g.score_beats + T) / slack) + 2000
@@ -254,8 +271,7 @@ async def attention_bit_exact(dut):
         latency_cycles=_out_latency(cfg, fired_av[id(P_["v"])], fired_av[id(P_["o"])]),
         overhead_cycles=int(qk_cycles + av_cycles - 2 * g.steps),
         items_per_cycle=round(2 * g.steps / (qk_cycles + av_cycles), 4))
-    write_metrics(metrics)
-    if p.get("dump_npz"):
+    if p.get("dump_npz") and use_file:
         np.savez(p["dump_npz"], score_buffer=got_sb, softmax_info=got_info, av=got_av)
-    errors = [msg for n, msg in checks if n]
-    assert not errors, "; ".join(errors)
+    return metrics, checks
+

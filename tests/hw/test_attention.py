@@ -98,9 +98,10 @@ def _run(cfg, sim, **params):
 
 @pytest.mark.rtl
 def test_rtl_tiny_verilator_backpressure_bit_exact():
+    """tiny, P = 4, two layers back to back without reset, random valid/ready on all streams."""
     cfg = preset("tiny")
-    m = _run(cfg, "verilator", seed=11, p_valid=0.6, p_ready=0.6)
-    assert m["mismatches"] == 0 and m["mismatches_junk"] == 0
+    m = _run(cfg, "verilator", seed=11, p_valid=0.6, p_ready=0.6, layers=2)  # back to back
+    assert m["mismatches"] == 0 and m["mismatches_junk"] == 0 and m["layers"] == 2
     assert m["vectors"] > 0 and m["layer_cycles"] > 2 * m["steps_per_phase"]  # it did stall
 
 
@@ -185,7 +186,6 @@ def test_cocotb_testbench_on_hls_exported_verilog():
     assert m["mismatches"] == 0
 
 
-@pytest.mark.filterwarnings("ignore:.*created but never used")
 def test_attention_is_registered_for_moevit_sim():
     from moevit.sim.units import get_unit, load_plugins
     load_plugins()
@@ -193,3 +193,5 @@ def test_attention_is_registered_for_moevit_sim():
     assert spec.test_module == "moevit.sim.tb_attention"
     comp = spec.build(preset("tiny"))
     assert set(comp.signature.members) == {"q", "k", "s_out", "i_out", "v", "s_in", "i_in", "o"}
+    from amaranth.hdl import Fragment
+    Fragment.get(comp, None)  # it elaborates (and is marked used)
