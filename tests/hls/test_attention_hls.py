@@ -108,3 +108,12 @@ def test_hls_sources_use_no_vendor_exp():
     for f in list(HLS_DIR.glob("*.cpp")) + list(HLS_DIR.glob("*.h")):
         text = f.read_text()
         assert "hls::exp(" not in text and "hls_math.h" not in text, f.name
+
+
+def test_vitis_tcl_targets_the_config_part_and_clock(tmp_path):
+    from moevit.hw.hls_config import write_hls_project
+    tcl = write_hls_project(preset("zcu104"), tmp_path).read_text()
+    assert "set_part {xczu7ev-ffvc1156-2-e}" in tcl
+    assert "create_clock -period 3.3333" in tcl  # 300 MHz
+    assert "set_top moevit_attention" in tcl and "attention.cpp" in tcl
+    assert (tmp_path / "moevit_config.h").exists() and (tmp_path / "moevit_exp_tables.h").exists()
