@@ -14,7 +14,6 @@ extreme and wrapping values.  Rules used to stay exact:
 
 from __future__ import annotations
 
-import math
 
 import numpy as np
 from numba import njit

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import sys
 import time
@@ -21,24 +19,12 @@ from pathlib import Path
 
 import torch
 
+from moevit.machine import describe
 from moevit.golden.float_model import FloatM3ViT, float_preset
 
 
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 def machine() -> dict:
-    d = dict(platform=platform.platform(), python=platform.python_version(),
-             torch=torch.__version__, cpu=cpu_name(), cpu_count=os.cpu_count(),
-             torch_threads=torch.get_num_threads(),
-             load_average_1min=os.getloadavg()[0] if hasattr(os, "getloadavg") else None)
+    d = describe(torch=torch.__version__, torch_threads=str(torch.get_num_threads()))
     if torch.cuda.is_available():
         d["cuda_device"] = torch.cuda.get_device_name(0)
         d["cuda"] = torch.version.cuda

@@ -13,10 +13,8 @@ run of the plain numpy reference path for comparison.  Writes ``bench/golden.jso
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
-import platform
 import resource
 import statistics
 import time
@@ -25,24 +23,12 @@ from pathlib import Path
 
 import numpy as np
 
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+from moevit.machine import describe
 
 
 def machine() -> dict:
     import numba
-    return dict(
-        cpu=cpu_model(), cores=os.cpu_count(), load_average=[round(x, 2) for x in os.getloadavg()],
-        python=platform.python_version(),
-        numpy=np.__version__, numba=numba.__version__, platform=platform.platform(),
-        date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
+    return describe(numpy=np.__version__, numba=numba.__version__)
 
 
 def timed(fn):

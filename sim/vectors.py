@@ -246,7 +246,7 @@ def _softmax_corner_groups(cfg, rows):
 
 def _softmax_from_groups(cfg, groups, rows):
     rb = max(1, (rows - 1).bit_length())
-    score, row, first, last, exp_rows = [], [], [], [], []
+    score, row, first, last = [], [], [], []
     recip_e, max_e, row_e, out_to_in = [], [], [], []
     idx = 0
     for g in groups:

@@ -12,14 +12,7 @@ from moevit.golden import compare as cmp
 from moevit.golden.weights import seeded_weights
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """One intra-op thread: on a shared 2-core machine torch's spinning threads can slow small
-    ops by 100x; results do not depend on the thread count."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _img(cfg, seed=0):

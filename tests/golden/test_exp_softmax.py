@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from moevit.golden.exp import hls_exp
-from moevit.golden.fixed import mul_fm, recip, wrap32
+from moevit.golden.fixed import recip, wrap32
 from moevit.golden.kernels import FM_MIN, ONE, online_softmax, online_softmax_step
 
 

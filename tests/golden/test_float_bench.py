@@ -22,7 +22,7 @@ def test_bench_float_tiny(tmp_path, capsys):
     assert bench.main(["--preset", "tiny", "--device", "cpu", "--repeats", "3", "--threads", "1",
                        "--out", str(out)]) == 0
     doc = json.loads(out.read_text())
-    assert {"cpu", "cpu_count", "torch", "platform"} <= set(doc["machine"])
+    assert {"cpu", "cores", "torch", "platform", "load_average"} <= set(doc["machine"])
     (r,) = doc["results"]
     assert r["threads"] == 1
     runs = r["backbone"]["runs_ms"]

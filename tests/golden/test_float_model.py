@@ -14,14 +14,7 @@ from moevit.golden.float_stage_order import run_stage_order
 from moevit.golden.weights import seeded_weights
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """One intra-op thread: on a shared 2-core machine torch's spinning threads can slow small
-    ops by 100x; results do not depend on the thread count."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _image(cfg, seed=0):

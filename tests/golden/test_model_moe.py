@@ -3,7 +3,6 @@
 import numpy as np
 import pytest
 
-from moevit.config import preset
 from moevit.golden.exp import hls_exp
 from moevit.golden.fixed import recip, to_float, wrap32
 from moevit.golden.kernels import FM_MIN, online_softmax

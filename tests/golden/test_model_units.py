@@ -3,10 +3,9 @@
 import math
 
 import numpy as np
-import pytest
 
 from moevit.config import preset
-from moevit.golden.fixed import quantize, rsqrt_ln, to_float, FM
+from moevit.golden.fixed import quantize, to_float, FM
 from moevit.golden.kernels import GeluSpec, gelu
 from moevit.golden.layernorm import inv_dim_raw, layernorm, layernorm_stats
 from moevit.golden.linear import linear_ref
