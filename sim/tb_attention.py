@@ -11,7 +11,8 @@ Parameters (``tb_params()``): ``seed``, ``p_valid``, ``p_ready``, ``vectors_npz`
 raw ``q``, ``k``, ``v`` [T, D] and optionally the golden taps ``score_buffer``,
 ``softmax_info``, ``av`` to compare with; random Q/K/V in ±``amplitude`` otherwise),
 ``style`` (``amaranth`` or ``hls``), ``dump_npz`` (write what the DUT produced),
-``record_q_cycles`` (report the cycle of every q handshake, relative to the first k one),
+``record_q_cycles`` (report the cycle of every q and k handshake, relative to the first k
+one),
 ``layers`` (run that many layers back to back without reset; the first from ``vectors_npz``).
 """
 
@@ -268,6 +269,8 @@ async def _one_layer(dut, p, cfg, style, P_, rng, pv, pr, use_file):
         steps_per_phase=g.steps, k_span_cycles=int(k_span),
         max_q_per_cycle=int(q_fire.max()), max_k_per_cycle=int(k_fire.max()),
         q_handshake_cycles=q_cycles_rel if p.get("record_q_cycles") else None,
+        k_handshake_cycles=((np.asarray(fired_qk[id(P_["k"])]) - fired_qk[id(P_["k"])][0])
+                            .tolist() if p.get("record_q_cycles") else None),
         latency_cycles=_out_latency(cfg, fired_av[id(P_["v"])], fired_av[id(P_["o"])]),
         overhead_cycles=int(qk_cycles + av_cycles - 2 * g.steps),
         items_per_cycle=round(2 * g.steps / (qk_cycles + av_cycles), 4))

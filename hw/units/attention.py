@@ -1,21 +1,30 @@
 """The Edge-MoE attention unit in Amaranth (spec §4.5), bit-exact with
 :mod:`moevit.golden.attention`.
 
-Two phases, each a component retiring one schedule step (b, key, db) per clock
-(:mod:`moevit.hw.units.attention_schedule`), with AXI-like 256-bit stream beats of 8 fm_t:
+Two phases, each a component retiring one schedule step (b, key, db) per clock when its
+streams and shared units keep up (:mod:`moevit.hw.units.attention_schedule`), with AXI-like
+256-bit stream beats of 8 fm_t:
 
 * :class:`AttentionQK` — Q·Kᵀ over 8-wide feature blocks with the per-block ×2^-shift floor,
   P query lanes with the staggered cyclic key order (lane o reloads its q row block by block
-  at key o, so one q block and one k block per clock whatever P), the single-pass softmax
-  statistics per (row, head), the score buffer streamed out in its DRAM layout (§7) and one
-  softmax-info beat per row, rows in order.
-* :class:`AttentionAV` — softmax·V with the same stagger: reads the score buffer and the
-  info rows back (as from DRAM), one V block per clock, emits output rows in order.
+  at key o, so one q block and one k block per clock whatever P), the score buffer streamed
+  out in its DRAM layout (§7).  The single-pass softmax statistics per (row, head) are
+  computed by the shared pipelined :class:`~moevit.hw.units.softmax.OnlineSoftmax` (rows
+  tagged lane×head_lanes+head, first/last per the cyclic key order): a head completes on all
+  P lanes in the same step, and a serializer hands the valid lanes' scores over one per
+  cycle (the step after the next head completion waits for it).  Its (recip, max) results
+  are gathered head by head into one softmax-info beat per row, rows in order.
+* :class:`AttentionAV` — softmax·V with the same stagger.  An A producer reads the score
+  buffer and info rows back (as from DRAM) and computes A = floor(exp(s - max)·recip) for
+  every (entry, head, lane) through the shared exp datapath
+  (:func:`~moevit.hw.units.exp.exp_stages`, the ``Exp`` unit's pipeline) and a registered
+  multiply, ahead of the V steps; a collector hands the P lanes' A of a head to the step that
+  starts it.  One V block per clock, output rows in order.
 * :class:`Attention` — both phases side by side (ports ``q k s_out i_out v s_in i_in o``).
 
-Arithmetic per lane is combinational within the step (exp and the 1/sum divider are
-:mod:`moevit.hw.units.attention_math` instances); the design is functional RTL with one
-output register per stream, not retimed for 300 MHz.
+The Q·K products/adder tree and the V·A multiply-accumulate are still combinational within
+a step (not retimed for 300 MHz); exp, the softmax state update and 1/sum are the pipelined
+shared units, so every stream keeps correct valid/ready back-pressure across their latency.
 """
 
 from amaranth import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
@@ -23,8 +32,10 @@ from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from moevit.config import AcceleratorConfig
-from moevit.hw.units.attention_math import CombExp, CombRecip
-from moevit.hw.units.attention_schedule import geometry
+from moevit.hw.units.attention_schedule import A_PIPE_STAGES, geometry, softmax_latency
+from moevit.hw.units.exp import exp_stages
+from moevit.hw.units.pipeline import StallPipeline
+from moevit.hw.units.softmax import OnlineSoftmax
 
 FM_W = 32
 
@@ -114,9 +125,7 @@ class AttentionQK(wiring.Component):
         c = _Counters(m, g, fire)
         load = Signal()
         m.d.comb += load.eq((c.key < P) & (c.base + c.key < g.tokens))
-        emit = Signal()  # an info row leaves at the end of this key
-        emit_lanes = [c.finishing(g, o) for o in range(P)]
-        m.d.comb += emit.eq(Cat(*emit_lanes).any())
+        emit_lanes = [c.finishing(g, o) for o in range(P)]  # lane o's row ends this key
 
         # ------------------------------------------------ score packer (entry -> beats)
         entry = Signal(E * FM_W)
@@ -151,18 +160,15 @@ class AttentionQK(wiring.Component):
                 with m.Else():
                     m.d.sync += gn.eq(gn + 1)
 
-        info = _OutReg(m, self.info, W)
+        ser_free = Signal()
         m.d.comb += fire.eq(self.k.valid & (~load | self.q.valid)
-                            & (~c.last_db | pack_ok) & (~(c.last_db & emit) | info.can_push))
+                            & (~c.last_db | pack_ok) & (~c.head_last | ser_free))
         m.d.comb += [self.k.ready.eq(fire), self.q.ready.eq(fire & load)]
 
         # ------------------------------------------------ lanes
         scale = cfg.attn_scale_shift
         lane_scores = []  # per lane: list of head score values for the entry
-        emit_sum = Signal(signed(FM_W))
-        emit_sums = []
-        new_biases = []
-        bias_regs = []
+        ser_load = []  # per lane: (valid, score, first, last) handed to the serializer
         for o in range(P):
             qmem = memory.Memory(shape=unsigned(W), depth=FB, init=[])
             m.submodules[f"qbuf{o}"] = qmem
@@ -183,64 +189,73 @@ class AttentionQK(wiring.Component):
                 m.d.sync += acc.eq(acc_new)
             valid = c.row_valid(g, o)
             sc = [Signal(signed(FM_W), name=f"sc{o}_{h}") for h in range(H)]
-            sums = [Signal(signed(FM_W), name=f"sum{o}_{h}") for h in range(H)]
-            biases = [Signal(signed(FM_W), name=f"bias{o}_{h}") for h in range(H)]
-            bias_regs.append(biases)
-            # online softmax update of head `head` with s = acc_new (spec §4.5.3)
-            first = c.key == o
-            cur_sum = Mux(first, 0, Array(sums)[c.head])
-            cur_bias = Mux(first, -(1 << (FM_W - 1)), Array(biases)[c.head])
-            d = Signal(signed(FM_W + 1), name=f"d{o}")
-            m.d.comb += d.eq(cur_bias - acc_new)
-            newmax = d < 0
-            ex = CombExp()
-            m.submodules[f"exp{o}"] = ex
-            m.d.comb += ex.x.eq(_wrap32(Mux(newmax, d, -d)))
-            e = Cat(ex.y, Const(0, 1)).as_signed()
-            new_sum = Signal(signed(FM_W), name=f"new_sum{o}")
-            new_bias = Signal(signed(FM_W), name=f"new_bias{o}")
-            m.d.comb += [
-                new_sum.eq(Mux(newmax, _wrap32(((cur_sum * e) >> frac) + (1 << frac)),
-                               _wrap32(cur_sum + e))),
-                new_bias.eq(Mux(newmax, acc_new, cur_bias))]
             with m.If(fire & c.head_last):
-                for h in range(H):
+                for h in range(H - 1):
                     with m.If(c.head == h):
-                        m.d.sync += [sc[h].eq(Mux(valid, acc_new, 0)), sums[h].eq(new_sum),
-                                     biases[h].eq(new_bias)]
+                        m.d.sync += sc[h].eq(Mux(valid, acc_new, 0))
             words = [sc[h] if h < H - 1 else Mux(valid, acc_new, 0) for h in range(H)]
             words += [Const(0, FM_W)] * (HL - H)
             lane_scores.append(words)
-            emit_sums.append((emit_lanes[o], new_sum))
-            new_biases.append(new_bias)
+            ser_load.append((valid, acc_new, c.key == o, emit_lanes[o]))
         m.d.comb += entry.eq(Cat(*[w for lane in lane_scores for w in lane]))
 
-        # ------------------------------------------------ 1/sum of the finishing lane
-        rc = CombRecip()
-        m.submodules.recip = rc
-        sel = Const(0, signed(FM_W))
-        for cond, val in emit_sums:
-            sel = Mux(cond, val, sel)
-        m.d.comb += [emit_sum.eq(sel), rc.x.eq(emit_sum)]
-        rcp = [Signal(signed(FM_W), name=f"rcp{h}") for h in range(H)]
+        # ------------------------------------------------ online softmax (shared unit)
+        # A head completes on all P lanes at once; the serializer hands the valid lanes'
+        # scores (row = lane*HL + head) to OnlineSoftmax one per cycle.  The step after the
+        # next head completion waits until the serializer has room (tiny: below full rate).
+        sm = OnlineSoftmax(cfg, rows=P * HL, full_rate=False)
+        m.submodules.softmax = sm
+        assert sm.latency == softmax_latency(cfg)
+        ser_mask = Signal(P, name="ser_mask")
+        ser_head = Signal(range(max(2, H)), name="ser_head")
+        ser_sc = [Signal(signed(FM_W), name=f"ser_sc{o}") for o in range(P)]
+        ser_first = Signal(P, name="ser_first")
+        ser_last = Signal(P, name="ser_last")
+        sel = Signal(range(max(2, P)), name="ser_sel")
+        pick = Const(0, range(max(2, P)))
+        for o in reversed(range(P)):
+            pick = Mux(ser_mask[o], o, pick)
+        m.d.comb += sel.eq(pick)
+        pop = sm.i.valid & sm.i.ready
+        m.d.comb += [sm.i.valid.eq(ser_mask.any()),
+                     sm.i.payload.score.eq(Array(ser_sc)[sel]),
+                     sm.i.payload.row.eq(sel * HL + ser_head),
+                     sm.i.payload.first.eq(ser_first.bit_select(sel, 1)),
+                     sm.i.payload.last.eq(ser_last.bit_select(sel, 1))]
+        single = (ser_mask & (ser_mask - 1)) == 0
+        m.d.comb += ser_free.eq((ser_mask == 0) | (single & pop))
+        with m.If(pop):
+            m.d.sync += ser_mask.eq(ser_mask & ~(Const(1, P) << sel)[:P])
         with m.If(fire & c.head_last):
+            m.d.sync += [ser_mask.eq(Cat(*[v for v, _, _, _ in ser_load])),
+                         ser_head.eq(c.head),
+                         ser_first.eq(Cat(*[f for _, _, f, _ in ser_load])),
+                         ser_last.eq(Cat(*[lst for _, _, _, lst in ser_load]))]
+            m.d.sync += [r.eq(s) for r, (_, s, _, _) in zip(ser_sc, ser_load)]
+
+        # info row: [recip_h, max_h]..., pads 0 -- the softmax results of the finishing
+        # lane arrive head by head (rows finish in order, one lane per key)
+        info = _OutReg(m, self.info, W)
+        o_head = Signal(range(HL), name="res_head")
+        m.d.comb += o_head.eq(sm.o.payload.row % HL)
+        is_last_head = o_head == H - 1
+        m.d.comb += sm.o.ready.eq(~is_last_head | info.can_push)
+        rcp = [Signal(signed(FM_W), name=f"rcp{h}") for h in range(H - 1)]
+        mxs = [Signal(signed(FM_W), name=f"mx{h}") for h in range(H - 1)]
+        with m.If(sm.o.valid & sm.o.ready):
             for h in range(H - 1):
-                with m.If(c.head == h):
-                    m.d.sync += rcp[h].eq(rc.y)
-        # info row: [recip_h, max_h]..., pads 0
-        maxes = []
-        for h in range(H):
-            val = Const(0, signed(FM_W))
-            for o in range(P):
-                cur = bias_regs[o][h] if h < H - 1 else new_biases[o]
-                val = Mux(emit_lanes[o], cur, val)
-            maxes.append(val)
+                with m.If(o_head == h):
+                    m.d.sync += [rcp[h].eq(sm.o.payload.recip), mxs[h].eq(sm.o.payload.max)]
         row_words = []
         for h in range(H):
-            row_words += [rcp[h] if h < H - 1 else rc.y, maxes[h]]
+            if h < H - 1:
+                row_words += [rcp[h], mxs[h]]
+            else:
+                row_words += [sm.o.payload.recip, sm.o.payload.max]
         row_words += [Const(0, FM_W)] * (FBW - 2 * H)
-        with m.If(fire & c.last_db & emit):
-            info.push(m, Cat(*row_words))
+        with m.If(sm.o.valid & is_last_head):
+            with m.If(info.can_push):
+                info.push(m, Cat(*row_words))
         return m
 
 
@@ -259,11 +274,19 @@ class AttentionAV(wiring.Component):
                                 g.head_lanes, g.entry_words)
         W = cfg.axi_width
         frac = cfg.formats.fm.frac
-        fire = Signal()
-        c = _Counters(m, g, fire)
-        take = fire & (c.db == 0)
+        T, QB = g.tokens, g.query_blocks
 
         # ------------------------------------------------ score unpacker (beats -> entry)
+        # ``etake`` moves the unpacked entry into the producer's ``cur`` register, so the
+        # next entry's beats arrive while the current one is in use.
+        etake = Signal()
+        lkey = Signal(range(T), name="lkey")
+        lblk = Signal(range(QB), name="lblk")
+        l_last_entry = (lkey == T - 1) & (lblk == QB - 1)
+        with m.If(etake):
+            m.d.sync += lkey.eq(Mux(lkey == T - 1, 0, lkey + 1))
+            with m.If(lkey == T - 1):
+                m.d.sync += lblk.eq(Mux(lblk == QB - 1, 0, lblk + 1))
         ent = Signal(E * FM_W)
         if E >= FBW:
             nb = E // FBW
@@ -274,7 +297,7 @@ class AttentionAV(wiring.Component):
             with m.If(self.scores.valid & self.scores.ready):
                 m.d.sync += [nxt.word_select(ncnt, W).eq(self.scores.payload),
                              ncnt.eq(ncnt + 1)]
-            with m.If(take):
+            with m.If(etake):
                 m.d.sync += ncnt.eq(0)
         else:
             epb = FBW // E
@@ -285,43 +308,100 @@ class AttentionAV(wiring.Component):
             m.d.comb += [self.scores.ready.eq(~sfull), ent.eq(sbuf.word_select(sj, E * FM_W))]
             with m.If(self.scores.valid & self.scores.ready):
                 m.d.sync += [sbuf.eq(self.scores.payload), sfull.eq(1)]
-            with m.If(take):
-                with m.If((sj == epb - 1) | c.last_entry):
+            with m.If(etake):
+                with m.If((sj == epb - 1) | l_last_entry):
                     m.d.sync += [sfull.eq(0), sj.eq(0)]
                 with m.Else():
                     m.d.sync += sj.eq(sj + 1)
-        cur = Signal(E * FM_W)
-        with m.If(take):
-            m.d.sync += cur.eq(ent)
-        entry_now = Mux(c.db == 0, ent, cur)
 
+        # ------------------------------------------------ A producer (one A per cycle)
+        # For every entry (b, v), head h, lane o: A = floor(exp(s - max)·recip) through the
+        # shared exp datapath (exp_stages) and a registered multiply; lane v takes its info
+        # row with entry (b, v).  It runs ahead of the V steps, limited by the collector.
+        cur = Signal(E * FM_W, name="cur_entry")
+        cur_v = Signal(name="cur_v")
+        pkey = Signal(range(T), name="pkey")
+        pbase = Signal(range(g.lanes * QB + 1), name="pbase")
+        pblk = Signal(range(QB), name="pblk")
+        ph = Signal(range(max(2, H)), name="ph")
+        po = Signal(range(max(2, P)), name="po")
         need_info = Signal()
-        m.d.comb += need_info.eq((c.db == 0) & (c.key < P) & (c.base + c.key < g.tokens))
+        m.d.comb += need_info.eq((pkey < P) & (pbase + pkey < T))
+        a_in = stream.Signature(unsigned(2 * FM_W)).create(path=("a_in",))
+        a_out = stream.Signature(signed(FM_W)).create(path=("a_out",))
+        item = a_in.valid & a_in.ready
+        last_item = (ph == H - 1) & (po == P - 1)
+        done_entry = item & last_item
+        m.d.comb += [a_in.valid.eq(cur_v & (~need_info | self.info.valid)),
+                     self.info.ready.eq(done_entry & need_info),
+                     etake.eq(avail & (~cur_v | done_entry))]
+        with m.If(etake):
+            m.d.sync += [cur.eq(ent), cur_v.eq(1)]
+        with m.Elif(done_entry):
+            m.d.sync += cur_v.eq(0)
+        with m.If(item):
+            m.d.sync += po.eq(Mux(po == P - 1, 0, po + 1))
+            with m.If(po == P - 1):
+                m.d.sync += ph.eq(Mux(ph == H - 1, 0, ph + 1))
+            with m.If(last_item):
+                m.d.sync += pkey.eq(Mux(pkey == T - 1, 0, pkey + 1))
+                with m.If(pkey == T - 1):
+                    m.d.sync += [pblk.eq(Mux(pblk == QB - 1, 0, pblk + 1)),
+                                 pbase.eq(Mux(pblk == QB - 1, 0, pbase + P))]
+        rcs, mxs = [], []
+        for o in range(P):
+            rc = [Signal(signed(FM_W), name=f"rc{o}_{h}") for h in range(H)]
+            mx = [Signal(signed(FM_W), name=f"mx{o}_{h}") for h in range(H)]
+            with m.If(done_entry & need_info & (pkey == o)):
+                m.d.sync += [rc[h].eq(_word(self.info.payload, 2 * h)) for h in range(H)]
+                m.d.sync += [mx[h].eq(_word(self.info.payload, 2 * h + 1)) for h in range(H)]
+            rcs += rc
+            mxs += mx
+        fresh = need_info & (po == pkey)  # this entry brings lane po's info row
+        rc_sel = Mux(fresh, Array([_word(self.info.payload, 2 * h) for h in range(H)])[ph],
+                     Array(rcs)[po * H + ph])
+        mx_sel = Mux(fresh, Array([_word(self.info.payload, 2 * h + 1) for h in range(H)])[ph],
+                     Array(mxs)[po * H + ph])
+        s_sel = Array([_word(cur, i) for i in range(E)])[po * HL + ph]
+        m.d.comb += a_in.payload.eq(Cat(_wrap32(s_sel - mx_sel), rc_sel))
+        pipe = StallPipeline(m, a_in, a_out, prefix="a_")
+        x = pipe.reg(a_in.payload[:FM_W].as_signed(), "x")
+        pipe.carry("rc", a_in.payload[FM_W:].as_signed())
+        pipe.next()
+        e = exp_stages(pipe, x)
+        prod = pipe.reg(Cat(e, Const(0, 1)).as_signed() * pipe["rc"], "prod")
+        pipe.next()
+        pipe.finish(_wrap32(prod >> frac))
+        self.a_latency = pipe.latency
+        assert pipe.latency == A_PIPE_STAGES, (pipe.latency, A_PIPE_STAGES)
+
+        # ------------------------------------------------ collector: P A values per head
+        fire = Signal()
+        c = _Counters(m, g, fire)
+        grp = [Signal(signed(FM_W), name=f"grp{o}") for o in range(P)]
+        gcnt = Signal(range(P + 1), name="gcnt")
+        consume = fire & c.head_first
+        m.d.comb += a_out.ready.eq((gcnt < P) | consume)
+        slot = Mux(consume, 0, gcnt)
+        with m.If(a_out.valid & a_out.ready):
+            m.d.sync += Array(grp)[slot].eq(a_out.payload)
+            m.d.sync += gcnt.eq(slot + 1)
+        with m.Elif(consume):
+            m.d.sync += gcnt.eq(0)
+
+        # ------------------------------------------------ V steps
         out_lanes = [c.finishing(g, o) for o in range(P)]
         need_out = Cat(*out_lanes).any()
         out = _OutReg(m, self.out, W)
-        m.d.comb += fire.eq(self.v.valid & ((c.db != 0) | avail)
-                            & (~need_info | self.info.valid) & (~need_out | out.can_push))
-        m.d.comb += [self.v.ready.eq(fire), self.info.ready.eq(fire & need_info)]
+        m.d.comb += fire.eq(self.v.valid & (~c.head_first | (gcnt == P))
+                            & (~need_out | out.can_push))
+        m.d.comb += self.v.ready.eq(fire)
 
         out_sel = Const(0, W)
         for o in range(P):
-            load = need_info & (c.key == o)
-            rc = [Signal(signed(FM_W), name=f"rc{o}_{h}") for h in range(H)]
-            mx = [Signal(signed(FM_W), name=f"mx{o}_{h}") for h in range(H)]
-            rc_now = [Mux(load, _word(self.info.payload, 2 * h), rc[h]) for h in range(H)]
-            mx_now = [Mux(load, _word(self.info.payload, 2 * h + 1), mx[h]) for h in range(H)]
-            with m.If(fire & load):
-                m.d.sync += [r.eq(v) for r, v in zip(rc + mx, rc_now + mx_now)]
-            s = Array([_word(entry_now, o * HL + h) for h in range(H)])[c.head]
-            ex = CombExp()
-            m.submodules[f"exp{o}"] = ex
-            m.d.comb += ex.x.eq(_wrap32(s - Array(mx_now)[c.head]))
-            e = Cat(ex.y, Const(0, 1)).as_signed()
-            a_new = _wrap32((e * Array(rc_now)[c.head]) >> frac)
             aw = Signal(signed(FM_W), name=f"aw{o}")
             a_now = Signal(signed(FM_W), name=f"a_now{o}")
-            m.d.comb += a_now.eq(Mux(c.head_first, a_new, aw))
+            m.d.comb += a_now.eq(Mux(c.head_first, grp[o], aw))
             with m.If(fire):
                 m.d.sync += aw.eq(a_now)
             amem = memory.Memory(shape=unsigned(W), depth=FB, init=[])

@@ -18,10 +18,17 @@ from dataclasses import dataclass
 
 from moevit.config import AcceleratorConfig
 from moevit.errors import ConfigError
+from moevit.hw.units.exp import EXP_STAGES
+from moevit.hw.units.softmax import LOOP_STAGES, MIN_INTERLEAVE
 
-#: pipeline latency (clock cycles) of the Amaranth unit from the last input step to the last
-#: output beat leaving its register, per phase (measured in RTL, checked by tests/hw).
-RTL_DRAIN_CYCLES = 1
+#: stages of the softmax·V A pipeline: argument register, the shared exp datapath
+#: (``exp_stages``), the registered A = e·recip product
+A_PIPE_STAGES = EXP_STAGES + 2
+
+
+def softmax_latency(cfg: AcceleratorConfig) -> int:
+    """OnlineSoftmax latency (a row's last score in -> its result out), cf. its ``latency``."""
+    return LOOP_STAGES + 2 * cfg.formats.fm.frac + 3
 
 
 @dataclass(frozen=True)
@@ -126,17 +133,155 @@ def bandwidth_profile(cfg: AcceleratorConfig) -> dict:
                 q_blocks=q_total, k_blocks=k_total)
 
 
-def cycles_per_layer(cfg: AcceleratorConfig, drain: int = RTL_DRAIN_CYCLES) -> dict:
-    """Analytical cycles of one attention layer at one step per clock, no stalls.
+def _qk_phase_cycles(g: AttentionGeometry, sm_latency: int) -> tuple[int, int, list[int]]:
+    """Q·Kᵀ phase at full rate: (cycles, cycles beyond steps + E/8, cycle of every step),
+    replayed cycle by cycle as the RTL does it.
 
-    Q·Kᵀ+statistics: QB·T·FB steps; softmax·V: QB·T·FB steps, after the first score entry
-    (max(1, P·HL/8) beats) has been read; each phase ends ``drain`` cycles after its last step
-    (the output register; Q·Kᵀ: the last entry's beats).  QB = ceil((T-1)/P) + 1.
+    A step fires unless it completes a head while the serializer still holds more than the
+    score it hands over this cycle.  The serializer offers one valid lane score per cycle to
+    OnlineSoftmax, whose hazard check admits a row's score only ``MIN_INTERLEAVE`` cycles
+    after that row's previous one (or at the row's first score).  The last info beat leaves
+    ``sm_latency`` + 1 cycles after the last row's last score enters the softmax unit; the
+    last score entry leaves ``max(1, E/8)`` cycles after the last step.
+    """
+    P, H, HL, bph = g.lanes, g.heads, g.head_lanes, g.blocks_per_head
+    ser: list[tuple[int, bool, bool]] = []  # (row id, first, ends an info row) waiting
+    admitted: dict[int, int] = {}
+    i = cycle = last_fire = info_end = 0
+    fires: list[int] = []
+    n = g.steps
+    while i < n or ser:
+        popped = False
+        if ser:
+            row, first, emits = ser[0]
+            if first or cycle - admitted.get(row, -MIN_INTERLEAVE) >= MIN_INTERLEAVE:
+                admitted[row] = cycle
+                ser.pop(0)
+                popped = True
+                if emits:
+                    info_end = max(info_end, cycle + sm_latency + 1)
+        if i < n:
+            b, rem = divmod(i, g.tokens * g.feature_blocks)
+            k, db = divmod(rem, g.feature_blocks)
+            head_last = db % bph == bph - 1
+            if not head_last or not ser:
+                if head_last:
+                    h = db // bph
+                    ser = [(o * HL + h, k == o, k == g.last_key(o) and h == H - 1)
+                           for o in range(P) if g.valid(b, k, o)]
+                last_fire = cycle
+                fires.append(cycle)
+                i += 1
+        cycle += 1
+    entry_beats = max(1, g.entry_words // g.feature_block)
+    end = max(last_fire + entry_beats, info_end)
+    return end + 1, end + 1 - n - entry_beats, fires
+
+
+def _av_phase_cycles(g: AttentionGeometry, a_latency: int) -> tuple[int, int]:
+    """softmax·V phase at full rate: (cycles, cycles beyond steps + 1), cycle by cycle.
+
+    The A producer takes a score entry (unpacked from max(1, E/8) beats, double-buffered),
+    and issues one exp argument per cycle for (head, lane) in order, lane v taking its info
+    row with entry (b, v); A = floor(exp(s-max)·recip) leaves ``a_latency`` cycles later into
+    the collector, which gathers the P lanes' A of one head.  A step that starts a head
+    waits for a full collector; output beats leave one cycle after their step.
+    """
+    P, H, FB, bph = g.lanes, g.heads, g.feature_blocks, g.blocks_per_head
+    E, FBW, T = g.entry_words, g.feature_block, g.tokens
+    n_entries = g.query_blocks * T
+    big = E >= FBW
+    nb = E // FBW if big else 1
+    epb = 1 if big else FBW // E
+    beats_left = g.score_beats
+    ncnt = sj = 0  # unpacker (big: beats held; small: entry index in the held beat)
+    sfull = False
+    loaded = 0  # entries moved into cur
+    cur_v, items_done = False, 0  # producer: current entry valid, items of it issued
+    pipe = [False] * a_latency  # stage 1..L valid
+    gcnt = 0
+    i = cycle = last = 0
+    n = g.steps
+    while i < n:
+        # consumer step
+        b, rem = divmod(i, T * FB)
+        k, db = divmod(rem, FB)
+        head_first = db % bph == 0
+        fire = not head_first or gcnt == P
+        consume = fire and head_first
+        out_valid = pipe[-1]
+        ready = gcnt < P or consume
+        advance = not out_valid or ready
+        # producer input
+        avail = (ncnt == nb) if big else sfull
+        item = cur_v and advance
+        done_entry = item and items_done == P * H - 1
+        etake = avail and (not cur_v or done_entry) and loaded < n_entries
+        # unpacker beats
+        if big:
+            if ncnt != nb and beats_left:
+                ncnt += 1
+                beats_left -= 1
+            if etake:
+                ncnt = 0
+        else:
+            accept = not sfull and beats_left
+            if etake:
+                if sj == epb - 1 or loaded == n_entries - 1:
+                    sfull, sj = False, 0
+                else:
+                    sj += 1
+            if accept:
+                sfull = True
+                beats_left -= 1
+        # collector
+        if out_valid and ready:
+            gcnt = (0 if consume else gcnt) + 1
+        elif consume:
+            gcnt = 0
+        if advance:
+            pipe = [item] + pipe[:-1]
+        items_done = 0 if done_entry else items_done + int(item)
+        if etake:
+            cur_v = True
+            loaded += 1
+        elif done_entry:
+            cur_v = False
+        if fire:
+            last = cycle
+            for o in range(P):
+                if k == g.last_key(o) and g.valid(b, k, o):
+                    last = cycle + 1  # the output beat leaves a cycle later
+            i += 1
+        cycle += 1
+    return last + 1, last + 1 - n
+
+
+def cycles_per_layer(cfg: AcceleratorConfig) -> dict:
+    """Cycles of one attention layer with every stream at full rate (no back-pressure).
+
+    Q·Kᵀ + statistics: QB·T·FB steps, plus the serializer stalls where a head completes on
+    P lanes faster than one score per cycle (P·(valid lanes) scores per ``blocks_per_head``
+    steps; none on edge-moe), plus the tail: the last info row leaves the OnlineSoftmax
+    latency (``SOFTMAX_LATENCY``) + 1 cycles after the last row's last score enters it, the
+    last score entry max(1, E/8) beats after the last step.
+    softmax·V: QB·T·FB steps, plus the fill (first entry's beats, the A pipeline of
+    ``A_PIPE_STAGES`` = exp + multiply stages, P A values gathered) and the collector stalls
+    where the P·H A values of a key outrun FB steps (tiny), plus 1 for the output register.
+    Both phase figures come from a cycle-by-cycle replay of those rules
+    (``_qk_phase_cycles``, ``_av_phase_cycles``), asserted equal to the RTL in tests/hw.
+    The spec's ideal figure (§11) is 2·QB·T·FB.  QB = ceil((T-1)/P) + 1.
     """
     g = geometry(cfg)
-    entry_beats = max(1, g.entry_words // g.feature_block)
-    qk = g.steps + max(drain, entry_beats)  # the last score entry leaves beat by beat
-    av = entry_beats + g.steps + drain
+    qk, qk_extra, _ = _qk_phase_cycles(g, softmax_latency(cfg))
+    av, av_extra = _av_phase_cycles(g, A_PIPE_STAGES)
     return dict(P=g.lanes, tokens=g.tokens, feature_blocks=g.feature_blocks,
                 query_blocks=g.query_blocks, qk_cycles=qk, av_cycles=av, layer_cycles=qk + av,
+                qk_stall_and_tail_cycles=qk_extra, av_fill_and_stall_cycles=av_extra,
                 ideal_layer_cycles=2 * g.steps)
+
+
+def qk_step_cycles(cfg: AcceleratorConfig) -> list[int]:
+    """Cycle (from the phase's first cycle) at which each Q·Kᵀ step retires at full rate:
+    the k beat of step i is taken then, and its q beat if the step loads one."""
+    return _qk_phase_cycles(geometry(cfg), softmax_latency(cfg))[2]

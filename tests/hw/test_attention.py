@@ -11,10 +11,9 @@ import pytest
 from moevit.config import preset
 from moevit.errors import ConfigError
 from moevit.golden import attention as ga
-from moevit.golden.exp import hls_exp
-from moevit.golden.fixed import recip
-from moevit.hw.units.attention_schedule import (bandwidth_profile, cycles_per_layer, geometry,
-                                                qk_steps)
+from moevit.hw.units.attention_schedule import (A_PIPE_STAGES, bandwidth_profile,
+                                                cycles_per_layer, geometry, qk_step_cycles,
+                                                qk_steps, softmax_latency)
 
 PS = [1, 2, 4, 8]
 
@@ -57,33 +56,33 @@ def test_geometry_rejects_more_lanes_than_tokens():
         geometry(preset("tiny").replace(attn_parallel=16))
 
 
-# ---------------------------------------------------------------------------- exp / recip
-def test_comb_exp_and_recip_match_golden():
-    from amaranth import Module
-    from amaranth.sim import Simulator
+# ---------------------------------------------------------------------------- cycle model
+@pytest.mark.parametrize("P", PS)
+def test_cycle_model_edge_moe_retires_one_step_per_clock(P):
+    """edge-moe: the shared softmax unit and the A pipeline keep up (no stall cycles): every
+    Q·Kᵀ step retires on its own clock, only fill/drain latency is added."""
+    cfg = preset("edge-moe").replace(attn_parallel=P)
+    g = geometry(cfg)
+    assert qk_step_cycles(cfg) == list(range(g.steps))
+    c = cycles_per_layer(cfg)
+    sm_tail = softmax_latency(cfg) + 1
+    assert c["qk_cycles"] <= g.steps + sm_tail + 1
+    assert c["av_cycles"] <= g.steps + max(1, g.entry_words // 8) + A_PIPE_STAGES + P + 4
 
-    from moevit.hw.units.attention_math import CombExp, CombRecip
-    rng = np.random.default_rng(3)
-    xs = np.concatenate([rng.integers(-(1 << 31), 1 << 31, 400),
-                         rng.integers(-(17 << 22), 7 << 22, 400),
-                         [0, -1, 1, -(1 << 31), (1 << 31) - 1, -(16 << 22) - 1, 1 << 22]])
-    m = Module()
-    m.submodules.e = e = CombExp()
-    m.submodules.r = r = CombRecip()
-    got_e, got_r = [], []
 
-    async def tb(ctx):
-        for x in xs:
-            ctx.set(e.x, int(x))
-            ctx.set(r.x, int(x))
-            got_e.append(ctx.get(e.y))
-            got_r.append(ctx.get(r.y))
+def test_cycle_model_latency_terms_match_the_units():
+    from amaranth.hdl import Fragment
 
-    sim = Simulator(m)
-    sim.add_testbench(tb)
-    sim.run()
-    assert np.array_equal(got_e, hls_exp(xs))
-    assert np.array_equal(got_r, recip(xs))
+    from moevit.hw.units.attention import AttentionAV
+    from moevit.hw.units.common import silence
+    from moevit.hw.units.softmax import OnlineSoftmax
+    cfg = preset("tiny")
+    sm = OnlineSoftmax(cfg, rows=8)
+    silence(sm)
+    assert softmax_latency(cfg) == sm.latency
+    av = AttentionAV(cfg)
+    Fragment.get(av, None)
+    assert av.a_latency == A_PIPE_STAGES
 
 
 # ---------------------------------------------------------------------------- RTL
@@ -118,10 +117,11 @@ def _scores_from_buffer(sb, cfg):
 
 @pytest.mark.rtl
 def test_rtl_constant_bandwidth_and_scores_identical_for_every_P(tmp_path):
-    """Icarus, tiny, P in {1,2,4,8}: (a) full rate: one k beat on every cycle of the Q·Kᵀ
-    phase, at most one q beat per cycle, q beats exactly on the schedule model's steps and
-    cycles = the analytical formula; (b) random back-pressure: bit-exact with the golden model
-    configured with the same P, and the recovered scores identical for all P."""
+    """Icarus, tiny, P in {1,2,4,8}: (a) full rate: at most one q and one k beat per cycle,
+    k and q beats exactly on the cycles the cycle model gives each step (tiny stalls where
+    a head completes on P lanes faster than the shared softmax unit takes one score per
+    cycle), and cycles = the cycle model; (b) random back-pressure: bit-exact with the golden
+    model configured with the same P, and the recovered scores identical for all P."""
     base = preset("tiny")
     rng = np.random.default_rng(5)
     T, D = base.tokens, base.dim
@@ -133,9 +133,10 @@ def test_rtl_constant_bandwidth_and_scores_identical_for_every_P(tmp_path):
         cfg = base.replace(attn_parallel=P)
         full = _run(cfg, "icarus", seed=P, p_valid=1.0, p_ready=1.0, vectors_npz=str(vec),
                     record_q_cycles=True)
-        steps = [i for i, st in enumerate(qk_steps(cfg)) if st.q_row is not None]
+        fires = qk_step_cycles(cfg)
+        steps = [fires[i] for i, st in enumerate(qk_steps(cfg)) if st.q_row is not None]
         assert full["max_q_per_cycle"] <= 1 and full["max_k_per_cycle"] <= 1
-        assert full["k_span_cycles"] == full["steps_per_phase"]  # a k beat every cycle
+        assert full["k_handshake_cycles"] == fires
         assert full["q_handshake_cycles"] == steps
         formula = cycles_per_layer(cfg)
         assert (full["qk_cycles"], full["av_cycles"]) == (formula["qk_cycles"],
@@ -153,7 +154,8 @@ def test_rtl_constant_bandwidth_and_scores_identical_for_every_P(tmp_path):
 @pytest.mark.rtl
 @pytest.mark.slow
 def test_rtl_edge_moe_full_layer_matches_golden_taps(tmp_path):
-    """Full edge-moe layer 0 of a seeded network (129 tokens, 3 heads, 192 dims) on Verilator."""
+    """Full edge-moe layer 0 of a seeded network (129 tokens, 3 heads, 192 dims) on Verilator
+    under back-pressure, then a random layer at full rate (cycles = the cycle model)."""
     from moevit.golden.model import GoldenModel
     from moevit.golden.weight_io import synthetic_image
     from moevit.golden.weights import seeded_weights
@@ -167,6 +169,13 @@ def test_rtl_edge_moe_full_layer_matches_golden_taps(tmp_path):
     assert m["mismatches"] == 0
     print(f"edge-moe layer: {m['layer_cycles']} cycles under back-pressure, "
           f"{time.monotonic() - t0:.0f} s")
+    # full rate, random Q/K/V: one step per clock, cycles = the cycle model
+    full = _run(cfg, "verilator", seed=4, p_valid=1.0, p_ready=1.0)
+    assert full["mismatches"] == 0
+    assert full["k_span_cycles"] == full["steps_per_phase"]  # a k beat on every cycle
+    formula = cycles_per_layer(cfg)
+    assert (full["qk_cycles"], full["av_cycles"]) == (formula["qk_cycles"],
+                                                      formula["av_cycles"])
 
 
 @pytest.mark.rtl
