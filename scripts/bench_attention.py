@@ -38,9 +38,10 @@ def rtl_cycles(cfg, sim: str) -> dict:
                               "wall_s")}
 
 
-def yosys_synth(cfg) -> dict:
+def yosys_synth(cfg, run: bool = True) -> dict | None:
     """moevit.hw.verilog.yosys_estimate (Debian yosys, synth_xilinx -family xcup -flatten) on
-    the Attention component; cached per Verilog hash under build/<digest>/attention/yosys/."""
+    the Attention component; cached per Verilog hash under build/<digest>/attention/yosys/.
+    With ``run=False`` only a cached result for the current Verilog is returned (or None)."""
     from moevit.hw.units.attention import Attention
     from moevit.hw.verilog import yosys_estimate
     from moevit.sim.runner import generate_verilog, unit_dir
@@ -50,6 +51,8 @@ def yosys_synth(cfg) -> dict:
     cache = d / f"{v.stem}.json"
     if cache.exists():
         return json.loads(cache.read_text())
+    if not run:
+        return None
     res = yosys_estimate(v, "attention", log=d / f"{v.stem}.log")
     res["CARRY4"] = res["cells"].get("CARRY4", 0)
     res.pop("cells")
@@ -94,6 +97,9 @@ def main(argv=None) -> int:
     ap.add_argument("--rtl-edge", type=int, nargs="*", default=[], metavar="P",
                     help="also simulate edge-moe at these P on Verilator (minutes each)")
     ap.add_argument("--no-yosys", action="store_true")
+    ap.add_argument("--yosys-p", type=int, nargs="*", default=list(PS), metavar="P",
+                    help="run Yosys for these P only (others: cached result for the current "
+                         "Verilog, if any)")
     a = ap.parse_args(argv)
     old = json.loads(a.out.read_text()) if a.out.exists() else {}
     clock = preset("edge-moe").clock_mhz
@@ -111,12 +117,14 @@ def main(argv=None) -> int:
                 row["edge-moe_rtl"] = rtl_cycles(preset("edge-moe").replace(attn_parallel=P),
                                                  "verilator")
         for key in ("tiny_rtl", "edge-moe_rtl"):  # keep earlier measurements not redone
-            if key not in row and key in old.get("per_P", {}).get(str(P), {}):
-                row[key] = old["per_P"][str(P)][key]
-        if not a.no_yosys:
-            row["yosys_zcu104"] = yosys_synth(preset("zcu104").replace(attn_parallel=P))
-        elif "per_P" in old and "yosys_zcu104" in old["per_P"].get(str(P), {}):
-            row["yosys_zcu104"] = old["per_P"][str(P)]["yosys_zcu104"]
+            prev = old.get("per_P", {}).get(str(P), {}).get(key)
+            if key not in row and prev and prev.get("layer_cycles") == row[
+                    key.replace("_rtl", "_analytical")]["layer_cycles"]:
+                row[key] = prev  # (only while they still agree with the cycle model)
+        ys = yosys_synth(preset("zcu104").replace(attn_parallel=P),
+                         run=not a.no_yosys and P in a.yosys_p)
+        if ys is not None:  # only results for the current RTL (cached per Verilog hash)
+            row["yosys_zcu104"] = ys
         res["per_P"][str(P)] = row
         print(f"P={P}: {json.dumps(row)}", flush=True)
     e = preset("edge-moe")
