@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from moevit.config import preset
-from moevit.errors import ConfigError, MoevitError, WeightFileError
+from moevit.errors import MoevitError, WeightFileError
 from moevit.golden.fixed import to_float
 
 
@@ -48,10 +48,41 @@ def load_input_image(cfg, image=None, synthetic_seed=0):
     return _weight_io().synthetic_image(cfg, synthetic_seed)
 
 
-def check_task(cfg, task):
-    if not 0 <= task < cfg.num_tasks:
-        raise ConfigError(f"task {task} is out of range: preset {cfg.name!r} has {cfg.num_tasks} "
-                          f"tasks (valid: 0..{cfg.num_tasks - 1})")
+def resolve_task(cfg, task) -> int:
+    """Task id of ``cfg`` from an id or a name (``semseg``, ``depth``); clear error otherwise."""
+    from moevit.golden.tasks import default_tasks, task_index
+    return task_index(default_tasks(cfg.num_tasks), task)
+
+
+def add_input_args(p, *, preset_help="configuration preset (default edge-moe)") -> None:
+    """The options ``golden`` and ``compare`` share: preset, weights, image, task, output."""
+    p.add_argument("--preset", default="edge-moe", help=preset_help)
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--weights", metavar="DIR", help="Edge-MoE weights folder (*.float32.bin)")
+    src.add_argument("--seed", type=int, metavar="N",
+                     help="build deterministic seeded weights (seeded_weights(cfg, N)) instead")
+    img = p.add_mutually_exclusive_group(required=True)
+    img.add_argument("--image", metavar="FILE",
+                     help="PNG/JPEG (resized to the preset's input) or raw float32 .bin image")
+    img.add_argument("--synthetic", action="store_true", help="use the synthetic test image")
+    p.add_argument("--image-seed", type=int, default=0, metavar="S",
+                   help="seed of the synthetic image (default 0)")
+    p.add_argument("--task", default="0", help="task id or name (semseg=0, depth=1; default 0)")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    p.add_argument("--on-wrap", choices=("raise", "wrap"), default="raise",
+                   help="weight values outside their format: stop with an error (default) or "
+                        "wrap them as the hardware would")
+
+
+def load_inputs(args):
+    """(cfg, task, weights, image, source) from the options of :func:`add_input_args`."""
+    cfg = preset(args.preset)
+    task = resolve_task(cfg, args.task)
+    weights = load_weights(cfg, args.weights, args.seed, args.on_wrap)
+    image = load_input_image(cfg, args.image, args.image_seed)
+    source = (f"folder {args.weights}" if args.weights is not None
+              else f"seeded_weights(seed={args.seed})")
+    return cfg, task, weights, image, source
 
 
 # ---------------------------------------------------------------------------- running
@@ -141,11 +172,8 @@ def format_summary(cfg, result, rows, timings, weight_wraps) -> str:
 
 # ---------------------------------------------------------------------------- commands
 def cmd_golden(args):
-    cfg = preset(args.preset)
-    check_task(cfg, args.task)
-    weights = load_weights(cfg, args.weights, args.seed, args.on_wrap)
-    image = load_input_image(cfg, args.image, args.image_seed)
-    result, rows, timings, ww = run_golden(cfg, weights, image, args.task, args.taps,
+    cfg, task, weights, image, _ = load_inputs(args)
+    result, rows, timings, ww = run_golden(cfg, weights, image, task, args.taps,
                                            progress_bar=not args.quiet)
     files = write_outputs(args.out, cfg, result, rows, timings, ww, args.taps)
     print(format_summary(cfg, result, rows, timings, ww))
@@ -186,20 +214,8 @@ def register(subparsers):
         description="Run the bit-exact Edge-MoE integer model on one image and write the "
                     "final output (raw int32 .bin and float .npy), per-layer summaries, expert "
                     "routing, timings and optionally every tap.")
-    p.add_argument("--preset", default="edge-moe", help="configuration preset (default edge-moe)")
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--weights", metavar="DIR", help="Edge-MoE weights folder (*.float32.bin)")
-    src.add_argument("--seed", type=int, help="build deterministic seeded weights instead")
-    img = p.add_mutually_exclusive_group(required=True)
-    img.add_argument("--image", metavar="FILE", help="PNG/JPEG or raw float32 .bin image")
-    img.add_argument("--synthetic", action="store_true", help="use the synthetic test image")
-    p.add_argument("--image-seed", type=int, default=0, help="seed of the synthetic image")
-    p.add_argument("--task", type=int, default=0, help="task index (selects the gate weights)")
-    p.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    add_input_args(p)
     p.add_argument("--taps", action="store_true", help="also write every tap to taps.npz")
-    p.add_argument("--on-wrap", choices=("raise", "wrap"), default="raise",
-                   help="weight values outside their format: stop with an error (default) or "
-                        "wrap them as the hardware would")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_golden)
 

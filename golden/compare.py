@@ -23,6 +23,7 @@ import numpy as np
 
 from moevit.config import AcceleratorConfig
 from moevit.errors import ConfigError
+from moevit.golden.cli import add_input_args, load_inputs
 
 #: order of the per-layer stages in reports (golden tap names without the "l{L}." prefix)
 LAYER_STAGES = ("ln1", "q", "k", "scores", "score_buffer", "softmax_info", "v", "av", "proj",
@@ -220,16 +221,7 @@ def register(subparsers) -> None:
         description="Run the float PyTorch model and the bit-exact golden model on the same "
                     "weights and image; write per-stage errors, routing agreement (JSON), plots "
                     "(PNG) and a markdown report.")
-    p.add_argument("--preset", default="edge-moe", help="accelerator preset (default edge-moe)")
-    w = p.add_mutually_exclusive_group(required=True)
-    w.add_argument("--weights", metavar="DIR", help="Edge-MoE *.float32.bin weights folder")
-    w.add_argument("--seed", type=int, metavar="N", help="use seeded_weights(cfg, N)")
-    i = p.add_mutually_exclusive_group(required=True)
-    i.add_argument("--image", metavar="FILE", help="PNG/JPEG (resized) or raw float32 .bin")
-    i.add_argument("--synthetic", nargs="?", const=0, type=int, metavar="SEED",
-                   help="synthetic image (values k/256) from SEED (default 0)")
-    p.add_argument("--task", default="0", help="task id or name (semseg=0, depth=1)")
-    p.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    add_input_args(p, preset_help="accelerator preset (default edge-moe)")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="float model device")
     p.add_argument("--dtype", default="float64", choices=("float32", "float64"),
                    help="float model precision (default float64)")
@@ -238,24 +230,11 @@ def register(subparsers) -> None:
 
 
 def _main(args) -> int:
-    from moevit.config import preset
-    from moevit.golden import weight_io
-    from moevit.golden.float_model import FloatConfig
-    from moevit.golden.weights import seeded_weights
-    cfg = preset(args.preset)
-    task = FloatConfig.from_accel(cfg).task_index(args.task)
     if args.device == "cuda":
         import torch
         if not torch.cuda.is_available():
             raise ConfigError("--device cuda: no CUDA device is visible to torch; use --device cpu")
-    if args.weights:
-        weights, source = weight_io.load_folder(args.weights, cfg), f"folder {args.weights}"
-    else:
-        weights, source = seeded_weights(cfg, args.seed), f"seeded_weights(seed={args.seed})"
-    if args.image:
-        image = weight_io.load_image(args.image, cfg)
-    else:
-        image = weight_io.synthetic_image(cfg, args.synthetic)
+    cfg, task, weights, image, source = load_inputs(args)
     s = compare(cfg, weights, image, task, args.out, device=args.device, dtype=args.dtype,
                 source=source, plots=not args.no_plots)
     f = s["final_output"]

@@ -28,12 +28,12 @@ from torch import nn
 
 from moevit.config import AcceleratorConfig
 from moevit.errors import ConfigError, ShapeError
+from moevit.golden.tasks import CITYSCAPES_TASKS, NYUD_TASKS, default_tasks, task_index
 
 #: weight of the summed gate losses in the total training loss (spec §1.4.3)
 BALANCE_LOSS_WEIGHT = 0.01
-#: output channels of each task's PUP head (Cityscapes / NYUD order: task0 semseg, task1 depth)
-CITYSCAPES_TASKS = (("semseg", 7), ("depth", 1))
-NYUD_TASKS = (("semseg", 40), ("depth", 1))
+
+_ACCEL_DEFAULTS = AcceleratorConfig()
 
 
 @dataclass(frozen=True)
@@ -45,19 +45,20 @@ class FloatConfig:
     """
 
     name: str = "custom"
-    image_channels: int = 3
-    image_height: int = 128
-    image_width: int = 256
-    patch_size: int = 16
-    dim: int = 192
-    depth: int = 12
-    heads: int = 3
-    mlp_hidden: int = 768
-    num_experts: int = 16
-    top_k: int = 2
-    expert_hidden: int = 384
-    moe_layers: tuple[int, ...] = (1, 3, 5, 7, 9, 11)
-    layernorm_eps: float = 1e-6
+    # model sizes default to the accelerator's defaults (the edge-moe preset): one source
+    image_channels: int = _ACCEL_DEFAULTS.image_channels
+    image_height: int = _ACCEL_DEFAULTS.image_height
+    image_width: int = _ACCEL_DEFAULTS.image_width
+    patch_size: int = _ACCEL_DEFAULTS.patch_size
+    dim: int = _ACCEL_DEFAULTS.dim
+    depth: int = _ACCEL_DEFAULTS.depth
+    heads: int = _ACCEL_DEFAULTS.heads
+    mlp_hidden: int = _ACCEL_DEFAULTS.mlp_hidden
+    num_experts: int = _ACCEL_DEFAULTS.num_experts
+    top_k: int = _ACCEL_DEFAULTS.top_k
+    expert_hidden: int = _ACCEL_DEFAULTS.expert_hidden
+    moe_layers: tuple[int, ...] = _ACCEL_DEFAULTS.moe_layers
+    layernorm_eps: float = _ACCEL_DEFAULTS.layernorm_eps
     #: (name, output channels) per task, in task-id order
     tasks: tuple[tuple[str, int], ...] = CITYSCAPES_TASKS
     #: channels of the PUP head's conv stages (256 in M³ViT)
@@ -85,8 +86,7 @@ class FloatConfig:
     def from_accel(cls, cfg: AcceleratorConfig, *, tasks=None, head_channels=None) -> "FloatConfig":
         """The float model of an accelerator preset (same sizes, tasks, eps)."""
         if tasks is None:
-            base = CITYSCAPES_TASKS + tuple((f"task{t}", 1) for t in range(2, cfg.num_tasks))
-            tasks = base[:cfg.num_tasks]
+            tasks = default_tasks(cfg.num_tasks)
         if head_channels is None:
             head_channels = 256 if cfg.dim >= 128 else max(16, cfg.dim)
         return cls(name=cfg.name, image_channels=cfg.image_channels,
@@ -128,16 +128,7 @@ class FloatConfig:
 
     def task_index(self, task) -> int:
         """Task id from an int or a task name; clear error otherwise."""
-        names = [n for n, _ in self.tasks]
-        if isinstance(task, str) and not task.isdigit():
-            if task not in names:
-                raise ConfigError(f"unknown task {task!r}; this model has tasks {names}")
-            return names.index(task)
-        t = int(task)
-        if not 0 <= t < self.num_tasks:
-            raise ConfigError(f"task {t} out of range: this model has {self.num_tasks} tasks "
-                              f"(0..{self.num_tasks - 1} = {names})")
-        return t
+        return task_index(self.tasks, task)
 
     def replace(self, **changes) -> "FloatConfig":
         return dataclasses.replace(self, **changes)

@@ -151,13 +151,11 @@ def _qk_phase_cycles(g: AttentionGeometry, sm_latency: int) -> tuple[int, int, l
     fires: list[int] = []
     n = g.steps
     while i < n or ser:
-        popped = False
         if ser:
             row, first, emits = ser[0]
             if first or cycle - admitted.get(row, -MIN_INTERLEAVE) >= MIN_INTERLEAVE:
                 admitted[row] = cycle
                 ser.pop(0)
-                popped = True
                 if emits:
                     info_end = max(info_end, cycle + sm_latency + 1)
         if i < n:

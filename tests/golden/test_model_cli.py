@@ -14,8 +14,9 @@ weight_io = pytest.importorskip("moevit.golden.weight_io")
 
 
 def test_golden_writes_outputs(tmp_path, capsys):
+    """Task by name (depth = task 1), every output file, taps equal to a direct run."""
     out = tmp_path / "run"
-    rc = main(["golden", "--preset", "tiny", "--seed", "4", "--synthetic", "--task", "1",
+    rc = main(["golden", "--preset", "tiny", "--seed", "4", "--synthetic", "--task", "depth",
                "--out", str(out), "--taps", "--quiet"])
     assert rc == 0
     cfg = preset("tiny")
@@ -37,6 +38,7 @@ def test_golden_writes_outputs(tmp_path, capsys):
 @pytest.mark.parametrize("argv, message", [
     (["--preset", "nope", "--seed", "0", "--synthetic"], "unknown preset 'nope'"),
     (["--preset", "tiny", "--seed", "0", "--synthetic", "--task", "5"], "task 5 is out of range"),
+    (["--preset", "tiny", "--seed", "0", "--synthetic", "--task", "segm"], "unknown task 'segm'"),
     (["--preset", "tiny", "--seed", "0", "--image", "/no/such.png"], "does not exist"),
     (["--preset", "tiny", "--weights", "/no/such/dir", "--synthetic"], "does not exist"),
 ])
