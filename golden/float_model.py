@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from moevit.config import AcceleratorConfig
+from moevit.config import AcceleratorConfig, ViTShape
 from moevit.errors import ConfigError, ShapeError
 from moevit.golden.tasks import CITYSCAPES_TASKS, NYUD_TASKS, default_tasks, task_index
 
@@ -37,7 +37,7 @@ _ACCEL_DEFAULTS = AcceleratorConfig()
 
 
 @dataclass(frozen=True)
-class FloatConfig:
+class FloatConfig(ViTShape):
     """Shape of the float model.  Build with :meth:`from_accel` or :func:`float_preset`.
 
     Unlike :class:`AcceleratorConfig` it accepts any head dim (the paper's ViT-S has 12
@@ -72,14 +72,7 @@ class FloatConfig:
         def need(cond, msg):
             if not cond:
                 raise ConfigError(f"float config {self.name!r}: {msg}")
-        need(self.image_height % self.patch_size == 0 and self.image_width % self.patch_size == 0,
-             f"image {self.image_height}x{self.image_width} is not a multiple of patch size "
-             f"{self.patch_size}")
-        need(self.dim % self.heads == 0, f"dim {self.dim} is not divisible by heads {self.heads}")
-        need(1 <= self.top_k <= self.num_experts,
-             f"top_k {self.top_k} must be in 1..num_experts ({self.num_experts})")
-        need(all(0 <= layer < self.depth for layer in self.moe_layers),
-             f"moe_layers {self.moe_layers} must lie in 0..{self.depth - 1}")
+        self._check_vit_shape(need)
         need(len(self.tasks) >= 1, "needs at least one task")
 
     @classmethod
@@ -105,23 +98,7 @@ class FloatConfig:
                    depth=12, heads=12, mlp_hidden=1536, num_experts=16, top_k=4,
                    expert_hidden=384, moe_layers=(1, 3, 5, 7, 9, 11), tasks=tuple(tasks))
 
-    # derived
-    @property
-    def grid_h(self) -> int:
-        return self.image_height // self.patch_size
-
-    @property
-    def grid_w(self) -> int:
-        return self.image_width // self.patch_size
-
-    @property
-    def tokens(self) -> int:
-        return self.grid_h * self.grid_w + 1
-
-    @property
-    def head_dim(self) -> int:
-        return self.dim // self.heads
-
+    # derived (grid, tokens, head_dim: ViTShape)
     @property
     def num_tasks(self) -> int:
         return len(self.tasks)

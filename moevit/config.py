@@ -83,8 +83,45 @@ class Formats:
     fm_frac: FixedFormat = FixedFormat(22, 0, signed=False)
 
 
+class ViTShape:
+    """Sizes derived from a ViT's fields, and the shape checks, shared by
+    :class:`AcceleratorConfig` and the float model's ``FloatConfig``."""
+
+    @property
+    def grid_h(self) -> int:
+        return self.image_height // self.patch_size
+
+    @property
+    def grid_w(self) -> int:
+        return self.image_width // self.patch_size
+
+    @property
+    def num_patches(self) -> int:
+        return self.grid_h * self.grid_w
+
+    @property
+    def tokens(self) -> int:
+        """Patches plus the cls token."""
+        return self.num_patches + 1
+
+    @property
+    def head_dim(self) -> int:
+        return self.dim // self.heads
+
+    def _check_vit_shape(self, need) -> None:
+        """Patch grid, heads, top-k and MoE layers; ``need(cond, msg)`` raises."""
+        need(self.image_height % self.patch_size == 0 and self.image_width % self.patch_size == 0,
+             f"image {self.image_height}x{self.image_width} is not a multiple of patch size "
+             f"{self.patch_size}")
+        need(self.dim % self.heads == 0, f"dim {self.dim} is not divisible by heads {self.heads}")
+        need(1 <= self.top_k <= self.num_experts,
+             f"top_k {self.top_k} must be in 1..num_experts ({self.num_experts})")
+        for layer in self.moe_layers:
+            need(0 <= layer < self.depth, f"MoE layer {layer} is outside 0..{self.depth - 1}")
+
+
 @dataclass(frozen=True)
-class AcceleratorConfig:
+class AcceleratorConfig(ViTShape):
     """Everything that shapes the model, the numerics and the hardware.
 
     Construct through :func:`preset` or directly; invalid combinations raise
@@ -133,9 +170,6 @@ class AcceleratorConfig:
                   "heads", "mlp_hidden", "num_experts", "top_k", "expert_hidden", "num_tasks",
                   "feature_block", "linear_tile", "attn_parallel", "axi_width"):
             need(getattr(self, f) >= 1, f"{f} must be >= 1 (got {getattr(self, f)})")
-        need(self.image_height % self.patch_size == 0 and self.image_width % self.patch_size == 0,
-             f"image {self.image_height}x{self.image_width} is not a multiple of patch size "
-             f"{self.patch_size}")
         need(self.axi_width == self.feature_block * self.formats.fm.width,
              f"axi_width {self.axi_width} must equal feature_block {self.feature_block} x fm width "
              f"{self.formats.fm.width} = {self.feature_block * self.formats.fm.width}")
@@ -149,17 +183,13 @@ class AcceleratorConfig:
                  f"(try {max(self.linear_tile, v // self.linear_tile * self.linear_tile)})")
         need(self.dim % self.feature_block == 0,
              f"dim {self.dim} is not a multiple of the {self.feature_block}-wide feature block")
-        need(self.dim % self.heads == 0, f"dim {self.dim} is not divisible by heads {self.heads}")
+        self._check_vit_shape(need)
         hd = self.head_dim
         need(hd % self.feature_block == 0,
              f"head dim {hd} is not a multiple of the {self.feature_block}-wide feature block")
         need(hd & (hd - 1) == 0 and (hd.bit_length() - 1) % 2 == 0,
              f"head dim {hd} must be a power of 4 (16, 64, 256) so that the attention scale "
              f"head_dim^-0.5 is an exact right shift")
-        need(1 <= self.top_k <= self.num_experts,
-             f"top_k {self.top_k} must be in 1..num_experts ({self.num_experts})")
-        for layer in self.moe_layers:
-            need(0 <= layer < self.depth, f"MoE layer {layer} is outside 0..{self.depth - 1}")
         need(tuple(sorted(set(self.moe_layers))) == tuple(self.moe_layers),
              f"moe_layers {self.moe_layers} must be strictly increasing")
         need(self.attn_parallel & (self.attn_parallel - 1) == 0,
@@ -167,27 +197,6 @@ class AcceleratorConfig:
         need(self.clock_mhz > 0, f"clock {self.clock_mhz} MHz must be positive")
 
     # ------------------------------------------------------------------ derived
-    @property
-    def grid_h(self) -> int:
-        return self.image_height // self.patch_size
-
-    @property
-    def grid_w(self) -> int:
-        return self.image_width // self.patch_size
-
-    @property
-    def num_patches(self) -> int:
-        return self.grid_h * self.grid_w
-
-    @property
-    def tokens(self) -> int:
-        """Patches plus the cls token."""
-        return self.num_patches + 1
-
-    @property
-    def head_dim(self) -> int:
-        return self.dim // self.heads
-
     @property
     def attn_scale_shift(self) -> int:
         """attn_scale = head_dim^-0.5 = 2^-shift (0.125 -> 3 for head dim 64)."""
