@@ -182,3 +182,11 @@ def attention(q_raw, k_raw, v_raw, cfg: AcceleratorConfig, order: str = "cyclic"
     s = qk_scores(q_raw, k_raw, cfg)
     r, m = softmax_stats(s, cfg, order)
     return dict(scores=s, recip=r, max=m, av=attention_av(v_raw, s, r, m, cfg))
+
+
+def attention_buffers(q_raw, k_raw, v_raw, cfg: AcceleratorConfig, order: str = "cyclic"):
+    """What the attention unit writes: (score buffer, softmax-info buffer, AV output),
+    the first two in the DRAM layouts of spec §7."""
+    a = attention(q_raw, k_raw, v_raw, cfg, order)
+    return (score_buffer(a["scores"], cfg), softmax_info_buffer(a["recip"], a["max"], cfg),
+            a["av"])

@@ -223,11 +223,7 @@ async def _one_layer(dut, p, cfg, style, P_, rng, pv, pr, use_file):
         want_sb, want_info, want_av = (np.asarray(z[n], dtype=np.int64)
                                        for n in ("score_buffer", "softmax_info", "av"))
     else:
-        s = ga.qk_scores(q, k, cfg)
-        recip, maxv = ga.softmax_stats(s, cfg)
-        want_sb = ga.score_buffer(s, cfg)
-        want_info = ga.softmax_info_buffer(recip, maxv, cfg)
-        want_av = ga.attention_av(v, s, recip, maxv, cfg)
+        want_sb, want_info, want_av = ga.attention_buffers(q, k, v, cfg)
 
     qs, ks, vs = input_streams(q, k, v, cfg)
     slack = max(min(pv, pr), 0.05)
