@@ -13,13 +13,14 @@ from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal, localcontext
 from pathlib import Path
 
 from moevit.config import AcceleratorConfig, FixedFormat
+from moevit.hw.cxx import build_root
 
 HLS_DIR = Path(__file__).resolve().parent / "hls"
-REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def build_dir(cfg: AcceleratorConfig) -> Path:
-    return REPO_ROOT / "build" / cfg.digest / "hls"
+    """``build/<cfg.digest>/hls/`` (``MOEVIT_BUILD`` moves ``build/``, as for the simulators)."""
+    return build_root() / cfg.digest / "hls"
 
 
 def _fmt_defines(prefix: str, fmt: FixedFormat) -> list[str]:

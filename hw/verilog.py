@@ -24,12 +24,18 @@ CAVEAT = ("Yosys synth_xilinx -family xcup estimates (not Vivado): Yosys leaves 
 _LUTRAM = re.compile(r"^RAM(32|64|128|256)")
 
 
-def write_verilog(component, path: Path, name: str) -> Path:
-    """Write the component's Verilog (no source attributes) to ``path``."""
+def verilog_text(component, name: str) -> str:
+    """Verilog for an Amaranth ``wiring.Component`` (ports from its signature, no source
+    attributes, so the text depends only on the design)."""
     from amaranth.back import verilog
+    return verilog.convert(component, name=name, emit_src=False)
+
+
+def write_verilog(component, path: Path, name: str) -> Path:
+    """Write the component's Verilog (:func:`verilog_text`) to ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(verilog.convert(component, name=name, emit_src=False))
+    path.write_text(verilog_text(component, name))
     return path
 
 

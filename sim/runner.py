@@ -33,10 +33,10 @@ from xml.etree import ElementTree
 
 from moevit.config import AcceleratorConfig
 from moevit.errors import MoevitError
+from moevit.hw.cxx import build_root
+from moevit.hw.verilog import verilog_text
 from moevit.sim import tools
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-BUILD_ROOT = Path(os.environ.get("MOEVIT_BUILD", REPO_ROOT / "build"))
 TIMESCALE = ("1ns", "1ps")  # Amaranth emits no `timescale
 
 ENV_PARAMS = "MOEVIT_TB_PARAMS"   # JSON file with the testbench parameters
@@ -59,13 +59,7 @@ class SimulationError(MoevitError, RuntimeError):
 # ---------------------------------------------------------------------------- Verilog
 def unit_dir(cfg: AcceleratorConfig, unit: str) -> Path:
     """``build/<cfg.digest>/<unit>/``."""
-    return BUILD_ROOT / cfg.digest / unit
-
-
-def verilog_text(component, name: str) -> str:
-    """Verilog for an Amaranth ``wiring.Component`` (ports from its signature)."""
-    from amaranth.back import verilog
-    return verilog.convert(component, name=name, emit_src=False)
+    return build_root() / cfg.digest / unit
 
 
 def generate_verilog(component, cfg: AcceleratorConfig, unit: str, *,

@@ -5,7 +5,7 @@ import pytest
 from moevit.config import FixedFormat, Formats, preset
 from moevit.errors import ConfigError
 from moevit.hw.units.softmax import MIN_INTERLEAVE, OnlineSoftmax
-from moevit.sim.runner import verilog_text
+from moevit.hw.verilog import verilog_text
 from moevit.sim.units import UNITS, get_unit, unit_latency
 
 CFG = preset("edge-moe")
