@@ -164,8 +164,7 @@ def _failures(results_xml: Path) -> tuple[int, list[str]]:
 def run_testbench(component, cfg: AcceleratorConfig, unit: str, test_module: str, *,
                   sim: str = "verilator", params: dict | None = None, waves: bool = False,
                   seed: int | None = None, toplevel: str | None = None,
-                  testcase: str | None = None, verbose: bool = False,
-                  extra_sources: tuple = ()) -> dict:
+                  testcase: str | None = None, verbose: bool = False) -> dict:
     """Generate Verilog, build (cached), run ``test_module``'s cocotb tests; return metrics.
 
     ``params`` (JSON-serialisable) reach the testbench through :func:`tb_params`; the config
@@ -174,12 +173,23 @@ def run_testbench(component, cfg: AcceleratorConfig, unit: str, test_module: str
     ``wall_s``, ``build_dir``, ``run_dir``, ``waves`` (path or None).  Raises
     :class:`SimulationError` when any cocotb test fails.
     """
+    toplevel = toplevel or unit
+    vfile = generate_verilog(component, cfg, unit, toplevel=toplevel)
+    bdir = build_simulator(vfile, toplevel, sim=sim, waves=waves, verbose=verbose)
+    return run_built(bdir, cfg, unit, test_module, sim=sim, params=params, waves=waves,
+                     seed=seed, toplevel=toplevel, testcase=testcase, verbose=verbose)
+
+
+def run_built(bdir: Path, cfg: AcceleratorConfig, unit: str, test_module: str, *,
+              sim: str = "verilator", params: dict | None = None, waves: bool = False,
+              seed: int | None = None, toplevel: str | None = None,
+              testcase: str | None = None, verbose: bool = False) -> dict:
+    """Run ``test_module``'s cocotb tests on a simulator built by :func:`build_simulator`
+    (``bdir``, with top ``toplevel``, default ``unit``); the run directory goes under
+    ``build/<cfg.digest>/<unit>/runs/``.  Returns and raises as :func:`run_testbench`."""
     from cocotb_tools.runner import get_runner
 
     toplevel = toplevel or unit
-    vfile = generate_verilog(component, cfg, unit, toplevel=toplevel)
-    bdir = build_simulator([vfile, *map(Path, extra_sources)], toplevel, sim=sim, waves=waves,
-                           verbose=verbose)
     run_dir = unit_dir(cfg, unit) / "runs" / f"{sim}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
     run_dir.mkdir(parents=True, exist_ok=True)
     pfile, cfile, mfile = run_dir / "params.json", run_dir / "config.pkl", run_dir / "metrics.json"
