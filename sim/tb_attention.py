@@ -25,7 +25,8 @@ from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge
 
 from moevit.golden import attention as ga
 from moevit.hw.units.attention_schedule import geometry, qk_steps
-from moevit.sim.runner import tb_config, tb_params, tb_simulator, write_metrics
+from moevit.sim.runner import tb_config, tb_params, write_metrics
+from moevit.sim.tb_stream import start_clock_reset
 from moevit.sim.units import UnitSpec, register_unit
 
 FM_MASK = (1 << 32) - 1
@@ -133,19 +134,11 @@ async def run_streams(dut, sources, sinks, *, p_valid, p_ready, rng, max_cycles,
 
 
 async def start(dut, style):
-    from cocotb.clock import Clock
-    kw = {"impl": "gpi"} if tb_simulator() == "icarus" else {}
     if style == "hls":
-        clk, rst, active = dut.ap_clk, dut.ap_rst_n, 0
         dut.ap_start.value = 0
+        await start_clock_reset(dut.ap_clk, dut.ap_rst_n, active=0)
     else:
-        clk, rst, active = dut.clk, dut.rst, 1
-    cocotb.start_soon(Clock(clk, 10, unit="ns", **kw).start())
-    rst.value = active
-    for _ in range(3):
-        await RisingEdge(clk)
-    rst.value = 1 - active
-    await RisingEdge(clk)
+        await start_clock_reset(dut.clk, dut.rst)
 
 
 async def hls_start(dut, mode):

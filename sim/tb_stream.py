@@ -1,6 +1,6 @@
-"""cocotb helpers for valid/ready stream units: a TB class owning the clock, one
-coroutine that drives the input and drains the output with random back-pressure, and
-latency/throughput measurement.
+"""cocotb helpers for valid/ready stream units: clock/reset start-up (shared with the
+attention testbench), a TB class owning the clock, one coroutine that drives the input and
+drains the output with random back-pressure, and latency/throughput measurement.
 
 Per cycle the driver writes on the falling edge and samples in the ReadOnly phase of the
 same time step, when everything combinational (including ``i.ready``, which depends on
@@ -14,6 +14,23 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+
+
+async def start_clock_reset(clk, rst, *, active: int = 1, period_ns: int = 10) -> None:
+    """Start a ``period_ns`` clock on ``clk`` (``impl="gpi"`` on Icarus), hold ``rst`` at
+    ``active`` for three rising edges, release it and wait one more edge."""
+    import cocotb
+    from cocotb.clock import Clock
+    from cocotb.triggers import RisingEdge
+
+    from moevit.sim.runner import tb_simulator
+    kw = {"impl": "gpi"} if tb_simulator() == "icarus" else {}
+    cocotb.start_soon(Clock(clk, period_ns, unit="ns", **kw).start())
+    rst.value = active
+    for _ in range(3):
+        await RisingEdge(clk)
+    rst.value = 1 - active
+    await RisingEdge(clk)
 
 
 @dataclass
@@ -40,21 +57,10 @@ class StreamTB:
         self.period_ns = period_ns
 
     async def start(self):
-        import cocotb
-        from cocotb.clock import Clock
-        from cocotb.triggers import RisingEdge
-
-        from moevit.sim.runner import tb_simulator
-        kw = {"impl": "gpi"} if tb_simulator() == "icarus" else {}
-        cocotb.start_soon(Clock(self.clk, self.period_ns, unit="ns", **kw).start())
         self.i_valid.value = 0
         self.o_ready.value = 0
         self.i_payload.value = 0
-        self.rst.value = 1
-        for _ in range(3):
-            await RisingEdge(self.clk)
-        self.rst.value = 0
-        await RisingEdge(self.clk)
+        await start_clock_reset(self.clk, self.rst, period_ns=self.period_ns)
 
     async def run(self, inputs, n_out: int, *, p_valid: float = 1.0, p_ready: float = 1.0,
                   seed: int = 0, max_cycles: int | None = None) -> StreamRun:
