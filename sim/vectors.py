@@ -17,6 +17,7 @@ from moevit.config import AcceleratorConfig
 from moevit.golden.exp import hls_exp
 from moevit.golden.fixed import div_fm, recip, rsqrt_ln, sqrt_rhu
 from moevit.golden.kernels import GeluSpec, gelu, online_softmax
+from moevit.hw.units.softmax import default_rows
 
 M32 = (1 << 32) - 1
 
@@ -207,9 +208,9 @@ def _div_random(cfg, n, rng):
 
 
 # ---------------------------------------------------------------------------- online softmax
-def softmax_rows(cfg) -> int:
-    """Interleaved rows of the attention unit: P query lanes x head lanes."""
-    return cfg.attn_parallel * cfg.head_lanes
+def _row_bits(rows: int) -> int:
+    """Width of the ``row`` field (as :class:`moevit.hw.units.softmax.OnlineSoftmax`)."""
+    return max(1, (rows - 1).bit_length())
 
 
 def _softmax_groups(rng, n_items, rows, *, max_len=40, scale=4 << 22):
@@ -245,7 +246,7 @@ def _softmax_corner_groups(cfg, rows):
 
 
 def _softmax_from_groups(cfg, groups, rows):
-    rb = max(1, (rows - 1).bit_length())
+    rb = _row_bits(rows)
     score, row, first, last = [], [], [], []
     recip_e, max_e, row_e, out_to_in = [], [], [], []
     idx = 0
@@ -273,12 +274,12 @@ def _softmax_from_groups(cfg, groups, rows):
 
 
 def _softmax_corners(cfg, rows=None, **_):
-    rows = rows or softmax_rows(cfg)
+    rows = rows or default_rows(cfg)
     return {"groups": _softmax_corner_groups(cfg, rows), "rows": rows}
 
 
 def _softmax_random(cfg, n, rng, rows=None, **_):
-    rows = rows or softmax_rows(cfg)
+    rows = rows or default_rows(cfg)
     return {"groups": _softmax_groups(rng, n, rows), "rows": rows}
 
 
@@ -287,8 +288,8 @@ def _softmax_make(cfg, f):
 
 
 def _softmax_decode(cfg, words, rows=None, **_):
-    rows = rows or softmax_rows(cfg)
-    rb = max(1, (rows - 1).bit_length())
+    rows = rows or default_rows(cfg)
+    rb = _row_bits(rows)
     rc, mx, row = _unpack(words, [32, 32, rb], [True, True, False])
     return {"recip": rc, "max": mx, "row": row}
 
