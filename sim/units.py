@@ -61,8 +61,9 @@ def get_unit(name: str) -> UnitSpec:
 
 def unit_latency(name: str, cfg: AcceleratorConfig, **opts) -> int | None:
     """The design latency (cycles) a unit declares, without elaborating it."""
+    from moevit.hw.units.common import silence
     comp = get_unit(name).build(cfg, **opts)
-    comp._MustUse__silence = True  # built only to read an attribute
+    silence(comp)  # built only to read an attribute
     return getattr(comp, "latency", None)
 
 
