@@ -99,7 +99,7 @@ def _lazy(module: str, cls: str):
     return build
 
 
-for _name, _mod, _cls, _desc in [
+_BUILTIN_UNITS = [
     ("delay", "moevit.hw.units.delay", "Delay", "identity pipeline (harness self-test)"),
     ("exp", "moevit.hw.units.exp", "Exp", "hls::exp for fm_t (spec Appendix B)"),
     ("gelu", "moevit.hw.units.gelu", "Gelu", "table GELU with interpolation (spec §4.4)"),
@@ -109,5 +109,9 @@ for _name, _mod, _cls, _desc in [
     ("rsqrt", "moevit.hw.units.sqrt", "Rsqrt", "LayerNorm rstd trunc0(2^44/sqrt(var))"),
     ("softmax", "moevit.hw.units.softmax", "OnlineSoftmax",
      "online softmax statistics (1/sum, max) per interleaved row (spec §4.5.3)"),
-]:
+]
+for _name, _mod, _cls, _desc in _BUILTIN_UNITS:
     register_unit(UnitSpec(_name, _lazy(_mod, _cls), description=_desc))
+
+#: the stream arithmetic units registered here, without the harness self-test "delay"
+STREAM_UNITS = tuple(name for name, *_ in _BUILTIN_UNITS if name != "delay")

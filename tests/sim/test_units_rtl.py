@@ -12,13 +12,14 @@ import pytest
 
 from moevit.config import preset
 from moevit.sim import tools
-from moevit.sim.units import run_unit, unit_latency
+from moevit.sim.units import STREAM_UNITS, run_unit, unit_latency
 
 pytestmark = pytest.mark.rtl
 
-UNITS = ["exp", "gelu", "recip", "div", "sqrt", "rsqrt", "softmax"]
 VERILATOR_VECTORS = int(os.environ.get("MOEVIT_RTL_VECTORS", 100_000))
 ICARUS_VECTORS = 10_000
+#: (simulator, random vectors, seed) of the per-unit runs
+SIM_RUNS = [("verilator", VERILATOR_VECTORS, 2026), ("icarus", ICARUS_VECTORS, 7)]
 
 
 def _check(m, unit, cfg, opts=None):
@@ -29,22 +30,14 @@ def _check(m, unit, cfg, opts=None):
     return m
 
 
-@pytest.mark.parametrize("unit", UNITS)
-def test_unit_verilator_100k(unit):
-    tools.require_simulator("verilator")
+@pytest.mark.parametrize("unit", STREAM_UNITS)
+@pytest.mark.parametrize("sim,vectors,seed", [pytest.param(*r, id=r[0]) for r in SIM_RUNS])
+def test_unit_rtl(sim, vectors, seed, unit):
+    tools.require_simulator(sim)
     cfg = preset("edge-moe")
-    m = run_unit(unit, cfg, sim="verilator", vectors=VERILATOR_VECTORS, seed=2026)
+    m = run_unit(unit, cfg, sim=sim, vectors=vectors, seed=seed)
     _check(m, unit, cfg)
-    assert m["random_vectors"] >= VERILATOR_VECTORS and m["corner_vectors"] > 0
-    assert m["items_per_cycle"] == 1.0
-
-
-@pytest.mark.parametrize("unit", UNITS)
-def test_unit_icarus(unit):
-    tools.require_simulator("icarus")
-    cfg = preset("edge-moe")
-    m = run_unit(unit, cfg, sim="icarus", vectors=ICARUS_VECTORS, seed=7)
-    _check(m, unit, cfg)
+    assert m["random_vectors"] >= vectors and m["corner_vectors"] > 0
     assert m["items_per_cycle"] == 1.0
 
 
