@@ -245,24 +245,20 @@ def tb_params() -> dict:
 
 def tb_config() -> AcceleratorConfig:
     """The AcceleratorConfig the design was built from (inside the simulator process)."""
-    path = os.environ.get(ENV_CONFIG)
-    if not path:
-        from moevit.config import preset
-        return preset(tb_params().get("preset", "edge-moe"))
-    return pickle.loads(Path(path).read_bytes())
+    return pickle.loads(Path(os.environ[ENV_CONFIG]).read_bytes())
 
 
 def tb_simulator() -> str:
     return os.environ.get(ENV_SIM, "verilator")
 
 
-def write_metrics(metrics: dict, *, merge: bool = True) -> None:
+def write_metrics(metrics: dict) -> None:
     """Record testbench measurements; merged across the tests of one run."""
     path = os.environ.get(ENV_METRICS)
     if not path:
         return
     p = Path(path)
-    old = json.loads(p.read_text()) if merge and p.exists() else {}
+    old = json.loads(p.read_text()) if p.exists() else {}
     old.update(metrics)
     p.write_text(json.dumps(old, indent=1, default=_jsonable))
 

@@ -122,10 +122,6 @@ def skip_reason(name: str) -> str | None:
     return None
 
 
-def available_simulators() -> list[str]:
-    return [s for s in SIMULATORS if skip_reason(s) is None]
-
-
 def require_simulator(name: str) -> None:
     """pytest helper: skip the calling test (with the reason) when ``name`` is missing."""
     reason = skip_reason(name)

@@ -5,7 +5,7 @@ modules add theirs with :func:`register_unit` (e.g. the attention unit).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 from moevit.config import AcceleratorConfig
@@ -15,13 +15,12 @@ from moevit.errors import ConfigError
 @dataclass(frozen=True)
 class UnitSpec:
     """One unit: ``build(cfg, **opts)`` returns the Amaranth component; ``test_module`` is
-    the cocotb module run against it; ``params`` are default testbench parameters."""
+    the cocotb module run against it."""
 
     name: str
     build: Callable[..., object]
     test_module: str = "moevit.sim.tb_units"
     description: str = ""
-    params: dict = field(default_factory=dict)
     #: keys of ``opts`` that are passed to ``build`` (the rest reach the testbench only)
     component_opts: tuple = ("rows", "full_rate", "stages")
 
@@ -79,8 +78,8 @@ def run_unit(name: str, cfg: AcceleratorConfig, *, sim: str = "verilator", vecto
 
     spec = get_unit(name)
     opts = dict(opts or {})
-    p = {**spec.params, "unit": name, "preset": cfg.name, "vectors": int(vectors),
-         "seed": int(seed), "p_valid": p_valid, "p_ready": p_ready, "opts": opts}
+    p = {"unit": name, "vectors": int(vectors), "seed": int(seed), "p_valid": p_valid,
+         "p_ready": p_ready, "opts": opts}
     if rate_items is not None:
         p["rate_items"] = int(rate_items)
     p.update(params or {})

@@ -19,9 +19,6 @@ from moevit.golden.fixed import div_fm, recip, rsqrt_ln, sqrt_rhu
 from moevit.golden.kernels import GeluSpec, gelu, online_softmax
 from moevit.hw.units.softmax import default_rows
 
-M32 = (1 << 32) - 1
-
-
 def _u(v, width=32):
     return np.asarray(v, dtype=np.int64) & np.int64((1 << width) - 1)
 
@@ -57,9 +54,6 @@ class Vectors:
     expected: list[int]
     out_to_in: np.ndarray
     fields: dict[str, np.ndarray] = field(default_factory=dict)
-
-    def __len__(self):
-        return len(self.inputs)
 
 
 @dataclass
