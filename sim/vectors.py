@@ -56,6 +56,11 @@ class Vectors:
     fields: dict[str, np.ndarray] = field(default_factory=dict)
 
 
+def _concat_arrays(a: dict, b: dict) -> dict:
+    """Join two field dicts key by key (the fields are per-item arrays)."""
+    return {k: np.concatenate([np.asarray(a[k]), np.asarray(b[k])]) for k in a}
+
+
 @dataclass
 class VectorSpec:
     """How to test one stream unit against the golden model."""
@@ -65,6 +70,8 @@ class VectorSpec:
     random: Callable[[AcceleratorConfig, int, np.random.Generator], dict]
     make: Callable[[AcceleratorConfig, dict], Vectors]
     decode_out: Callable[[AcceleratorConfig, list[int]], dict]
+    #: joins two field dicts of this spec (corners + random)
+    concat: Callable[[dict, dict], dict] = _concat_arrays
 
 
 # ---------------------------------------------------------------------------- scalar units
@@ -277,6 +284,10 @@ def _softmax_random(cfg, n, rng, rows=None, **_):
     return {"groups": _softmax_groups(rng, n, rows), "rows": rows}
 
 
+def _softmax_concat(a, b):
+    return {"groups": a["groups"] + b["groups"], "rows": a["rows"]}
+
+
 def _softmax_make(cfg, f):
     return _softmax_from_groups(cfg, f["groups"], f["rows"])
 
@@ -301,13 +312,11 @@ VECTOR_SPECS: dict[str, VectorSpec] = {
     "div": VectorSpec("div", _div_corners, _div_random, _div_make,
                       lambda cfg, w: {"y": _unpack(w, [32], [True])[0]}),
     "softmax": VectorSpec("softmax", _softmax_corners, _softmax_random, _softmax_make,
-                          _softmax_decode),
+                          _softmax_decode, _softmax_concat),
 }
 
 
 def concat_fields(spec_name: str, a: dict, b: dict) -> dict:
-    """Join two field dicts of the same spec (corners + random)."""
-    if spec_name == "softmax":
-        return {"groups": a["groups"] + b["groups"], "rows": a["rows"]}
-    return {k: np.concatenate([np.asarray(a[k]), np.asarray(b[k])]) for k in a}
+    """Join two field dicts of the same spec (corners + random): ``VectorSpec.concat``."""
+    return VECTOR_SPECS[spec_name].concat(a, b)
 
