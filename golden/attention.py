@@ -21,8 +21,7 @@ from moevit.config import AcceleratorConfig
 from moevit.errors import ShapeError
 from moevit.golden.exp import hls_exp
 from moevit.golden.fixed import FM_FRAC, floor_shift, wrap32
-from moevit.golden.kernels import FM_MIN, online_softmax_step
-from moevit.golden.fixed import recip as hls_recip
+from moevit.golden.kernels import online_softmax
 
 ORDERS = ("cyclic", "natural")
 
@@ -90,12 +89,9 @@ def softmax_stats(scores, cfg: AcceleratorConfig, order: str = "cyclic"):
     T, H = cfg.tokens, cfg.heads
     s = _check(scores, (T, T, H), "scores")
     ko = key_orders(cfg, order)
-    rows = np.arange(T)[:, None]
-    total = np.zeros((T, H), dtype=np.int64)
-    bias = np.full((T, H), FM_MIN, dtype=np.int64)
-    for j in range(T):
-        total, bias = online_softmax_step(total, bias, s[rows[:, 0], ko[:, j], :])
-    return hls_recip(total), bias
+    visited = s[np.arange(T)[:, None], ko, :]  # [q, j, h]: the j-th key row q visits
+    _, bias, r = online_softmax(np.moveaxis(visited, 1, -1))
+    return r, bias
 
 
 # ---------------------------------------------------------------------------- softmax x V

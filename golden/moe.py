@@ -20,7 +20,7 @@ from moevit.config import AcceleratorConfig
 from moevit.golden import _fast
 from moevit.golden.exp import hls_exp
 from moevit.golden.fixed import FM_FRAC, div_fm, floor_shift, wrap32
-from moevit.golden.kernels import FM_MIN, online_softmax_step
+from moevit.golden.kernels import FM_MIN, online_softmax
 
 
 @dataclass
@@ -80,10 +80,7 @@ def route(logits, cfg: AcceleratorConfig, fast: bool = False) -> Routing:
     if fast:
         total, bias = _fast.online_softmax_rows(np.ascontiguousarray(g))
     else:
-        total = np.zeros(T, dtype=np.int64)
-        bias = np.full(T, FM_MIN, dtype=np.int64)
-        for e in range(E):
-            total, bias = online_softmax_step(total, bias, g[:, e])
+        total, bias, _ = online_softmax(g)
     experts, chosen = top_k(g, cfg.top_k, with_scores=True)
     arg = wrap32(chosen - bias[:, None])
     num = _fast.exp_array(arg.reshape(-1)).reshape(arg.shape) if fast else hls_exp(arg)
