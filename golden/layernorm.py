@@ -16,6 +16,7 @@ import numpy as np
 from moevit.config import AcceleratorConfig
 from moevit.errors import ShapeError
 from moevit.golden.fixed import FM_FRAC, floor_shift, rsqrt_ln, wrap32
+from moevit.golden.linear import bias_term
 
 
 def inv_dim_raw(cfg: AcceleratorConfig) -> int:
@@ -47,4 +48,4 @@ def layernorm(x_raw, gain_raw, bias_raw, cfg: AcceleratorConfig) -> np.ndarray:
     y = wrap32(x - mean[..., None])
     y = wrap32(floor_shift(y * r[..., None], FM_FRAC))
     y = wrap32(floor_shift(y * g, cfg.formats.wt_norm.frac))
-    return wrap32(y + (b << np.int64(FM_FRAC - cfg.formats.wt_bias.frac)))
+    return wrap32(y + bias_term(b, cfg.formats.wt_bias.frac))

@@ -10,8 +10,8 @@ import numpy as np
 
 from moevit.config import AcceleratorConfig
 from moevit.errors import ShapeError
-from moevit.golden.fixed import FM_FRAC, floor_shift, wrap32
-from moevit.golden.linear import linear, scaled_weights_T
+from moevit.golden.fixed import FM_FRAC, wrap32
+from moevit.golden.linear import bias_term, linear, linear_ref
 
 
 def patches(pixels_raw, cfg: AcceleratorConfig) -> np.ndarray:
@@ -36,11 +36,8 @@ def patch_embed(pixels_raw, w_raw, b_raw, pos_raw, cfg: AcceleratorConfig, *, wT
     w = np.asarray(w_raw, dtype=np.int64).reshape(cfg.dim, -1)
     pos = np.asarray(pos_raw, dtype=np.int64)
     sh = product_shift(cfg)
-    if reference:
-        acc = np.stack([floor_shift(x[n][None, :] * w, sh).sum(axis=1) for n in range(len(x))])
-    else:
-        acc = linear(x, w, None, w_frac=sh, wT=wT if wT is not None else scaled_weights_T(w, sh))
-    bias = np.asarray(b_raw, dtype=np.int64) << np.int64(FM_FRAC - cfg.formats.wt_bias.frac)
+    acc = linear_ref(x, w, None, w_frac=sh) if reference else linear(x, w, None, w_frac=sh, wT=wT)
+    bias = bias_term(b_raw, cfg.formats.wt_bias.frac)
     out = np.empty((cfg.tokens, cfg.dim), dtype=np.int64)
     out[0] = pos[0]
     out[1:] = wrap32(acc + bias[None, :] + pos[1:])
