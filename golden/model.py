@@ -91,22 +91,30 @@ class GoldenModel:
         return _fast.gelu_array(np.ascontiguousarray(y, dtype=np.int64), g.table, g.index_shift,
                                 g.cutoff_raw, g.index_bits)
 
+    def _operand(self, key, w, w_frac):
+        """The cached :func:`scaled_weights_T` of ``w`` under ``key`` (built on first use)."""
+        wT = self._wT.get(key)
+        if wT is None:
+            wT = self._wT[key] = scaled_weights_T(w, w_frac)
+        return wT
+
+    def _patch_operand(self):
+        w = self.w.patch_embed_weights
+        return self._operand(("patch",), w.reshape(self.cfg.dim, -1), product_shift(self.cfg))
+
     def _lin(self, key, x, w, b, bias_frac, *, use_gelu=False, rows=None):
         g = self._gelu if use_gelu else None
         if not self.fast:
             xs = x if rows is None else np.asarray(x)[rows]
             return linear_ref(xs, w, b, w_frac=self.w_frac, bias_frac=bias_frac, gelu=g)
-        wT = self._wT.get(key)
-        if wT is None:
-            wT = self._wT[key] = scaled_weights_T(w, self.w_frac)
+        wT = self._operand(key, w, self.w_frac)
         return linear(x, w, b, w_frac=self.w_frac, bias_frac=bias_frac, gelu=g, rows=rows, wT=wT)
 
     def _attention(self, q, k, v):
         cfg = self.cfg
         if not self.fast:
-            s = att.qk_scores(q, k, cfg)
-            r, m = att.softmax_stats(s, cfg)
-            return s, r, m, att.attention_av(v, s, r, m, cfg)
+            a = att.attention(q, k, v, cfg)
+            return a["scores"], a["recip"], a["max"], a["av"]
         s = _fast.qk_scores_split(q, np.ascontiguousarray(k.T), cfg.heads, cfg.head_dim,
                                   cfg.feature_block, cfg.attn_scale_shift)
         r, m = _fast.softmax_stats(s, self._orders)
@@ -134,9 +142,9 @@ class GoldenModel:
         cfg, w = self.cfg, self.w
 
         def put(key, m):
-            if key not in self._wT:
-                self._wT[key] = scaled_weights_T(m, self.w_frac)
+            self._operand(key, m, self.w_frac)
 
+        self._patch_operand()
         for L in range(cfg.depth):
             for j in range(4):
                 put(("attn", L, j), w.attn_weights[L, j])
@@ -174,17 +182,8 @@ class GoldenModel:
             return time.perf_counter()
 
         t0 = time.perf_counter()
-        if self.fast:
-            key = ("patch",)
-            wT = self._wT.get(key)
-            if wT is None:
-                wT = self._wT[key] = scaled_weights_T(
-                    w.patch_embed_weights.reshape(cfg.dim, -1), product_shift(cfg))
-            x = patch_embed(pixels_raw, w.patch_embed_weights, w.patch_embed_bias, w.pos_embed,
-                            cfg, wT=wT)
-        else:
-            x = patch_embed(pixels_raw, w.patch_embed_weights, w.patch_embed_bias, w.pos_embed,
-                            cfg, reference=True)
+        x = patch_embed(pixels_raw, w.patch_embed_weights, w.patch_embed_bias, w.pos_embed, cfg,
+                        wT=self._patch_operand() if self.fast else None, reference=not self.fast)
         tap("patch_embed", lambda: x)
         t0 = tick("patch_embed", t0)
 
