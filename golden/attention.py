@@ -26,8 +26,8 @@ from moevit.golden.kernels import online_softmax
 ORDERS = ("cyclic", "natural")
 
 
-def _check(a, shape, name):
-    a = np.asarray(a, dtype=np.int64)
+def _check(a, shape, name, dtype=np.int64):
+    a = np.asarray(a, dtype=dtype)
     if a.shape != tuple(shape):
         raise ShapeError(f"{name}: expected shape {tuple(shape)}, got {a.shape}")
     return a
@@ -128,6 +128,8 @@ def score_buffer_rows(cfg: AcceleratorConfig) -> tuple[np.ndarray, np.ndarray]:
 
     Lane o of block b holds row P·b+o for keys k >= o and row P·(b-1)+o for k < o (its q
     vector is reloaded only at k == o).  Returns ``(rows [B, T, P] int, valid [B, T, P] bool)``.
+    ``cfg`` needs ``query_blocks``, ``tokens`` and ``attn_parallel`` (an accelerator config, or
+    the float model's ``FloatConfig`` built from one).
     """
     B, T, P = cfg.query_blocks, cfg.tokens, cfg.attn_parallel
     b = np.arange(B)[:, None, None]
@@ -149,13 +151,15 @@ def score_buffer(scores, cfg: AcceleratorConfig) -> np.ndarray:
     """The ``attn`` DRAM buffer [query_blocks][T][P][head_lanes] (spec §4.5.2, §7).
 
     Entry [b][k][o][h] = s[row(b,k,o)][k][h]; junk slots (invalid rows, unused head lanes)
-    are 0 here (the hardware leaves garbage there).
+    are 0 here (the hardware leaves garbage there).  Raw integer scores give int64; float
+    scores (the float model's, for comparisons) keep their dtype.
     """
     T, H = cfg.tokens, cfg.heads
-    s = _check(scores, (T, T, H), "scores")
+    s = np.asarray(scores)
+    s = _check(s, (T, T, H), "scores", s.dtype if np.issubdtype(s.dtype, np.floating) else np.int64)
     rows, valid = score_buffer_rows(cfg)
     B, _, P = rows.shape
-    buf = np.zeros((B, T, P, cfg.head_lanes), dtype=np.int64)
+    buf = np.zeros((B, T, P, cfg.head_lanes), dtype=s.dtype)
     k = np.broadcast_to(np.arange(T)[None, :, None], rows.shape)
     r = np.where(valid, rows, 0)
     buf[..., :H] = np.where(valid[..., None], s[r, k, :], 0)

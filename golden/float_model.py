@@ -22,12 +22,14 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from moevit.config import AcceleratorConfig, ViTShape
 from moevit.errors import ConfigError, ShapeError
+from moevit.golden.attention import score_buffer_rows
 from moevit.golden.tasks import CITYSCAPES_TASKS, NYUD_TASKS, default_tasks, task_index
 
 #: weight of the summed gate losses in the total training loss (spec §1.4.3)
@@ -67,6 +69,9 @@ class FloatConfig(ViTShape):
     #: no score_buffer tap and softmax_info of width 2*heads)
     attn_parallel: int | None = None
     softmax_info_width: int | None = None
+    # the score buffer's geometry (with attn_parallel set), the accelerator's own definitions
+    query_blocks = AcceleratorConfig.query_blocks
+    head_lanes = AcceleratorConfig.head_lanes
 
     def __post_init__(self):
         def need(cond, msg):
@@ -134,19 +139,6 @@ class PatchEmbed(nn.Module):
         return self.proj(x).flatten(2).transpose(1, 2)  # [N, h*w, D], row-major over (h, w)
 
 
-def score_buffer_index(tokens: int, parallel: int):
-    """(rows, valid) [B, T, P] of the accelerator's staggered score buffer (datapath spec
-    §4.5.2): lane o of block b holds query P·b+o for keys k >= o, P·(b-1)+o for k < o."""
-    blocks = -(-(tokens - 1) // parallel) + 1
-    b = torch.arange(blocks)[:, None, None]
-    k = torch.arange(tokens)[None, :, None]
-    o = torch.arange(parallel)[None, None, :]
-    rows = torch.where(k >= o, parallel * b + o, parallel * (b - 1) + o)
-    valid = ((k >= o) | (b > 0)) & (rows >= 0) & (rows < tokens)
-    shape = (blocks, tokens, parallel)
-    return rows.expand(shape), valid.expand(shape)
-
-
 class Attention(nn.Module):
     def __init__(self, c: FloatConfig):
         super().__init__()
@@ -181,14 +173,15 @@ class Attention(nn.Module):
         return out
 
     def _score_buffer(self, scores):
-        """Float scores in the ``attn`` DRAM layout [N, B, T, P, head_lanes]; junk slots 0."""
+        """Float scores in the ``attn`` DRAM layout [N, B, T, P, head_lanes]; junk slots 0
+        (the slots of :func:`moevit.golden.attention.score_buffer_rows`)."""
         n, t, _, h = scores.shape
-        rows, valid = score_buffer_index(t, self.cfg.attn_parallel)
-        rows, valid = rows.to(scores.device), valid.to(scores.device)
-        lanes = 1 << (h - 1).bit_length()
+        rows, valid = score_buffer_rows(self.cfg)
+        rows = torch.from_numpy(np.where(valid, rows, 0)).to(scores.device)
+        valid = torch.from_numpy(valid).to(scores.device)
         k = torch.arange(t, device=scores.device)[None, :, None].expand(rows.shape)
-        picked = scores[:, torch.where(valid, rows, 0), k, :]       # [N, B, T, P, h]
-        buf = scores.new_zeros(*picked.shape[:-1], lanes)
+        picked = scores[:, rows, k, :]                                # [N, B, T, P, h]
+        buf = scores.new_zeros(*picked.shape[:-1], self.cfg.head_lanes)
         buf[..., :h] = picked * valid[None, ..., None]
         return buf
 
