@@ -24,6 +24,7 @@ import numpy as np
 from moevit.config import AcceleratorConfig
 from moevit.errors import ConfigError
 from moevit.golden.cli import add_input_args, load_inputs
+from moevit.golden.fixed import to_float
 
 #: order of the per-layer stages in reports (golden tap names without the "l{L}." prefix)
 LAYER_STAGES = ("ln1", "q", "k", "scores", "score_buffer", "softmax_info", "v", "av", "proj",
@@ -56,20 +57,14 @@ def stage_stats(ref: np.ndarray, test: np.ndarray, mask: np.ndarray | None = Non
 
 
 def float_score_buffer(scores: np.ndarray, cfg: AcceleratorConfig):
-    """Float scores [T,T,heads] in the ``attn`` DRAM layout, with the validity mask."""
-    from moevit.golden.attention import score_buffer_rows, score_buffer_valid
-    rows, valid = score_buffer_rows(cfg)
-    T, H = cfg.tokens, cfg.heads
-    k = np.broadcast_to(np.arange(T)[None, :, None], rows.shape)
-    buf = np.zeros(rows.shape + (cfg.head_lanes,))
-    buf[..., :H] = np.where(valid[..., None], scores[np.where(valid, rows, 0), k, :], 0.0)
-    return buf, score_buffer_valid(cfg)
+    """Float scores [T,T,heads] in the ``attn`` DRAM layout (float64), with the validity mask."""
+    from moevit.golden.attention import score_buffer, score_buffer_valid
+    return score_buffer(np.asarray(scores, dtype=np.float64), cfg), score_buffer_valid(cfg)
 
 
 def compare_taps(float_taps: dict, fixed_taps: dict, cfg: AcceleratorConfig) -> list[dict]:
     """One row per stage present in both: float taps (float, [N,...] or without N) against
     golden taps (raw fm_t, [N,...]); statistics over image 0."""
-    frac = cfg.formats.fm.frac
     rows = []
     names = [n for n in fixed_taps if n in float_taps or n.endswith("score_buffer")]
 
@@ -81,7 +76,7 @@ def compare_taps(float_taps: dict, fixed_taps: dict, cfg: AcceleratorConfig) -> 
         return (int(m.group(1)), LAYER_STAGES.index(stage) if stage in LAYER_STAGES else 99)
 
     for name in sorted(names, key=key):
-        fixed = np.ldexp(np.asarray(fixed_taps[name][0], dtype=np.float64), -frac)
+        fixed = to_float(fixed_taps[name][0], cfg.formats.fm)
         mask = None
         if name.endswith("score_buffer"):
             from moevit.golden.attention import score_buffer_valid
@@ -131,7 +126,7 @@ def prepare_image(image: np.ndarray, cfg: AcceleratorConfig) -> np.ndarray:
     """The image both models see: floored onto the pixel grid exactly as the hardware loads it."""
     from moevit.golden.fixed import quantize
     raw, _ = quantize(np.asarray(image, dtype=np.float64), cfg.formats.pixel, name="image")
-    return np.ldexp(raw.astype(np.float64), -cfg.formats.pixel.frac).astype(np.float32)
+    return to_float(raw, cfg.formats.pixel).astype(np.float32)
 
 
 def run_float(weights, cfg: AcceleratorConfig, image: np.ndarray, task: int, *, device="cpu",
@@ -156,11 +151,13 @@ def run_float(weights, cfg: AcceleratorConfig, image: np.ndarray, task: int, *, 
 
 
 def run_fixed(weights, cfg: AcceleratorConfig, image: np.ndarray, task: int):
-    """-> (output raw [T,D], taps raw {name: [1,...]}, routing, seconds) from the golden model."""
+    """-> (output raw [T,D], taps raw {name: [1,...]}, routing, seconds, the quantised
+    weights it ran on) from the golden model."""
     from moevit.golden.model import GoldenModel
     t0 = time.perf_counter()
-    res = GoldenModel(cfg, weights).run(np.asarray(image), task=task, taps=True)
-    return np.asarray(res.output)[0], res.taps, res.routing, time.perf_counter() - t0
+    model = GoldenModel(cfg, weights)
+    res = model.run(np.asarray(image), task=task, taps=True)
+    return np.asarray(res.output)[0], res.taps, res.routing, time.perf_counter() - t0, model.w
 
 
 def compare(cfg: AcceleratorConfig, weights, image: np.ndarray, task: int, out_dir,
@@ -173,9 +170,8 @@ def compare(cfg: AcceleratorConfig, weights, image: np.ndarray, task: int, out_d
     out.mkdir(parents=True, exist_ok=True)
     img = prepare_image(image, cfg)
     f_out, f_taps, f_routing, f_time = run_float(weights, cfg, img, task, device=device, dtype=dtype)
-    x_raw, x_taps, x_routing, x_time = run_fixed(weights, cfg, img, task)
+    x_raw, x_taps, x_routing, x_time, wq = run_fixed(weights, cfg, img, task)
     # the same float model on the floored weights: separates weight quantisation from datapath error
-    wq = weights if weights.raw else weights.quantize(cfg)[0]
     q_out, _, q_routing, _ = run_float(wq.dequantize(cfg), cfg, img, task, device=device, dtype=dtype)
     x_taps = dict(x_taps)
     x_taps.setdefault("output", np.asarray(x_raw)[None])
@@ -183,7 +179,8 @@ def compare(cfg: AcceleratorConfig, weights, image: np.ndarray, task: int, out_d
     stages = compare_taps(f_taps, x_taps, cfg)
     routing = routing_agreement(f_routing, x_routing, cfg.num_experts)
     final = next(r for r in stages if r["stage"] == "output")
-    fixed_out = np.ldexp(np.asarray(x_raw, dtype=np.float64), -cfg.formats.fm.frac)
+    fixed_out = to_float(x_raw, cfg.formats.fm)
+    vs_q = stage_stats(q_out, fixed_out)
     summary = dict(
         preset=cfg.name, config_digest=cfg.digest, task=task, weights=source,
         final_output=dict(max_abs=final["max_abs"], mean_abs=final["mean_abs"], rms=final["rms"],
@@ -191,9 +188,7 @@ def compare(cfg: AcceleratorConfig, weights, image: np.ndarray, task: int, out_d
                           float_range=[float(f_out.min()), float(f_out.max())],
                           worst_index=final["worst_index"]),
         final_output_vs_quantised_weights=dict(
-            max_abs=float(np.abs(fixed_out - q_out).max()),
-            mean_abs=float(np.abs(fixed_out - q_out).mean()),
-            cosine=stage_stats(q_out, fixed_out)["cosine"],
+            max_abs=vs_q["max_abs"], mean_abs=vs_q["mean_abs"], cosine=vs_q["cosine"],
             topk_set_agreement=[r["topk_set_agreement"] for r in
                                 routing_agreement(q_routing, x_routing, cfg.num_experts)]),
         routing=[dict(layer=r["layer"], topk_set_agreement=r["topk_set_agreement"],
