@@ -166,22 +166,17 @@ def seeded_weights(cfg: AcceleratorConfig, seed: int = 0) -> Weights:
 
     D, H, Dh = cfg.dim, cfg.mlp_hidden, cfg.expert_hidden
     fan_patch = cfg.image_channels * cfg.patch_size ** 2
-    w = dict(
-        patch_embed_weights=normal(shapes["patch_embed_weights"], 1.0 / np.sqrt(fan_patch), f.wt_patch_embed),
-        patch_embed_bias=normal(shapes["patch_embed_bias"], 0.1, f.wt_bias),
-        pos_embed=normal(shapes["pos_embed"], 0.5, f.fm),
-        norm_weights=(1.0 + normal(shapes["norm_weights"], 0.1, f.wt_norm)).astype(np.float32),
-        norm_bias=normal(shapes["norm_bias"], 0.1, f.wt_bias),
-        attn_weights=normal(shapes["attn_weights"], 1.0 / np.sqrt(D), f.wt_linear),
-        attn_bias=normal(shapes["attn_bias"], 0.1, f.wt_attn_bias),
-        vit_weights_l1=normal(shapes["vit_weights_l1"], 1.0 / np.sqrt(D), f.wt_linear),
-        vit_bias_l1=normal(shapes["vit_bias_l1"], 0.05, f.wt_bias),
-        vit_weights_l2=normal(shapes["vit_weights_l2"], 0.5 / np.sqrt(H), f.wt_linear),
-        vit_bias_l2=normal(shapes["vit_bias_l2"], 0.05, f.wt_bias),
-        moe_weights_l1=normal(shapes["moe_weights_l1"], 1.0 / np.sqrt(D), f.wt_linear),
-        moe_bias_l1=normal(shapes["moe_bias_l1"], 0.05, f.wt_bias),
-        moe_weights_l2=normal(shapes["moe_weights_l2"], 0.5 / np.sqrt(Dh), f.wt_linear),
-        moe_bias_l2=normal(shapes["moe_bias_l2"], 0.05, f.wt_bias),
-        moe_w_gate_per_task=normal(shapes["moe_w_gate_per_task"], 1.0 / np.sqrt(D), f.wt_linear),
+    # field -> std, in field order (the order of the RNG draws)
+    stds = dict(
+        patch_embed_weights=1.0 / np.sqrt(fan_patch), patch_embed_bias=0.1, pos_embed=0.5,
+        norm_weights=0.1, norm_bias=0.1,
+        attn_weights=1.0 / np.sqrt(D), attn_bias=0.1,
+        vit_weights_l1=1.0 / np.sqrt(D), vit_bias_l1=0.05,
+        vit_weights_l2=0.5 / np.sqrt(H), vit_bias_l2=0.05,
+        moe_weights_l1=1.0 / np.sqrt(D), moe_bias_l1=0.05,
+        moe_weights_l2=0.5 / np.sqrt(Dh), moe_bias_l2=0.05,
+        moe_w_gate_per_task=1.0 / np.sqrt(D),
     )
+    w = {name: normal(shapes[name], std, getattr(f, FIELD_FORMATS[name])) for name, std in stds.items()}
+    w["norm_weights"] = (1.0 + w["norm_weights"]).astype(np.float32)   # LayerNorm gains near 1
     return Weights(**w).validate(cfg)
