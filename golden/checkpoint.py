@@ -21,9 +21,8 @@ import torch
 
 from moevit.config import AcceleratorConfig
 from moevit.errors import ConfigError, FormatRangeError, WeightFileError
-from moevit.golden.fixed import quantize
 from moevit.golden.float_model import FloatConfig, FloatM3ViT
-from moevit.golden.weights import Weights
+from moevit.golden.weights import Weights, format_range_problems
 
 _SHAPE_FIELDS = ("image_channels", "image_height", "image_width", "patch_size", "dim", "depth",
                  "heads", "mlp_hidden", "num_experts", "top_k", "expert_hidden", "moe_layers")
@@ -138,12 +137,7 @@ def model_from_weights(weights: Weights, cfg: AcceleratorConfig, *, heads: bool 
 # ----------------------------------------------------------------------------- range checks
 def range_problems(weights: Weights, cfg: AcceleratorConfig) -> list[str]:
     """One line per tensor with values outside its fixed-point format (floor quantisation)."""
-    lines = []
-    for name, arr in weights.items():
-        _, rep = quantize(arr, weights.format_of(name, cfg), name=name, on_wrap="wrap")
-        if not rep.ok:
-            lines.append(rep.describe(name))
-    return lines
+    return format_range_problems(((name, arr, name) for name, arr in weights.items()), cfg)
 
 
 def check_ranges(weights: Weights, cfg: AcceleratorConfig) -> None:

@@ -30,7 +30,7 @@ import numpy as np
 from moevit.config import AcceleratorConfig
 from moevit.errors import FormatRangeError, ShapeError, WeightFileError
 from moevit.golden.fixed import quantize
-from moevit.golden.weights import FIELD_FORMATS, Weights, expected_shapes
+from moevit.golden.weights import FIELD_FORMATS, Weights, expected_shapes, format_range_problems
 
 __all__ = ["FileSpec", "folder_layout", "load_folder", "save_folder", "load_onboard", "save_onboard",
            "load_image", "synthetic_image", "check_image", "ImageWrapWarning", "SUFFIX",
@@ -51,9 +51,13 @@ class FileSpec:
 
     name: str                      # file stem, e.g. "l3_htoh4_weight"
     shape: tuple[int, ...]
-    fmt: str                       # attribute of cfg.formats
     field: str                     # Weights field
     index: tuple                   # index into that field (ints and slices)
+
+    @property
+    def fmt(self) -> str:
+        """Attribute of ``cfg.formats`` holding this file's values (that of its field)."""
+        return FIELD_FORMATS[self.field]
 
     @property
     def filename(self) -> str:
@@ -69,40 +73,40 @@ def folder_layout(cfg: AcceleratorConfig) -> list[FileSpec]:
     D, C, p = cfg.dim, cfg.image_channels, cfg.patch_size
     H, E, Dh = cfg.mlp_hidden, cfg.num_experts, cfg.expert_hidden
     specs = [
-        FileSpec("patch_embed_weight", (D, C, p, p), "wt_patch_embed", "patch_embed_weights", ()),
-        FileSpec("patch_embed_bias", (D,), "wt_bias", "patch_embed_bias", ()),
-        FileSpec("pos_embed", (cfg.tokens, D), "fm", "pos_embed", ()),
+        FileSpec("patch_embed_weight", (D, C, p, p), "patch_embed_weights", ()),
+        FileSpec("patch_embed_bias", (D,), "patch_embed_bias", ()),
+        FileSpec("pos_embed", (cfg.tokens, D), "pos_embed", ()),
     ]
     for L in range(cfg.depth):
         qkv = slice(0, 3)
         specs += [
-            FileSpec(f"l{L}_qkv_weight", (3 * D, D), "wt_linear", "attn_weights", (L, qkv)),
-            FileSpec(f"l{L}_qkv_bias", (3 * D,), "wt_attn_bias", "attn_bias", (L, qkv)),
-            FileSpec(f"l{L}_attn_proj_weight", (D, D), "wt_linear", "attn_weights", (L, 3)),
-            FileSpec(f"l{L}_attn_proj_bias", (D,), "wt_attn_bias", "attn_bias", (L, 3)),
+            FileSpec(f"l{L}_qkv_weight", (3 * D, D), "attn_weights", (L, qkv)),
+            FileSpec(f"l{L}_qkv_bias", (3 * D,), "attn_bias", (L, qkv)),
+            FileSpec(f"l{L}_attn_proj_weight", (D, D), "attn_weights", (L, 3)),
+            FileSpec(f"l{L}_attn_proj_bias", (D,), "attn_bias", (L, 3)),
         ]
         for n in (1, 2):
             specs += [
-                FileSpec(f"l{L}_norm{n}_weight", (D,), "wt_norm", "norm_weights", (L, n - 1)),
-                FileSpec(f"l{L}_norm{n}_bias", (D,), "wt_bias", "norm_bias", (L, n - 1)),
+                FileSpec(f"l{L}_norm{n}_weight", (D,), "norm_weights", (L, n - 1)),
+                FileSpec(f"l{L}_norm{n}_bias", (D,), "norm_bias", (L, n - 1)),
             ]
         if cfg.is_moe(L):
             m = cfg.moe_index(L)
             specs += [
-                FileSpec(f"l{L}_htoh4_weight", (E, Dh, D), "wt_linear", "moe_weights_l1", (m,)),
-                FileSpec(f"l{L}_htoh4_bias", (E, Dh), "wt_bias", "moe_bias_l1", (m,)),
-                FileSpec(f"l{L}_h4toh_weight", (E, D, Dh), "wt_linear", "moe_weights_l2", (m,)),
-                FileSpec(f"l{L}_h4toh_bias", (E, D), "wt_bias", "moe_bias_l2", (m,)),
+                FileSpec(f"l{L}_htoh4_weight", (E, Dh, D), "moe_weights_l1", (m,)),
+                FileSpec(f"l{L}_htoh4_bias", (E, Dh), "moe_bias_l1", (m,)),
+                FileSpec(f"l{L}_h4toh_weight", (E, D, Dh), "moe_weights_l2", (m,)),
+                FileSpec(f"l{L}_h4toh_bias", (E, D), "moe_bias_l2", (m,)),
             ]
-            specs += [FileSpec(f"l{L}_w_gate_T_task{t}", (E, D), "wt_linear", "moe_w_gate_per_task", (t, m))
+            specs += [FileSpec(f"l{L}_w_gate_T_task{t}", (E, D), "moe_w_gate_per_task", (t, m))
                       for t in range(cfg.num_tasks)]
         else:
             d = cfg.dense_index(L)
             specs += [
-                FileSpec(f"l{L}_fc1_weight", (H, D), "wt_linear", "vit_weights_l1", (d,)),
-                FileSpec(f"l{L}_fc1_bias", (H,), "wt_bias", "vit_bias_l1", (d,)),
-                FileSpec(f"l{L}_fc2_weight", (D, H), "wt_linear", "vit_weights_l2", (d,)),
-                FileSpec(f"l{L}_fc2_bias", (D,), "wt_bias", "vit_bias_l2", (d,)),
+                FileSpec(f"l{L}_fc1_weight", (H, D), "vit_weights_l1", (d,)),
+                FileSpec(f"l{L}_fc1_bias", (H,), "vit_bias_l1", (d,)),
+                FileSpec(f"l{L}_fc2_weight", (D, H), "vit_weights_l2", (d,)),
+                FileSpec(f"l{L}_fc2_bias", (D,), "vit_bias_l2", (d,)),
             ]
     return specs
 
@@ -117,22 +121,15 @@ def _check_finite(arr: np.ndarray, what: str) -> None:
             f"fixed-point formats cannot hold them — regenerate or fix the source tensor")
 
 
-def _range_problems(items, cfg: AcceleratorConfig) -> list[str]:
-    """``items``: (what, array, format name). Lines for every array that does not fit."""
-    lines = []
-    for what, arr, fmt_name in items:
-        _, rep = quantize(arr, getattr(cfg.formats, fmt_name), name=what)
-        if not rep.ok:
-            lines.append(rep.describe(what))
-    return lines
-
-
-def _raise_range(lines: list[str], where: str) -> None:
-    raise FormatRangeError(
-        f"{where}: {len(lines)} tensor(s) hold values outside their fixed-point format "
-        f"(the accelerator would wrap them):\n  " + "\n  ".join(lines) +
-        "\n  rescale the weights, widen the format in the config, or pass on_wrap='wrap' to "
-        "reproduce the hardware's wrap-around")
+def _check_ranges(items, cfg: AcceleratorConfig, where: str) -> None:
+    """``items``: (what, array, Weights field).  Raise naming every array that does not fit."""
+    lines = format_range_problems(items, cfg)
+    if lines:
+        raise FormatRangeError(
+            f"{where}: {len(lines)} tensor(s) hold values outside their fixed-point format "
+            f"(the accelerator would wrap them):\n  " + "\n  ".join(lines) +
+            "\n  rescale the weights, widen the format in the config, or pass on_wrap='wrap' to "
+            "reproduce the hardware's wrap-around")
 
 
 def _check_on_wrap(on_wrap: str) -> None:
@@ -217,16 +214,14 @@ def load_folder(path, cfg: AcceleratorConfig, *, on_wrap: str = "raise") -> Weig
                 f"{cfg.name!r}); the file is truncated or belongs to a different model size")
         arr = np.fromfile(f, dtype=_F32).reshape(s.shape)
         _check_finite(arr, str(f))
-        checks.append((s.filename, arr, s.fmt))
+        checks.append((s.filename, arr, s.field))
         target = fields[s.field]
         if s.index and isinstance(s.index[-1], slice):   # qkv: [3D] rows -> [3][D]
             target[s.index] = arr.reshape((3,) + (cfg.dim,) + arr.shape[1:])
         else:
             target[s.index] = arr
     if on_wrap == "raise":
-        lines = _range_problems(checks, cfg)
-        if lines:
-            _raise_range(lines, f"weights folder {folder}")
+        _check_ranges(checks, cfg, f"weights folder {folder}")
     return Weights(**fields).validate(cfg)
 
 
@@ -300,9 +295,7 @@ def load_onboard(path, cfg: AcceleratorConfig, *, on_wrap: str = "raise") -> Wei
         _check_finite(arr, str(f))
         out[name] = arr.astype(np.float32)
     if on_wrap == "raise":
-        lines = _range_problems([(f"{n}.npy", a, FIELD_FORMATS[n]) for n, a in out.items()], cfg)
-        if lines:
-            _raise_range(lines, f"onboard folder {folder}")
+        _check_ranges([(f"{n}.npy", a, n) for n, a in out.items()], cfg, f"onboard folder {folder}")
     return Weights(**out).validate(cfg)
 
 

@@ -15,7 +15,7 @@ import numpy as np
 
 from moevit.config import AcceleratorConfig, FixedFormat
 from moevit.errors import ShapeError
-from moevit.golden.fixed import QuantReport, quantize
+from moevit.golden.fixed import quantize
 
 #: field -> name of the format in ``cfg.formats`` (spec §3.1)
 FIELD_FORMATS: dict[str, str] = {
@@ -144,9 +144,15 @@ class Weights:
         return dataclasses.replace(self, **changes)
 
 
-def unwrapped(reports: dict[str, QuantReport]) -> list[str]:
-    """Human-readable lines for every tensor that wrapped."""
-    return [r.describe(n) for n, r in reports.items() if not r.ok]
+def format_range_problems(items, cfg: AcceleratorConfig) -> list[str]:
+    """``items``: (what, array, Weights field).  One line per array with values outside the
+    field's fixed-point format (floor quantisation, spec §3.2 rule 1), naming ``what``."""
+    lines = []
+    for what, arr, field in items:
+        _, rep = quantize(arr, getattr(cfg.formats, FIELD_FORMATS[field]), name=what, on_wrap="wrap")
+        if not rep.ok:
+            lines.append(rep.describe(what))
+    return lines
 
 
 def seeded_weights(cfg: AcceleratorConfig, seed: int = 0) -> Weights:
