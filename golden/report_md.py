@@ -5,10 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def _g(v) -> str:
-    return f"{v:.3g}" if isinstance(v, float) else str(v)
-
-
 def write_report(path, summary: dict, stages: list[dict], routing: list[dict], pngs: dict) -> Path:
     f = summary["final_output"]
     q = summary["final_output_vs_quantised_weights"]
