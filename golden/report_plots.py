@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
+from moevit.golden.fixed import to_float
+
 #: per-layer stages drawn in the error-per-layer plot
 PLOT_STAGES = ("ln1", "q", "k", "scores", "av", "proj", "resid1", "ln2", "hidden",
                "gate_logits", "mlp_out", "out")
@@ -16,6 +18,24 @@ def _plt():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     return plt
+
+
+def _grid(plt, n: int, width: float, row_height: float, cols: int = 4):
+    """A figure with enough rows of ``cols`` axes for ``n`` panels; returns (fig, flat axes list)."""
+    rows_n = -(-n // cols)
+    fig, axes = plt.subplots(rows_n, cols, figsize=(width, row_height * rows_n), squeeze=False)
+    return fig, list(axes.flat)
+
+
+def _save(plt, fig, title: str, path, unused=()) -> str:
+    """Turn off the ``unused`` axes, add the title, write the PNG (dpi 110), close the figure."""
+    for ax in unused:
+        ax.axis("off")
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path).name
 
 
 def plot_error_per_layer(stages: list[dict], path) -> str:
@@ -45,11 +65,7 @@ def plot_error_per_layer(stages: list[dict], path) -> str:
         ax.set_title(title)
         ax.grid(True, which="both", alpha=0.3)
     axes[0].legend(fontsize=7, ncol=2, loc="upper left")
-    fig.suptitle("Fixed-point error per stage across layers")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return Path(path).name
+    return _save(plt, fig, "Fixed-point error per stage across layers", path)
 
 
 def plot_histograms(float_taps: dict, fixed_taps: dict, cfg, stages: list[dict], path) -> str:
@@ -62,12 +78,10 @@ def plot_histograms(float_taps: dict, fixed_taps: dict, cfg, stages: list[dict],
              f"l{first_moe}.gate_logits" if first_moe is not None else None,
              f"l{last // 2}.out", f"l{last}.mlp_out", "output"]
     names = [n for n in names if n and n in float_taps and n in fixed_taps]
-    cols = 4
-    rows_n = -(-len(names) // cols)
-    fig, axes = plt.subplots(rows_n, cols, figsize=(14, 3.2 * rows_n), squeeze=False)
-    for ax, name in zip(axes.flat, names):
+    fig, axes = _grid(plt, len(names), 14, 3.2)
+    for ax, name in zip(axes, names):
         ref = np.asarray(float_taps[name])[0]
-        fix = np.ldexp(np.asarray(fixed_taps[name][0], dtype=np.float64), -frac)
+        fix = to_float(fixed_taps[name][0], cfg.formats.fm)
         err = (fix - ref).reshape(-1)
         ax.hist(err, bins=80, color="tab:blue", alpha=0.85)
         ax.set_yscale("log")
@@ -78,23 +92,16 @@ def plot_histograms(float_taps: dict, fixed_taps: dict, cfg, stages: list[dict],
         ulp = 2.0 ** -frac
         ax.text(0.02, 0.95, f"mean {err.mean():.2e}\nstd {err.std():.2e}\n= {err.std() / ulp:.3g} ulp",
                 transform=ax.transAxes, va="top", fontsize=7)
-    for ax in list(axes.flat)[len(names):]:
-        ax.axis("off")
-    fig.suptitle("Error histograms (fixed-point golden model minus float model)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return Path(path).name
+    return _save(plt, fig, "Error histograms (fixed-point golden model minus float model)", path,
+                 unused=axes[len(names):])
 
 
 def plot_routing(routing: list[dict], path) -> str:
     """Top-k agreement per MoE layer and tokens per expert (float vs fixed) for each layer."""
     plt = _plt()
     n = len(routing)
-    cols = 4
-    rows_n = -(-(n + 1) // cols)
-    fig, axes = plt.subplots(rows_n, cols, figsize=(15, 3.3 * rows_n), squeeze=False)
-    ax = axes.flat[0]
+    fig, axes = _grid(plt, n + 1, 15, 3.3)
+    ax = axes[0]
     layers = [r["layer"] for r in routing]
     x = np.arange(n)
     ax.bar(x - 0.2, [r["topk_set_agreement"] for r in routing], 0.4, label="top-k set")
@@ -104,7 +111,7 @@ def plot_routing(routing: list[dict], path) -> str:
     ax.set_ylim(max(0.0, lo - 0.05), 1.005)
     ax.set_title("tokens whose experts agree (fraction)", fontsize=9)
     ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2)
-    for a, r in zip(list(axes.flat)[1:], routing):
+    for a, r in zip(axes[1:], routing):
         e = np.arange(len(r["tokens_per_expert_float"]))
         a.bar(e - 0.2, r["tokens_per_expert_float"], 0.4, label="float")
         a.bar(e + 0.2, r["tokens_per_expert_fixed"], 0.4, label="fixed")
@@ -113,10 +120,5 @@ def plot_routing(routing: list[dict], path) -> str:
         a.set_xlabel("expert", fontsize=8)
         a.tick_params(labelsize=7)
         a.legend(fontsize=7)
-    for a in list(axes.flat)[n + 1:]:
-        a.axis("off")
-    fig.suptitle("Expert routing: float model vs fixed-point golden model")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return Path(path).name
+    return _save(plt, fig, "Expert routing: float model vs fixed-point golden model", path,
+                 unused=axes[n + 1:])
