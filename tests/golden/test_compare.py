@@ -9,15 +9,12 @@ import torch
 
 from moevit.config import preset
 from moevit.golden import compare as cmp
+from moevit.golden import weight_io as wio
+from moevit.golden.fixed import to_float
 from moevit.golden.weights import seeded_weights
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-def _img(cfg, seed=0):
-    rng = np.random.default_rng(seed)
-    return (rng.integers(0, 256, (3, cfg.image_height, cfg.image_width)) / 256).astype(np.float32)
 
 
 def test_stage_stats_properties():
@@ -48,9 +45,9 @@ def test_routing_agreement_counts():
     assert r["tokens_per_expert_float"] == [2, 2, 2, 2] and r["tokens_per_expert_fixed"] == [2, 3, 2, 1]
 
 
-def test_compare_tiny_writes_report(tmp_path):
+def test_compare_tiny_writes_report(tmp_path, random_image):
     cfg = preset("tiny")
-    s = cmp.compare(cfg, seeded_weights(cfg, 0), _img(cfg), 1, tmp_path, source="seed 0")
+    s = cmp.compare(cfg, seeded_weights(cfg, 0), random_image(cfg), 1, tmp_path, source="seed 0")
     for name in ("stages.json", "routing.json", "summary.json", "report.md",
                  "error_per_layer.png", "histograms.png", "routing.png"):
         assert (tmp_path / name).stat().st_size > 0, name
@@ -73,15 +70,14 @@ def png_is_image(path):
     return path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_compare_rejects_bad_task(tmp_path):
+def test_compare_rejects_bad_task(tmp_path, random_image):
     from moevit.errors import ConfigError
     cfg = preset("tiny")
     with pytest.raises(ConfigError, match=r"task 2 out of range: preset 'tiny' has 2 tasks"):
-        cmp.compare(cfg, seeded_weights(cfg, 0), _img(cfg), 2, tmp_path)
+        cmp.compare(cfg, seeded_weights(cfg, 0), random_image(cfg), 2, tmp_path)
 
 
 def test_cli_compare_seeded_synthetic(tmp_path, capsys):
-    pytest.importorskip("moevit.golden.weight_io")
     from moevit.cli import main
     rc = main(["compare", "--preset", "tiny", "--seed", "3", "--synthetic", "--task", "depth",
                "--out", str(tmp_path / "r"), "--no-plots"])
@@ -93,10 +89,9 @@ def test_cli_compare_seeded_synthetic(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("name", ["tiny", "edge-moe"])
-def test_exported_folder_loads_into_both_models(name, tmp_path):
+def test_exported_folder_loads_into_both_models(name, tmp_path, random_image):
     """Float model -> exporter -> folder -> (float model, golden model): no hand edits; the
     routing decisions are compared and reported, and must mostly agree."""
-    wio = pytest.importorskip("moevit.golden.weight_io")
     from moevit.golden.checkpoint import export_folder, import_folder, model_from_weights
     from moevit.golden.model import GoldenModel
     cfg = preset(name)
@@ -112,7 +107,7 @@ def test_exported_folder_loads_into_both_models(name, tmp_path):
         counts = {n: sum(v == n for v in sizes.values()) for n in (768, 589_824, 12_288)}
         assert counts == {768: 67, 589_824: 13, 12_288: 18}
     w = wio.load_folder(tmp_path / "w", cfg)
-    img = cmp.prepare_image(_img(cfg, 4), cfg)
+    img = cmp.prepare_image(random_image(cfg, 4), cfg)
     with torch.no_grad():
         fres = import_folder(tmp_path / "w", cfg, dtype=torch.float64)(torch.from_numpy(img), task=0,
                                                                        head=False)
@@ -124,12 +119,11 @@ def test_exported_folder_loads_into_both_models(name, tmp_path):
     print(f"{name}: float vs fixed top-k agreement per MoE layer:",
           {r["layer"]: r["topk_set_agreement"] for r in agree})
     assert all(r["topk_set_agreement"] >= 0.95 for r in agree)
-    out = np.ldexp(gres.output[0].astype(np.float64), -cfg.formats.fm.frac)
+    out = to_float(gres.output[0], cfg.formats.fm)
     assert np.mean((out - fres.features[0].numpy()) ** 2) < 0.1  # the Edge-MoE acceptance bound
 
 
 def test_cli_compare_weights_folder_and_png(tmp_path):
-    wio = pytest.importorskip("moevit.golden.weight_io")
     from PIL import Image
     from moevit.cli import main
     cfg = preset("tiny")
@@ -145,11 +139,11 @@ def test_cli_compare_weights_folder_and_png(tmp_path):
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device visible to torch")
-def test_float_model_cuda_matches_cpu():
+def test_float_model_cuda_matches_cpu(random_image):
     from moevit.golden.checkpoint import model_from_weights
     cfg = preset("edge-moe")
     w = seeded_weights(cfg, 0)
-    img = torch.from_numpy(cmp.prepare_image(_img(cfg), cfg))
+    img = torch.from_numpy(cmp.prepare_image(random_image(cfg), cfg))
     with torch.no_grad():
         cpu = model_from_weights(w, cfg, dtype=torch.float64)(img, task=1)
         gpu = model_from_weights(w, cfg, dtype=torch.float64, device="cuda")(img, task=1)

@@ -20,12 +20,6 @@ def cfg():
     return preset("tiny")
 
 
-def _img(cfg, seed=0):
-    rng = np.random.default_rng(seed)
-    return torch.from_numpy((rng.integers(0, 256, (3, cfg.image_height, cfg.image_width)) / 256)
-                            .astype(np.float32))
-
-
 def _trained_like(cfg, seed=0):
     """A float model with nonzero cls token and non-trivial experts (as after training)."""
     torch.manual_seed(seed)
@@ -46,7 +40,7 @@ def test_weights_to_model_to_weights_is_exact(cfg):
         assert np.array_equal(a, getattr(w2, name)), name
 
 
-def test_export_folds_cls_and_keeps_function(cfg):
+def test_export_folds_cls_and_keeps_function(cfg, random_image):
     m = _trained_like(cfg)
     w = ck.to_weights(m, cfg)
     bb = m.backbone
@@ -56,7 +50,7 @@ def test_export_folds_cls_and_keeps_function(cfg):
     assert np.array_equal(w.moe_w_gate_per_task[1, 0], bb.blocks[1].mlp.gate[1].w_gate.detach().numpy().T)
     assert np.array_equal(w.attn_weights[0, 1], bb.blocks[0].attn.qkv.weight[cfg.dim:2 * cfg.dim].detach().numpy())
     m2 = ck.model_from_weights(w, cfg)
-    img = _img(cfg)
+    img = torch.from_numpy(random_image(cfg))
     with torch.no_grad():
         for t in (0, 1):
             torch.testing.assert_close(m2(img, task=t, head=False).features,
@@ -147,8 +141,7 @@ def test_missing_rank_file_is_reported(cfg, tmp_path):
 
 
 # ----------------------------------------------------------------------------- Edge-MoE folders
-def test_folder_round_trip_float_model(cfg, tmp_path):
-    pytest.importorskip("moevit.golden.weight_io")
+def test_folder_round_trip_float_model(cfg, tmp_path, random_image):
     m = _trained_like(cfg, 3)
     w = ck.export_folder(m, tmp_path / "w", cfg)
     names = {p.name for p in (tmp_path / "w").iterdir()}
@@ -157,14 +150,13 @@ def test_folder_round_trip_float_model(cfg, tmp_path):
     w2 = ck.to_weights(m2, cfg)
     for name, a in w.items():
         assert np.array_equal(a, getattr(w2, name)), name
-    img = _img(cfg, 1)
+    img = torch.from_numpy(random_image(cfg, 1))
     with torch.no_grad():
         torch.testing.assert_close(m2(img, task=1, head=False).features,
                                    m(img, task=1, head=False).features, rtol=0, atol=1e-5)
 
 
 def test_export_refuses_out_of_range_before_writing(cfg, tmp_path):
-    pytest.importorskip("moevit.golden.weight_io")
     m = _trained_like(cfg)
     with torch.no_grad():
         m.backbone.blocks[0].norm2.weight[3] = 20.0

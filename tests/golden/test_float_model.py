@@ -17,12 +17,6 @@ from moevit.golden.weights import seeded_weights
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-def _image(cfg, seed=0):
-    rng = np.random.default_rng(seed)
-    shape = (cfg.image_channels, cfg.image_height, cfg.image_width)
-    return (rng.integers(0, 256, shape) / 256).astype(np.float32)
-
-
 @pytest.fixture(scope="module")
 def tiny_model():
     torch.manual_seed(0)
@@ -84,8 +78,8 @@ def test_moe_gathers_tokens_per_expert_like_a_dense_masked_evaluation():
 
 
 # ----------------------------------------------------------------------------- tasks, determinism
-def test_other_tasks_router_and_head_do_not_change_a_task(tiny_model):
-    img = torch.from_numpy(_image(tiny_model.cfg))
+def test_other_tasks_router_and_head_do_not_change_a_task(tiny_model, random_image):
+    img = torch.from_numpy(random_image(tiny_model.cfg))
     with torch.no_grad():
         before = tiny_model(img, task=0)
         saved = [b.mlp.gate[1].w_gate.clone() for b in tiny_model.backbone.blocks if b.is_moe]
@@ -105,8 +99,8 @@ def test_other_tasks_router_and_head_do_not_change_a_task(tiny_model):
     assert not torch.equal(changed.features, back.features)  # the router does matter for task 1
 
 
-def test_eval_is_deterministic_and_balance_loss_zero(tiny_model):
-    img = torch.from_numpy(_image(tiny_model.cfg, 5))
+def test_eval_is_deterministic_and_balance_loss_zero(tiny_model, random_image):
+    img = torch.from_numpy(random_image(tiny_model.cfg, 5))
     with torch.no_grad():
         a = tiny_model(img, task=1, taps=True)
         b = tiny_model(img, task=1, taps=True)
@@ -115,8 +109,8 @@ def test_eval_is_deterministic_and_balance_loss_zero(tiny_model):
     assert float(a.balance_loss) == 0.0
 
 
-def test_all_tasks_mode_and_task_names(tiny_model):
-    img = torch.from_numpy(_image(tiny_model.cfg))
+def test_all_tasks_mode_and_task_names(tiny_model, random_image):
+    img = torch.from_numpy(random_image(tiny_model.cfg))
     with torch.no_grad():
         res = tiny_model(img[None].repeat(2, 1, 1, 1), task="all")
         one = tiny_model(img, task="depth")
@@ -180,13 +174,13 @@ def test_float_config_errors():
 
 # ----------------------------------------------------------------------------- stage order
 @pytest.mark.parametrize("name", ["tiny", "edge-moe"])
-def test_float_model_matches_float64_stage_order(name):
+def test_float_model_matches_float64_stage_order(name, random_image):
     """The PyTorch model (natural attention/softmax, dense-order ops) against an independent
     float64 walk of the accelerator's stage order (per-block scale, cyclic online softmax,
     E[x²]-E[x]² LayerNorm, insertion top-k, expert queues)."""
     cfg = preset(name)
     w = seeded_weights(cfg, 11)
-    img = _image(cfg, 3)
+    img = random_image(cfg, 3)
     model = model_from_weights(w, cfg, dtype=torch.float64, heads=False)
     for task in (range(cfg.num_tasks) if name == "tiny" else (1,)):
         with torch.no_grad():
@@ -202,10 +196,10 @@ def test_float_model_matches_float64_stage_order(name):
             np.testing.assert_allclose(res.routing[layer]["probs"][0].numpy(), r["probs"], atol=1e-12)
 
 
-def test_float32_model_close_to_float64():
+def test_float32_model_close_to_float64(random_image):
     cfg = preset("tiny")
     w = seeded_weights(cfg, 2)
-    img = torch.from_numpy(_image(cfg))
+    img = torch.from_numpy(random_image(cfg))
     with torch.no_grad():
         a = model_from_weights(w, cfg, heads=False)(img).features.double()
         b = model_from_weights(w, cfg, dtype=torch.float64, heads=False)(img).features
@@ -241,13 +235,13 @@ def test_macs_match_torch_flop_counter():
         assert fc.get_total_flops() == 2 * macs(c, 1, head=head)["total"]
 
 
-def test_score_buffer_and_softmax_info_taps_use_the_accelerator_layout():
+def test_score_buffer_and_softmax_info_taps_use_the_accelerator_layout(random_image):
     from moevit.golden.attention import score_buffer_rows, score_buffer_valid
     from moevit.golden.compare import float_score_buffer
     cfg = preset("tiny")
     m = model_from_weights(seeded_weights(cfg, 1), cfg, dtype=torch.float64, heads=False)
     with torch.no_grad():
-        r = m(torch.from_numpy(_image(cfg)), taps=True)
+        r = m(torch.from_numpy(random_image(cfg)), taps=True)
     buf = r.taps["l0.score_buffer"][0].numpy()
     assert buf.shape == (cfg.query_blocks, cfg.tokens, cfg.attn_parallel, cfg.head_lanes)
     ref, valid = float_score_buffer(r.taps["l0.scores"][0].numpy(), cfg)
@@ -290,10 +284,10 @@ def test_training_steps_reduce_multitask_loss():
     assert not torch.equal(g0, g1)  # each task trains its own router
 
 
-def test_fused_attention_path_equals_tapped_path():
+def test_fused_attention_path_equals_tapped_path(random_image):
     cfg = preset("tiny")
     m = model_from_weights(seeded_weights(cfg, 8), cfg, dtype=torch.float64)
-    img = torch.from_numpy(_image(cfg, 2))
+    img = torch.from_numpy(random_image(cfg, 2))
     with torch.no_grad():
         plain, tapped = m(img, task=1), m(img, task=1, taps=True)
     torch.testing.assert_close(plain.features, tapped.features, rtol=0, atol=1e-12)
