@@ -137,6 +137,28 @@ def _check_on_wrap(on_wrap: str) -> None:
         raise ValueError(f"on_wrap must be 'raise' or 'wrap', not {on_wrap!r}")
 
 
+def _loader_folder(path, on_wrap: str, kind: str, hint: str) -> Path:
+    """Check ``on_wrap`` and that ``path`` is a folder; ``hint`` follows "does not exist"."""
+    _check_on_wrap(on_wrap)
+    folder = Path(path)
+    if not folder.is_dir():
+        raise WeightFileError(f"{kind} folder {folder} does not exist{hint}")
+    return folder
+
+
+def _read_f32(f: Path, shape: tuple[int, ...], expected: str) -> np.ndarray:
+    """Raw little-endian float32 file ``f`` as ``shape``: exact byte size, no NaN/Inf.
+
+    ``expected`` follows "expected N bytes " in the size error."""
+    want = int(np.prod(shape)) * 4
+    size = f.stat().st_size
+    if size != want:
+        raise WeightFileError(f"{f}: {size} bytes, expected {want} bytes {expected}")
+    arr = np.fromfile(f, dtype=_F32).reshape(shape)
+    _check_finite(arr, str(f))
+    return arr
+
+
 # ----------------------------------------------------------------------------- atomic writes
 def _write_all(folder: Path, files: dict[str, Callable[[Path], None]]) -> list[Path]:
     """Write every file to a temporary name in ``folder`` then rename all of them.
@@ -187,11 +209,8 @@ def load_folder(path, cfg: AcceleratorConfig, *, on_wrap: str = "raise") -> Weig
     :class:`FormatRangeError` for values outside a tensor's format (count, worst value, which
     tensor) unless ``on_wrap="wrap"``.  Extra files (image, reference output) are ignored.
     """
-    _check_on_wrap(on_wrap)
-    folder = Path(path)
-    if not folder.is_dir():
-        raise WeightFileError(f"weights folder {folder} does not exist (or is not a folder); "
-                              f"pass the folder holding the *{SUFFIX} files")
+    folder = _loader_folder(path, on_wrap, "weights", " (or is not a folder); pass the folder "
+                            f"holding the *{SUFFIX} files")
     layout = folder_layout(cfg)
     missing = [s.filename for s in layout if not (folder / s.filename).is_file()]
     if missing:
@@ -206,20 +225,12 @@ def load_folder(path, cfg: AcceleratorConfig, *, on_wrap: str = "raise") -> Weig
     fields = {name: np.zeros(shape, dtype=np.float32) for name, shape in expected_shapes(cfg).items()}
     checks = []
     for s in layout:
-        f = folder / s.filename
-        size = f.stat().st_size
-        if size != s.nbytes:
-            raise WeightFileError(
-                f"{f}: {size} bytes, expected {s.nbytes} bytes (float32 {list(s.shape)} for config "
-                f"{cfg.name!r}); the file is truncated or belongs to a different model size")
-        arr = np.fromfile(f, dtype=_F32).reshape(s.shape)
-        _check_finite(arr, str(f))
+        arr = _read_f32(folder / s.filename, s.shape,
+                        f"(float32 {list(s.shape)} for config {cfg.name!r}); the file is truncated "
+                        f"or belongs to a different model size")
         checks.append((s.filename, arr, s.field))
         target = fields[s.field]
-        if s.index and isinstance(s.index[-1], slice):   # qkv: [3D] rows -> [3][D]
-            target[s.index] = arr.reshape((3,) + (cfg.dim,) + arr.shape[1:])
-        else:
-            target[s.index] = arr
+        target[s.index] = arr.reshape(target[s.index].shape)   # qkv: [3D] rows -> [3][D]
     if on_wrap == "raise":
         _check_ranges(checks, cfg, f"weights folder {folder}")
     return Weights(**fields).validate(cfg)
@@ -256,23 +267,14 @@ def load_reference_output(path, cfg: AcceleratorConfig) -> np.ndarray:
     f = Path(path) / (reference_output_name(cfg) + SUFFIX)
     if not f.is_file():
         raise WeightFileError(f"{f} does not exist: the folder has no float reference output")
-    want = cfg.tokens * cfg.dim * 4
-    if f.stat().st_size != want:
-        raise WeightFileError(f"{f}: {f.stat().st_size} bytes, expected {want} bytes "
-                              f"(float32 [{cfg.tokens}, {cfg.dim}])")
-    arr = np.fromfile(f, dtype=_F32).reshape(cfg.tokens, cfg.dim)
-    _check_finite(arr, str(f))
-    return arr
+    return _read_f32(f, (cfg.tokens, cfg.dim), f"(float32 [{cfg.tokens}, {cfg.dim}])")
 
 
 # ----------------------------------------------------------------------------- onboard .npy
 def load_onboard(path, cfg: AcceleratorConfig, *, on_wrap: str = "raise") -> Weights:
     """Read the board packing (spec §8.3): one float32 ``<field>.npy`` per kernel argument."""
-    _check_on_wrap(on_wrap)
-    folder = Path(path)
-    if not folder.is_dir():
-        raise WeightFileError(f"onboard folder {folder} does not exist; pass the folder holding "
-                              f"the .npy files written by save_onboard / prepare_for_onboard.py")
+    folder = _loader_folder(path, on_wrap, "onboard", "; pass the folder holding the .npy files "
+                            "written by save_onboard / prepare_for_onboard.py")
     shapes = expected_shapes(cfg)
     missing = [f"{n}.npy" for n in shapes if not (folder / f"{n}.npy").is_file()]
     if missing:
@@ -355,13 +357,7 @@ def load_image(path, cfg: AcceleratorConfig) -> np.ndarray:
         raise WeightFileError(f"image file {f} does not exist")
     C, H, W = _image_shape(cfg)
     if f.suffix == ".bin":
-        want = C * H * W * 4
-        size = f.stat().st_size
-        if size != want:
-            raise WeightFileError(f"{f}: {size} bytes, expected {want} bytes (float32 [{C}][{H}][{W}] "
-                                  f"for config {cfg.name!r})")
-        img = np.fromfile(f, dtype=_F32).reshape(C, H, W)
-        _check_finite(img, str(f))
+        img = _read_f32(f, (C, H, W), f"(float32 [{C}][{H}][{W}] for config {cfg.name!r})")
         check_image(img, cfg, name=str(f))
         return img.astype(np.float32)
     from PIL import Image, UnidentifiedImageError
