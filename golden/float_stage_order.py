@@ -119,9 +119,7 @@ def run_stage_order(weights: Weights, cfg: AcceleratorConfig, image: np.ndarray,
 
     ``taps`` maps golden tap names to float64 arrays *without* the batch axis;
     ``routing[layer]`` = dict(experts [T,k], probs [T,k], tokens_per_expert [E])."""
-    w = weights.validate(cfg)
-    if w.raw:
-        w = w.dequantize(cfg)
+    w = weights.validate(cfg).dequantize(cfg)  # dequantize: raw -> float, float weights as-is
     img = np.asarray(image, dtype=np.float64)
     p, D = cfg.patch_size, cfg.dim
     C, gh, gw = cfg.image_channels, cfg.grid_h, cfg.grid_w
