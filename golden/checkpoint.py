@@ -94,9 +94,7 @@ def load_weights(model: FloatM3ViT, weights: Weights, cfg: AcceleratorConfig) ->
     The folded ``pos_embed[0]`` is kept as is and ``cls_token`` set to 0, so the model computes
     exactly what the folder describes (and exports back to the same folder)."""
     check_compatible(model.cfg, cfg)
-    w = weights.validate(cfg)
-    if w.raw:
-        w = w.dequantize(cfg)
+    w = weights.validate(cfg).dequantize(cfg)
     bb = model.backbone
 
     def put(param, arr):
@@ -156,8 +154,7 @@ def export_folder(model_or_weights, path, cfg: AcceleratorConfig, *, check: bool
     check; returns the exported :class:`Weights`."""
     from moevit.golden.weight_io import save_folder
     w = model_or_weights if isinstance(model_or_weights, Weights) else to_weights(model_or_weights, cfg)
-    if w.raw:
-        w = w.dequantize(cfg)
+    w = w.dequantize(cfg)
     if check:
         check_ranges(w, cfg)
     save_folder(w, path, cfg)
