@@ -17,6 +17,20 @@ def _images(cfg, n, seed=0):
                                  cfg.image_width)).astype(np.uint8)
 
 
+def _assert_fast_equals_reference(cfg, w, imgs, fast=None):
+    """Run the numpy reference (and the fast path unless ``fast`` is given) with every tap:
+    the same tap names (all of ``tap_names(cfg)``), every tap and the output bit-identical.
+    Returns the fast result."""
+    if fast is None:
+        fast = GoldenModel(cfg, w).run(imgs, taps=True)
+    ref = GoldenModel(cfg, w, fast=False).run(imgs, taps=True)
+    assert set(fast.taps) == set(ref.taps) == set(tap_names(cfg))
+    for name in tap_names(cfg):
+        assert np.array_equal(fast.taps[name], ref.taps[name]), name
+    assert np.array_equal(fast.output, ref.output)
+    return fast
+
+
 @pytest.fixture(scope="module")
 def tiny_run():
     cfg = preset("tiny")
@@ -28,11 +42,7 @@ def tiny_run():
 
 def test_fast_equals_reference_all_taps_tiny(tiny_run):
     cfg, w, imgs, fast = tiny_run
-    ref = GoldenModel(cfg, w, fast=False).run(imgs, taps=True)
-    assert set(fast.taps) == set(ref.taps) == set(tap_names(cfg))
-    for name in fast.taps:
-        assert np.array_equal(fast.taps[name], ref.taps[name]), name
-    assert np.array_equal(fast.output, ref.output)
+    _assert_fast_equals_reference(cfg, w, imgs, fast)
 
 
 def test_tap_shapes_and_consistency(tiny_run):
@@ -125,12 +135,8 @@ def test_edge_moe_full_image_fast_equals_reference():
     cfg = preset("edge-moe")
     w = seeded_weights(cfg, 0)
     img = _images(cfg, 1, seed=5)
-    fast = GoldenModel(cfg, w).run(img, taps=True)
-    ref = GoldenModel(cfg, w, fast=False).run(img, taps=True)
-    for name in tap_names(cfg):
-        assert np.array_equal(fast.taps[name], ref.taps[name]), name
+    fast = _assert_fast_equals_reference(cfg, w, img)
     assert fast.output.shape == (1, 129, 192)
-    assert np.array_equal(fast.output, ref.output)
 
 
 def test_threaded_batch_equals_serial(tiny_run):
@@ -149,8 +155,5 @@ def test_other_configs_fast_equals_reference(changes):
     cfg = preset("tiny").replace(name="variant", **changes)
     w = seeded_weights(cfg, 1)
     img = _images(cfg, 1, seed=2)
-    fast = GoldenModel(cfg, w).run(img, taps=True)
-    ref = GoldenModel(cfg, w, fast=False).run(img, taps=True)
-    for name in tap_names(cfg):
-        assert np.array_equal(fast.taps[name], ref.taps[name]), name
+    fast = _assert_fast_equals_reference(cfg, w, img)
     assert fast.routing[1]["experts"].shape[-1] == cfg.top_k
