@@ -104,39 +104,34 @@ def edge():
                                                    for L, r in res.routing.items()}
 
 
-@pytest.fixture(scope="module")
-def tiny():
-    return preset("tiny")
-
-
 def _sample(rng, n, *dims):
     return [tuple(int(rng.integers(0, d)) for d in dims) for _ in range(n)]
 
 
 # ============================================================================= §5 rows
-def test_load_floors_every_weight_type_and_wraps(tiny):
+def test_load_floors_every_weight_type_and_wraps(tiny_cfg):
     """§5 load: float -> every weight type, pixel, pos_embed by floor, then wrap."""
-    w = seeded_weights(tiny, seed=5)
-    model = GoldenModel(tiny, w)
+    w = seeded_weights(tiny_cfg, seed=5)
+    model = GoldenModel(tiny_cfg, w)
     for name, arr in w.items():
-        fmt = w.format_of(name, tiny)
+        fmt = w.format_of(name, tiny_cfg)
         want = wrap_fmt(np.floor(np.ldexp(arr.astype(np.float64), fmt.frac)).astype(np.int64), fmt)
         assert np.array_equal(getattr(model.w, name), want), name
-    k = synthetic_image(tiny, 1) * 256
+    k = synthetic_image(tiny_cfg, 1) * 256
     img = ((k + 0.6) / 256).astype(np.float32)                      # off the pixel grid
     out = model.run(img).output
-    raw_floor, _ = w.quantize(tiny)
-    assert np.array_equal(GoldenModel(tiny, raw_floor).run(img).output, out)
+    raw_floor, _ = w.quantize(tiny_cfg)
+    assert np.array_equal(GoldenModel(tiny_cfg, raw_floor).run(img).output, out)
     # round-to-nearest loading would give different bits
     rounded = raw_floor.replace(**{
-        n: wrap_fmt(np.floor(np.ldexp(a.astype(np.float64), w.format_of(n, tiny).frac) + 0.5).astype(np.int64),
-                    w.format_of(n, tiny)) for n, a in w.items()})
-    assert not np.array_equal(GoldenModel(tiny, rounded).run(img).output, out)
+        n: wrap_fmt(np.floor(np.ldexp(a.astype(np.float64), w.format_of(n, tiny_cfg).frac) + 0.5).astype(np.int64),
+                    w.format_of(n, tiny_cfg)) for n, a in w.items()})
+    assert not np.array_equal(GoldenModel(tiny_cfg, rounded).run(img).output, out)
     assert np.array_equal(model.pixels(img)[0], k.astype(np.int64))   # floor; round would give k+1
     # wrap: 2.5 in ap_fixed<16,2> loads as -1.5 (reported)
     aw = w.attn_weights.copy()
     aw[0, 0, 0, 0] = 2.5
-    m2 = GoldenModel(tiny, w.replace(attn_weights=aw))
+    m2 = GoldenModel(tiny_cfg, w.replace(attn_weights=aw))
     assert m2.w.attn_weights[0, 0, 0, 0] == int(-1.5 * 2 ** 14)
     assert m2.quant_reports["attn_weights"].wrapped == 1
 
@@ -322,7 +317,7 @@ def test_gate_logits_softmax_topk_division(edge):
     for t in range(cfg.tokens):
         g = [int(v) for v in logits[t]]
         total, mx = online(g)
-        best = []  # strict '>' insertion, starting from [(-512, 0)] * k
+        # strict '>' insertion, starting from [(-512, 0)] * k
         lst = [(FM_MIN, 0)] * cfg.top_k
         for e, s in enumerate(g):
             for j in range(cfg.top_k):
@@ -377,13 +372,13 @@ def test_moe_combine_floors_each_term(edge):
     assert sum_first >= 3
 
 
-def test_everything_wraps_no_saturation(tiny):
+def test_everything_wraps_no_saturation(tiny_cfg):
     """§5 last row / §12.1: integer overflow wraps silently (patch embed + pos, residual, linear)."""
-    w = seeded_weights(tiny, seed=2)
+    w = seeded_weights(tiny_cfg, seed=2)
     pos = np.full_like(w.pos_embed, 511.0)
     bias = np.full_like(w.patch_embed_bias, 15.0)
-    model = GoldenModel(tiny, w.replace(pos_embed=pos, patch_embed_bias=bias))
-    img = synthetic_image(tiny, 0)
+    model = GoldenModel(tiny_cfg, w.replace(pos_embed=pos, patch_embed_bias=bias))
+    img = synthetic_image(tiny_cfg, 0)
     pe = model.run(img, taps={"patch_embed"}).taps["patch_embed"][0]
     assert np.all(pe[0] == 511 * ONE)
     # 511 + 15 + conv wraps to about -498: never clamped at +512
@@ -398,14 +393,14 @@ def test_everything_wraps_no_saturation(tiny):
 
 
 # ============================================================================= §12 hazards
-def test_softmax_exp_argument_wraps(tiny):
+def test_softmax_exp_argument_wraps(tiny_cfg):
     """§12.1: s - max < -512 wraps positive in the attention weights: exp saturates."""
-    T, H = tiny.tokens, tiny.heads
+    T, H = tiny_cfg.tokens, tiny_cfg.heads
     s = np.zeros((T, T, H), dtype=np.int64)
     s[:, 0, :] = 300 * ONE          # the max
     s[:, 1, :] = -300 * ONE         # s - max = -600 -> wraps to +424
-    r, m = att.softmax_stats(s, tiny)
-    a = att.attention_weights(s, r, m, tiny)
+    r, m = att.softmax_stats(s, tiny_cfg)
+    a = att.attention_weights(s, r, m, tiny_cfg)
     assert np.all(m == 300 * ONE)
     e_wrapped = exp1(w32(-600 * ONE))
     assert e_wrapped == (1 << 31) - 1
@@ -413,9 +408,9 @@ def test_softmax_exp_argument_wraps(tiny):
     assert np.all(a[:, 1, :] != 0)   # without the wrap the weight would be e^-600 = 0
 
 
-def test_layernorm_rstd_wraps_for_near_constant_tokens(tiny):
+def test_layernorm_rstd_wraps_for_near_constant_tokens(tiny_cfg):
     """§12.1 / §4.2: r = trunc0(2^44/sqrt(var)) wraps for var <= 3.8e-6; eps does not help."""
-    D = tiny.dim
+    D = tiny_cfg.dim
     g = np.full(D, 1 << 11)          # gain 1.0
     b = np.zeros(D, dtype=np.int64)
     const = np.full((1, D), 3 * ONE)
@@ -423,14 +418,14 @@ def test_layernorm_rstd_wraps_for_near_constant_tokens(tiny):
     near[0, ::2] += 2                # tiny variance
     ok = np.array([[(i % 7 - 3) * ONE for i in range(D)]])
     x = np.concatenate([const, near, ok])
-    mean, var, r = layernorm_stats(x, tiny)
+    mean, var, r = layernorm_stats(x, tiny_cfg)
     s = [sqrt_half_up(int(v)) for v in var]
     assert [int(v) for v in r] == [recip1(si) for si in s]
     assert int(var[0]) == 4                                   # eps only
     assert int(r[0]) == w32(1 << 32) == 0                    # 2^44 / 4096 = 2^32 wraps to 0
     assert to_float(var[1]) < 3.8e-6 and (1 << 44) // s[1] >= 1 << 31 and int(r[1]) != (1 << 44) // s[1]
     assert int(r[2]) == (1 << 44) // s[2]                     # a normal token does not wrap
-    y = layernorm(x, g, b, tiny)
+    y = layernorm(x, g, b, tiny_cfg)
     assert np.all(y[0] == 0)                                  # constant token -> bias only
     assert [int(v) for v in y[1]] == ln_token([int(v) for v in x[1]], g.tolist(), b.tolist())
 
@@ -450,21 +445,21 @@ def test_topk_strict_ties_keep_lower_index():
     assert rt.probs[0, 0] == rt.probs[0, 1]
 
 
-def test_cls_token_is_folded_into_pos_embed_row0(edge, tiny):
+def test_cls_token_is_folded_into_pos_embed_row0(edge, tiny_cfg):
     """§12.7: token 0 of the patch embedding is pos_embed[0] exactly, whatever the image."""
     cfg, model, _, taps, _ = edge
     assert np.array_equal(taps["patch_embed"][0], model.w.pos_embed[0])
-    m = GoldenModel(tiny, seeded_weights(tiny, seed=3))
-    a = m.run(synthetic_image(tiny, 1), taps={"patch_embed"}).taps["patch_embed"][0]
-    b = m.run(synthetic_image(tiny, 2), taps={"patch_embed"}).taps["patch_embed"][0]
+    m = GoldenModel(tiny_cfg, seeded_weights(tiny_cfg, seed=3))
+    a = m.run(synthetic_image(tiny_cfg, 1), taps={"patch_embed"}).taps["patch_embed"][0]
+    b = m.run(synthetic_image(tiny_cfg, 2), taps={"patch_embed"}).taps["patch_embed"][0]
     assert np.array_equal(a[0], b[0]) and np.array_equal(a[0], m.w.pos_embed[0])
     assert not np.array_equal(a[1:], b[1:])
 
 
-def test_pixel_one_wraps_to_zero(tiny):
+def test_pixel_one_wraps_to_zero(tiny_cfg):
     """§12.7: the image must be pixel/256; a value 1.0 wraps to pixel 0."""
-    m = GoldenModel(tiny, seeded_weights(tiny, seed=4))
-    img = synthetic_image(tiny, 3)
+    m = GoldenModel(tiny_cfg, seeded_weights(tiny_cfg, seed=4))
+    img = synthetic_image(tiny_cfg, 3)
     one, zero, almost = img.copy(), img.copy(), img.copy()
     one[:, :5, :7] = 1.0
     zero[:, :5, :7] = 0.0
@@ -472,7 +467,7 @@ def test_pixel_one_wraps_to_zero(tiny):
     assert np.all(m.pixels(one)[0, :, :5, :7] == 0)
     out = m.run(np.stack([one, zero, almost])).output
     assert np.array_equal(out[0], out[1]) and not np.array_equal(out[0], out[2])
-    _, rep = quantize(one, tiny.formats.pixel)
+    _, rep = quantize(one, tiny_cfg.formats.pixel)
     assert rep.wrapped == 3 * 5 * 7
 
 
