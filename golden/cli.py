@@ -11,19 +11,11 @@ import numpy as np
 
 from moevit.config import preset
 from moevit.errors import MoevitError, WeightFileError
+from moevit.golden import weight_io
 from moevit.golden.fixed import to_float
 
 
 # ---------------------------------------------------------------------------- inputs
-def _weight_io():
-    try:
-        from moevit.golden import weight_io
-    except ModuleNotFoundError as exc:  # pragma: no cover - only before weight_io exists
-        raise MoevitError("moevit.golden.weight_io is not available in this checkout; "
-                          "use --seed and --synthetic") from exc
-    return weight_io
-
-
 def load_weights(cfg, weights_dir=None, seed=None, on_wrap="raise"):
     """Weights from an Edge-MoE folder (``weights_dir``) or the seeded generator."""
     if weights_dir is not None:
@@ -31,7 +23,7 @@ def load_weights(cfg, weights_dir=None, seed=None, on_wrap="raise"):
         if not path.is_dir():
             raise WeightFileError(f"weights folder {str(path)!r} does not exist; pass the folder "
                                   f"holding the *.float32.bin files, or use --seed N")
-        return _weight_io().load_folder(path, cfg, on_wrap=on_wrap)
+        return weight_io.load_folder(path, cfg, on_wrap=on_wrap)
     from moevit.golden.weights import seeded_weights
     return seeded_weights(cfg, seed)
 
@@ -44,8 +36,8 @@ def load_input_image(cfg, image=None, synthetic_seed=0):
             raise MoevitError(f"image file {str(path)!r} does not exist; pass a PNG/JPEG or a raw "
                               f"float32 .bin [{cfg.image_channels}x{cfg.image_height}x"
                               f"{cfg.image_width}], or use --synthetic")
-        return _weight_io().load_image(path, cfg)
-    return _weight_io().synthetic_image(cfg, synthetic_seed)
+        return weight_io.load_image(path, cfg)
+    return weight_io.synthetic_image(cfg, synthetic_seed)
 
 
 def resolve_task(cfg, task) -> int:
@@ -88,13 +80,13 @@ def load_inputs(args):
 # ---------------------------------------------------------------------------- running
 def run_golden(cfg, weights, image, task=0, taps=False, progress_bar=True):
     """Run one image; returns (result, layer summaries, timings dict)."""
-    from moevit.golden.model import GoldenModel
+    from moevit.golden.model import GoldenModel, tap_names
     from moevit.golden.summary import layer_summaries, summary_taps
 
     t0 = time.perf_counter()
     model = GoldenModel(cfg, weights)
     t_setup = time.perf_counter() - t0
-    want = set(summary_taps(cfg)) | (set(_all_taps(cfg)) if taps else set())
+    want = set(summary_taps(cfg)) | (set(tap_names(cfg)) if taps else set())
     bar = None
     if progress_bar:
         from tqdm import tqdm
@@ -112,11 +104,6 @@ def run_golden(cfg, weights, image, task=0, taps=False, progress_bar=True):
                    stages_s={k: round(v, 6) for k, v in result.timings.items()})
     weight_wraps = {n: r.wrapped for n, r in model.quant_reports.items() if not r.ok}
     return result, rows, timings, weight_wraps
-
-
-def _all_taps(cfg):
-    from moevit.golden.model import tap_names
-    return tap_names(cfg)
 
 
 def write_outputs(out_dir, cfg, result, rows, timings, weight_wraps, taps):
