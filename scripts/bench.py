@@ -53,21 +53,20 @@ def summary() -> str:
     lines = ["# Benchmarks", "",
              "Medians over repeated runs; each JSON beside this file records its machine and load.",
              "", "| benchmark | result |", "|---|---|"]
-    golden = _load("golden")
+    data = {name: _load(name) for name in ("golden", "float")}
+    golden, flt = data["golden"], data["float"]
     if golden:
         lines.append(f"| golden integer model, edge-moe, 12 layers | "
                      f"{golden['seconds_per_image_median']:.3f} s / image (target ≤ 1.0 s) |")
         lines.append(f"| golden integer model, batch of 8 | "
                      f"{golden['images_per_second_batch']:.2f} images / s |")
         lines.append(f"| golden integer model, peak RSS | {golden['peak_rss_mib']:.0f} MiB |")
-    flt = _load("float")
     if flt:
         lines += _float_rows(flt)
     lines.append("")
-    for name in ("golden", "float"):
-        data = _load(name)
-        if data and "machine" in data:
-            m = data["machine"]
+    for name, doc in data.items():
+        if doc and "machine" in doc:
+            m = doc["machine"]
             desc = ", ".join(f"{k} {v}" for k, v in m.items() if not isinstance(v, (dict, list)))
             lines.append(f"- {name}: {desc}")
     return "\n".join(lines) + "\n"
