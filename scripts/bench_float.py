@@ -23,8 +23,8 @@ from moevit.machine import describe
 from moevit.golden.float_model import FloatM3ViT, float_preset
 
 
-def machine() -> dict:
-    d = describe(torch=torch.__version__, torch_threads=str(torch.get_num_threads()))
+def machine(torch_threads: int) -> dict:
+    d = describe(torch=torch.__version__, torch_threads=torch_threads)
     if torch.cuda.is_available():
         d["cuda_device"] = torch.cuda.get_device_name(0)
         d["cuda"] = torch.version.cuda
@@ -46,12 +46,20 @@ def time_model(model, x, task: int, head: bool, repeats: int, warmup: int, devic
     return times
 
 
-def bench(preset: str, device: str, repeats: int, warmup: int, dtype=torch.float32, task: int = 0) -> dict:
+def build(preset: str, device: str, dtype=torch.float32):
+    """(model, one random image) for ``preset`` on ``device``; seeded, so identical every call."""
     fcfg = float_preset(preset)
     torch.manual_seed(0)
     model = FloatM3ViT(fcfg).to(device=device, dtype=dtype).eval()
     x = torch.rand(1, fcfg.image_channels, fcfg.image_height, fcfg.image_width,
                    device=device, dtype=dtype)
+    return model, x
+
+
+def bench(model, x, preset: str, device: str, repeats: int, warmup: int, dtype=torch.float32,
+          task: int = 0) -> dict:
+    """Median/min/max of ``repeats`` timed runs (after ``warmup``) of the backbone and of
+    backbone + head, at the current torch thread count."""
     out = dict(preset=preset, device=device, dtype=str(dtype).replace("torch.", ""), task=task,
                batch=1, repeats=repeats, warmup=warmup)
     for key, head in (("backbone", False), ("backbone_plus_head", True)):
@@ -83,11 +91,12 @@ def main(argv=None) -> int:
         return 2
     results = []
     for d in devices:
+        model, x = build(a.preset, d)
         for n in (threads if d == "cpu" else [default_threads]):
             torch.set_num_threads(n)
-            results.append(dict(bench(a.preset, d, a.repeats, a.warmup), threads=n))
+            results.append(dict(bench(model, x, a.preset, d, a.repeats, a.warmup), threads=n))
     torch.set_num_threads(default_threads)
-    doc = dict(machine=dict(machine(), torch_threads=default_threads), results=results,
+    doc = dict(machine=machine(default_threads), results=results,
                note="float32, batch 1, one task; 'backbone' is what the accelerator computes")
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
