@@ -32,9 +32,10 @@ def machine() -> dict:
 
 
 def timed(fn):
+    """(seconds ``fn()`` took, its result)."""
     t0 = time.perf_counter()
-    fn()
-    return time.perf_counter() - t0
+    result = fn()
+    return time.perf_counter() - t0, result
 
 
 def main(argv=None):
@@ -66,12 +67,14 @@ def main(argv=None):
     t1 = time.perf_counter()
     model = GoldenModel(cfg, weights)
     t_setup = time.perf_counter() - t1
-    t_first = timed(lambda: model.run(image))  # numba compile / cache load + weight operands
-    runs = [timed(lambda: model.run(image)) for _ in range(args.runs)]
+    t_first, _ = timed(lambda: model.run(image))  # numba compile / cache load + weight operands
+    single = [timed(lambda: model.run(image)) for _ in range(args.runs)]
+    runs = [t for t, _ in single]
+    stages = single[-1][1].timings  # per-stage seconds of the last timed single-image run
     per_image = statistics.median(runs)
-    batch_runs = [timed(lambda: model.run(batch)) for _ in range(args.batch_runs)]
+    batch_runs = [timed(lambda: model.run(batch))[0] for _ in range(args.batch_runs)]
     batch_s = statistics.median(batch_runs)
-    batch2_runs = [timed(lambda: model.run(batch, workers=2)) for _ in range(args.batch_runs)]
+    batch2_runs = [timed(lambda: model.run(batch, workers=2))[0] for _ in range(args.batch_runs)]
     batch2_s = statistics.median(batch2_runs)
 
     tracemalloc.start()
@@ -83,8 +86,7 @@ def main(argv=None):
     ref_s = None
     if not args.no_reference:
         ref_model = GoldenModel(cfg, weights, fast=False)
-        ref_s = timed(lambda: ref_model.run(image))
-    stages = model.run(image).timings
+        ref_s, _ = timed(lambda: ref_model.run(image))
 
     result = dict(
         preset=cfg.name, digest=cfg.digest, layers=cfg.depth, weights=f"seeded({args.seed})",
