@@ -32,7 +32,7 @@ from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from moevit.config import AcceleratorConfig
-from moevit.hw.units.attention_schedule import A_PIPE_STAGES, geometry, softmax_latency
+from moevit.hw.units.attention_schedule import A_PIPE_STAGES, geometry
 from moevit.hw.units.exp import exp_stages
 from moevit.hw.units.pipeline import StallPipeline
 from moevit.hw.units.softmax import OnlineSoftmax
@@ -203,9 +203,8 @@ class AttentionQK(wiring.Component):
         # A head completes on all P lanes at once; the serializer hands the valid lanes'
         # scores (row = lane*HL + head) to OnlineSoftmax one per cycle.  The step after the
         # next head completion waits until the serializer has room (tiny: below full rate).
-        sm = OnlineSoftmax(cfg, rows=P * HL, full_rate=False)
+        sm = OnlineSoftmax(cfg, full_rate=False)  # rows: default_rows(cfg) = P x HL
         m.submodules.softmax = sm
-        assert sm.latency == softmax_latency(cfg)
         ser_mask = Signal(P, name="ser_mask")
         ser_head = Signal(range(max(2, H)), name="ser_head")
         ser_sc = [Signal(signed(FM_W), name=f"ser_sc{o}") for o in range(P)]

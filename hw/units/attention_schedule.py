@@ -19,16 +19,11 @@ from dataclasses import dataclass
 from moevit.config import AcceleratorConfig
 from moevit.errors import ConfigError
 from moevit.hw.units.exp import EXP_STAGES
-from moevit.hw.units.softmax import LOOP_STAGES, MIN_INTERLEAVE
+from moevit.hw.units.softmax import MIN_INTERLEAVE, softmax_latency
 
 #: stages of the softmax·V A pipeline: argument register, the shared exp datapath
 #: (``exp_stages``), the registered A = e·recip product
 A_PIPE_STAGES = EXP_STAGES + 2
-
-
-def softmax_latency(cfg: AcceleratorConfig) -> int:
-    """OnlineSoftmax latency (a row's last score in -> its result out), cf. its ``latency``."""
-    return LOOP_STAGES + 2 * cfg.formats.fm.frac + 3
 
 
 @dataclass(frozen=True)

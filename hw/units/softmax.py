@@ -36,6 +36,12 @@ def default_rows(cfg: AcceleratorConfig) -> int:
     return cfg.attn_parallel * cfg.head_lanes
 
 
+def softmax_latency(cfg: AcceleratorConfig) -> int:
+    """OnlineSoftmax latency: cycles from a row's last score to its result (the state loop,
+    the 2F+1-bit reciprocal, input and output registers)."""
+    return LOOP_STAGES + 2 * cfg.formats.fm.frac + 3
+
+
 class OnlineSoftmax(wiring.Component):
     """Scores {score, row, first, last} in; {recip, max, row} out at each row's last score."""
 
@@ -62,8 +68,8 @@ class OnlineSoftmax(wiring.Component):
 
     @property
     def latency(self) -> int:
-        """Cycles from a row's last score to its result."""
-        return LOOP_STAGES + 2 * self.cfg.formats.fm.frac + 3
+        """Cycles from a row's last score to its result (:func:`softmax_latency`)."""
+        return softmax_latency(self.cfg)
 
     def elaborate(self, platform):
         m = Module()

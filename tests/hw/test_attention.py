@@ -74,12 +74,7 @@ def test_cycle_model_latency_terms_match_the_units():
     from amaranth.hdl import Fragment
 
     from moevit.hw.units.attention import AttentionAV
-    from moevit.hw.units.common import silence
-    from moevit.hw.units.softmax import OnlineSoftmax
     cfg = preset("tiny")
-    sm = OnlineSoftmax(cfg, rows=8)
-    silence(sm)
-    assert softmax_latency(cfg) == sm.latency
     av = AttentionAV(cfg)
     Fragment.get(av, None)
     assert av.a_latency == A_PIPE_STAGES
