@@ -38,9 +38,9 @@ def divide_stages(pipe: StallPipeline, num_top, shift: int, den_abs, neg, zero,
         const_bits, n_top = None, len(num_top)
         var = pipe.reg(num_top, prefix + "num", shape=n_top)
     num_bits = n_top + shift
-    den = pipe.reg(den_abs, prefix + "den")
-    ng = pipe.reg(neg, prefix + "neg")
-    zr = pipe.reg(zero, prefix + "zero")
+    names = [prefix + n for n in ("den", "neg", "zero")]
+    for n, v in zip(names, (den_abs, neg, zero)):   # den to the last stage, sign/zero past it
+        pipe.carry(n, v)
     pipe.next()
     rem, q = Const(0, dw), None
     for k in range(num_bits):
@@ -49,19 +49,22 @@ def divide_stages(pipe: StallPipeline, num_top, shift: int, den_abs, neg, zero,
         else:
             bit = Const(0, 1)
         t = Cat(bit, rem)                          # (rem << 1) | next numerator bit
+        den = pipe[names[0]]
         ge = t >= den
         rem_n = Mux(ge, t - den, t)[:dw]
         q_n = ge if q is None else Cat(ge, q)[:out_width]   # shift the quotient bit in
         last = k == num_bits - 1
         if not last:
             rem = pipe.reg(rem_n, prefix + "rem", shape=dw)
-            den = pipe.reg(den, prefix + "den")
             if var is not None and len(var) > 1 and k < n_top - 1:
                 var = pipe.reg(var[:len(var) - 1], prefix + "num")
+        else:
+            pipe.drop(names[0])
         q = pipe.reg(q_n, prefix + "q")
-        ng = pipe.reg(ng, prefix + "neg")
-        zr = pipe.reg(zr, prefix + "zero")
         pipe.next()
+    ng, zr = pipe[names[1]], pipe[names[2]]
+    pipe.drop(names[1])
+    pipe.drop(names[2])
     q = q if len(q) >= out_width else Cat(q, Const(0, out_width - len(q)))
     return Mux(zr, 0, Mux(ng, (-q)[:out_width], q))[:out_width].as_signed()
 

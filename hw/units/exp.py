@@ -46,7 +46,9 @@ def exp_stages(pipe: StallPipeline, x, prefix: str = "exp_"):
     t4l = pipe.rom(TABLES["T4l"], ind4, p + "T4l")
     tl = pipe.rom(TABLES["TL"], lsb, p + "TL")
     f = {n: pipe.reg(v, p + n) for n, v in
-         dict(u7=u7, lsb=lsb, ind4=ind4, ind3=ind3, ind2=ind2, ovf=ovf, pos=~sign).items()}
+         dict(u7=u7, lsb=lsb, ind4=ind4, ind3=ind3, ind2=ind2).items()}
+    pipe.carry(p + "ovf", ovf)                   # ovf, pos travel to stage k+7
+    pipe.carry(p + "pos", ~sign)
     pipe.next()
     # ---- stage k+1: A, B, D (adds of non-overlapping fields)
     mlow = ((t4h << 3) + (tl >> 5) + f["ind4"] * f["lsb"])[:10]
@@ -54,37 +56,32 @@ def exp_stages(pipe: StallPipeline, x, prefix: str = "exp_"):
     b = (f["ind3"] << 39) + t3
     d = t2 + (f["ind2"] << 41)
     ra, rb = pipe.reg(a, p + "A"), pipe.reg(b, p + "B")
-    rd, rt1 = pipe.reg(d, p + "D"), pipe.reg(t1, p + "T1v")
-    rovf, rpos = pipe.reg(f["ovf"], p + "ovf"), pipe.reg(f["pos"], p + "pos")
+    pipe.carry(p + "D", d)                       # D to stage k+4, T1 to stage k+7
+    pipe.carry(p + "T1v", t1)
     pipe.next()
     # ---- stage k+2: B*A
     pba = pipe.reg(rb * ra, p + "BA")
     sa = pipe.reg((rb << 3) + ra, p + "B8A")
-    rd, rt1 = pipe.reg(rd, p + "D"), pipe.reg(rt1, p + "T1v")
-    rovf, rpos = pipe.reg(rovf, p + "ovf"), pipe.reg(rpos, p + "pos")
     pipe.next()
     # ---- stage k+3: C
     c = pipe.reg(((pba >> 55) + sa)[:48], p + "C")
-    rd, rt1 = pipe.reg(rd, p + "D"), pipe.reg(rt1, p + "T1v")
-    rovf, rpos = pipe.reg(rovf, p + "ovf"), pipe.reg(rpos, p + "pos")
     pipe.next()
     # ---- stage k+4: D*C
+    rd = pipe[p + "D"]
+    pipe.drop(p + "D")
     pdc = pipe.reg(rd * c, p + "DC")
     sdc = pipe.reg((rd << 6) + c, p + "D64C")
-    rt1 = pipe.reg(rt1, p + "T1v")
-    rovf, rpos = pipe.reg(rovf, p + "ovf"), pipe.reg(rpos, p + "pos")
     pipe.next()
     # ---- stage k+5: Ecomb
     ecomb = pipe.reg((((pdc >> 52) + sdc) >> 6)[:50], p + "Ecomb")
-    rt1 = pipe.reg(rt1, p + "T1v")
-    rovf, rpos = pipe.reg(rovf, p + "ovf"), pipe.reg(rpos, p + "pos")
     pipe.next()
     # ---- stage k+6: T1*Ecomb
-    pte = pipe.reg(rt1 * ecomb, p + "TE")
-    rt1 = pipe.reg(rt1, p + "T1v")
-    rovf, rpos = pipe.reg(rovf, p + "ovf"), pipe.reg(rpos, p + "pos")
+    pte = pipe.reg(pipe[p + "T1v"] * ecomb, p + "TE")
     pipe.next()
     # ---- stage k+7: y27, y23, overflow and saturation (combinational)
+    rt1, rovf, rpos = (pipe[p + n] for n in ("T1v", "ovf", "pos"))
+    for n in ("T1v", "ovf", "pos"):
+        pipe.drop(p + n)
     y23 = ((pte >> 52) + rt1)[4:50]
     y23 = Mux(rovf, Mux(rpos, (1 << 46) - 1, 0), y23)
     sat = Signal(32, name=p + "y23sat")
