@@ -3,7 +3,8 @@
 The headers live in ``<site-packages>/hls4ml/templates/vivado/ap_types``; they are located
 through :mod:`importlib` without importing hls4ml itself (which pulls in heavy frameworks).
 Builds are cached under ``build/cxx/<hash>/`` where the hash covers the source texts, the
-compiler, the defines, include directories and flags, so a second call is a file lookup.
+files named in ``depends`` (headers), the compiler, the defines, include directories and
+flags, so a second call is a file lookup.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+from functools import lru_cache
 from pathlib import Path
 from typing import Iterable, Mapping
 
@@ -64,6 +66,7 @@ def find_gxx() -> str:
     return path
 
 
+@lru_cache(maxsize=None)
 def _compiler_id(gxx: str) -> str:
     try:
         out = subprocess.run([gxx, "--version"], capture_output=True, text=True, timeout=30)
@@ -75,15 +78,17 @@ def _compiler_id(gxx: str) -> str:
 def compile_cxx(name: str, sources: Iterable[str | os.PathLike], *,
                 defines: Mapping[str, object] | None = None,
                 include_dirs: Iterable[str | os.PathLike] = (),
-                flags: Iterable[str] = ("-O2",)) -> Path:
+                flags: Iterable[str] = ("-O2",),
+                depends: Iterable[str | os.PathLike] = ()) -> Path:
     """Compile ``sources`` into an executable named ``name`` and return its path.
 
     The ap_types folder is always on the include path (first user dirs, then ap_types).
     ``defines`` become ``-DKEY=VALUE`` (``None`` value: ``-DKEY``). The result is cached in
-    ``build/cxx/<hash>/name``; the hash covers every source's bytes, the compiler version,
-    defines, include dirs (paths and the bytes of headers directly inside them are NOT
-    hashed, except the sources given) and flags. Raises ToolNotFoundError (no g++ or no
-    headers), FileNotFoundError (a source is missing) or CompileError (g++ failed).
+    ``build/cxx/<hash>/name``; the hash covers the bytes of every source and of every file in
+    ``depends`` (the headers the sources include: g++ does not report them, so list them
+    here), the compiler version, defines, include dirs (paths only) and flags. Raises
+    ToolNotFoundError (no g++ or no headers), FileNotFoundError (a source or dependency is
+    missing) or CompileError (g++ failed).
     """
     gxx = find_gxx()
     ap_inc = ap_types_include()
@@ -93,6 +98,10 @@ def compile_cxx(name: str, sources: Iterable[str | os.PathLike], *,
     for s in srcs:
         if not s.is_file():
             raise FileNotFoundError(f"C++ source {s} does not exist")
+    deps = [Path(d).resolve() for d in depends]
+    for d in deps:
+        if not d.is_file():
+            raise FileNotFoundError(f"C++ dependency {d} does not exist")
     incs = [Path(d).resolve() for d in include_dirs] + [ap_inc]
     dflags = []
     for k, v in sorted((defines or {}).items()):
@@ -101,8 +110,10 @@ def compile_cxx(name: str, sources: Iterable[str | os.PathLike], *,
 
     h = hashlib.sha256()
     h.update(_compiler_id(gxx).encode())
-    for s in srcs:
-        h.update(str(s).encode() + b"\0" + s.read_bytes() + b"\0")
+    for group in (srcs, deps):
+        for s in group:
+            h.update(str(s).encode() + b"\0" + s.read_bytes() + b"\0")
+        h.update(b"\2")
     for part in (dflags, [str(i) for i in incs], flags, [name]):
         h.update("\0".join(part).encode() + b"\1")
     digest = h.hexdigest()[:16]

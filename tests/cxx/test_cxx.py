@@ -39,6 +39,24 @@ def test_compile_run_and_cache(tmp_path, monkeypatch):
 
 
 @pytest.mark.hls
+def test_cache_key_covers_depends(tmp_path, monkeypatch):
+    monkeypatch.setenv("MOEVIT_BUILD", str(tmp_path / "build"))
+    src, hdr = tmp_path / "t.cpp", tmp_path / "scale.h"
+    src.write_text('#include "scale.h"\n' + SRC)
+    hdr.write_text("#define SCALE 3\n")
+    exe = cxx.compile_cxx("t", [src], include_dirs=[tmp_path], depends=[hdr])
+    assert subprocess.run([exe], capture_output=True, text=True,
+                          check=True).stdout.split()[-1] == "3"
+    hdr.write_text("#define SCALE 4\n")                               # header edit: rebuilt
+    exe2 = cxx.compile_cxx("t", [src], include_dirs=[tmp_path], depends=[hdr])
+    assert exe2 != exe
+    assert subprocess.run([exe2], capture_output=True, text=True,
+                          check=True).stdout.split()[-1] == "4"
+    with pytest.raises(FileNotFoundError, match="dependency .*nope.h"):
+        cxx.compile_cxx("t", [src], include_dirs=[tmp_path], depends=[tmp_path / "nope.h"])
+
+
+@pytest.mark.hls
 def test_compile_error_names_compiler_output(tmp_path, monkeypatch):
     monkeypatch.setenv("MOEVIT_BUILD", str(tmp_path / "build"))
     src = tmp_path / "bad.cpp"
