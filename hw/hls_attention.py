@@ -8,7 +8,6 @@ then called through ctypes on raw int32 arrays in the DRAM layouts of spec §7.
 from __future__ import annotations
 
 import ctypes
-import hashlib
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -37,22 +36,17 @@ class HlsAttentionResult:
 @lru_cache(maxsize=None)
 def _library(cfg: AcceleratorConfig) -> ctypes.CDLL:
     inc = write_config_header(cfg)
-    h = hashlib.sha256()
-    for name in _HEADERS + _SOURCES:
-        h.update((HLS_DIR / name).read_bytes())
-    for name in ("moevit_config.h", "moevit_exp_tables.h"):
-        h.update((inc / name).read_bytes())
     lib_path = compile_cxx(
         f"libmoevit_attention_{cfg.digest}.so", [HLS_DIR / s for s in _SOURCES],
-        defines={"MOEVIT_SRC_HASH": h.hexdigest()[:12]}, include_dirs=[inc, HLS_DIR],
-        flags=("-O2", "-shared", "-fPIC"))
+        include_dirs=[inc, HLS_DIR], flags=("-O2", "-shared", "-fPIC"),
+        depends=[HLS_DIR / h for h in _HEADERS]
+        + [inc / h for h in ("moevit_config.h", "moevit_exp_tables.h")])
     lib = ctypes.CDLL(str(lib_path))
     i32p = np.ctypeslib.ndpointer(dtype=np.int32, flags="C_CONTIGUOUS")
     lib.moevit_attention_run.argtypes = [i32p] * 6
     lib.moevit_attention_run.restype = ctypes.c_int
     lib.moevit_exp_raw.argtypes = [i32p, i32p, ctypes.c_int64]
     lib.moevit_exp_raw.restype = ctypes.c_int
-    lib.moevit_attention_geometry.argtypes = [i32p]
     return lib
 
 

@@ -19,12 +19,6 @@ static void unpack(const beat_t& b, int32_t* w, int n) {
 
 extern "C" {
 
-int moevit_attention_geometry(int32_t* g) {
-    g[0] = T; g[1] = FEATURE_DIM; g[2] = NUM_HEADS; g[3] = HEAD_LANES; g[4] = P;
-    g[5] = QUERY_BLOCKS; g[6] = SOFTMAX_INFO_WIDTH; g[7] = SCORE_BEATS;
-    return 0;
-}
-
 // q, k, v: [T][FEATURE_DIM]; scores: [SCORE_BEATS*8] words; info: [T][SOFTMAX_INFO_WIDTH];
 // out: [T][FEATURE_DIM]. Returns 0, or a negative code when a stream count is wrong.
 int moevit_attention_run(const int32_t* q, const int32_t* k, const int32_t* v, int32_t* scores,
