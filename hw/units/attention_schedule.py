@@ -38,7 +38,6 @@ class AttentionGeometry:
     feature_blocks: int  # per token row (FB)
     blocks_per_head: int
     query_blocks: int  # QB
-    scale_shift: int
     info_width: int
 
     @classmethod
@@ -47,8 +46,7 @@ class AttentionGeometry:
                   lanes=cfg.attn_parallel, feature_block=cfg.feature_block,
                   feature_blocks=cfg.feature_blocks,
                   blocks_per_head=cfg.head_dim // cfg.feature_block,
-                  query_blocks=cfg.query_blocks, scale_shift=cfg.attn_scale_shift,
-                  info_width=cfg.softmax_info_width)
+                  query_blocks=cfg.query_blocks, info_width=cfg.softmax_info_width)
         if geo.lanes > geo.tokens:
             raise ConfigError(f"config {cfg.name!r}: attn_parallel {geo.lanes} exceeds the "
                               f"{geo.tokens} tokens; use at most {geo.tokens} query lanes")

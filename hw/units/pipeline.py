@@ -42,17 +42,13 @@ class StallPipeline:
         self.stage = 0
         self.valid = Signal(name=f"{prefix}valid_s0")
         m.d.comb += self.valid.eq(i.valid & ready)
-        self.stage_valids = [self.valid]
         self._carried: dict[str, Value] = {}
         #: per carried name: [(stage, stage valid, value at that stage), ...]
         self.trace: dict[str, list[tuple[int, Value, Value]]] = {}
-        self._pending: list[tuple[Signal, Value]] = []
-        self._n = 0
 
     # ------------------------------------------------------------------ building
     def reg(self, value, name: str = "r", *, shape=None) -> Signal:
         """A register loaded with ``value`` when the pipeline advances (a stage k+1 signal)."""
-        self._n += 1
         value = Value.cast(value)
         r = Signal(shape if shape is not None else value.shape(),
                    name=f"{self.prefix}{name}_s{self.stage + 1}")
@@ -79,7 +75,6 @@ class StallPipeline:
             self._carried[key] = self.reg(val, key)
         self.stage += 1
         self.valid = v
-        self.stage_valids.append(v)
         for key, val in self._carried.items():
             self.trace[key].append((self.stage, v, val))
         return v

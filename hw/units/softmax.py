@@ -15,7 +15,7 @@ in the loop, so the rate drops to R/8.  Constructing the unit for fewer rows rai
 
 from __future__ import annotations
 
-from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, memory, wiring
 
 from moevit.config import AcceleratorConfig
@@ -44,8 +44,6 @@ def softmax_latency(cfg: AcceleratorConfig) -> int:
 
 class OnlineSoftmax(wiring.Component):
     """Scores {score, row, first, last} in; {recip, max, row} out at each row's last score."""
-
-    min_interleave = MIN_INTERLEAVE
 
     def __init__(self, cfg: AcceleratorConfig, rows: int | None = None, full_rate: bool = True):
         require_fm(cfg, "online softmax", owner=self)
@@ -126,7 +124,7 @@ class OnlineSoftmax(wiring.Component):
         conflicts = [v & (r == inp.row) for stage, v, r in pipe.trace["row"]
                      if 1 <= stage <= LOOP_STAGES - 2]
         assert len(conflicts) == LOOP_STAGES - 2
-        m.d.comb += allow.eq(inp.first | ~_any(conflicts))
+        m.d.comb += allow.eq(inp.first | ~Cat(*conflicts).any())
         pipe.drop("total")
         pipe.drop("e")
         pipe.drop("new_max")
@@ -140,10 +138,3 @@ class OnlineSoftmax(wiring.Component):
         pipe.finish(out, valid=pipe.valid & last)
         assert pipe.latency == self.latency, (pipe.latency, self.latency)
         return m
-
-
-def _any(terms):
-    out = Const(0, 1)
-    for t in terms:
-        out = out | t
-    return out
