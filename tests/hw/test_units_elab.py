@@ -4,6 +4,7 @@ import pytest
 
 from moevit.config import FixedFormat, Formats, preset
 from moevit.errors import ConfigError
+from moevit.hw.units.common import silence
 from moevit.hw.units.softmax import MIN_INTERLEAVE, OnlineSoftmax
 from moevit.hw.verilog import verilog_text
 from moevit.sim.units import UNITS, get_unit, unit_latency
@@ -39,7 +40,7 @@ def test_softmax_rejects_too_few_rows_for_full_rate():
         OnlineSoftmax(CFG, rows=MIN_INTERLEAVE - 1)
     for rows, kw in [(3, {"rows": 3, "full_rate": False}), (16, {})]:
         comp = OnlineSoftmax(CFG, **kw)
-        comp._MustUse__silence = True
+        silence(comp)
         assert comp.rows == rows
     assert CFG.attn_parallel * CFG.head_lanes == 16
 
