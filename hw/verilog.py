@@ -1,7 +1,9 @@
 """Verilog export and Yosys resource estimates for Amaranth components.
 
 :func:`yosys_estimate` runs Debian's yosys (``synth_xilinx -family xcup``; amaranth's
-bundled yosys lacks ``synth_xilinx``) and counts LUT/FF/DSP48E2/BRAM/URAM cells.
+bundled yosys lacks ``synth_xilinx``) and counts LUT/FF/DSP48E2/BRAM/URAM cells.  Results are
+cached under ``build/yosys/<key>/`` (key: the Verilog text, top, family, yosys path and
+script), so a design that did not change is not synthesised again.
 
 Caveat: Yosys does not pack pipeline registers into the DSP48E2 (A/B/M/P registers) for
 UltraScale+, so they stay in fabric: FF counts are upper bounds; DSP and BRAM counts are
@@ -10,8 +12,12 @@ right.  No timing is estimated.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 import re
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -68,15 +74,57 @@ def summarise(cells: dict[str, int]) -> dict[str, float | int]:
             "CARRY": cells.get("CARRY8", 0) + cells.get("CARRY4", 0)}
 
 
+def _yosys_script(verilog: Path, top: str, family: str) -> str:
+    return f"read_verilog -sv {verilog}; synth_xilinx -family {family} -top {top} -flatten; stat"
+
+
+def _cache_dir(verilog: Path, top: str, family: str, exe: str) -> Path:
+    """``build/yosys/<key>/``: the key covers the Verilog text (not its path), the top
+    module, the family, the yosys executable and the synthesis script."""
+    from moevit.hw.cxx import build_root
+    h = hashlib.sha256(Path(verilog).read_bytes())
+    script = _yosys_script(Path("design.v"), top, family)
+    h.update("\0".join([top, family, exe, script]).encode())
+    return build_root() / "yosys" / h.hexdigest()[:16]
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def cached_yosys_estimate(verilog: Path, top: str, *, yosys: str | None = None,
+                          family: str = "xcup", log: Path | None = None) -> dict | None:
+    """The cached :func:`yosys_estimate` result for this Verilog text, top and options, or
+    None when it was never synthesised (yosys is not run).  ``log`` receives the cached log."""
+    from moevit.sim.tools import find_yosys
+    d = _cache_dir(verilog, top, family, yosys or find_yosys())
+    res_file = d / "result.json"
+    if not res_file.is_file():
+        return None
+    if log and (d / "yosys.log").is_file():
+        Path(log).write_text((d / "yosys.log").read_text())
+    return json.loads(res_file.read_text())
+
+
 def yosys_estimate(verilog: Path, top: str, *, yosys: str | None = None,
                    family: str = "xcup", log: Path | None = None,
-                   timeout: int = 1800) -> dict:
+                   timeout: int = 1800, cache: bool = True) -> dict:
     """Synthesise ``verilog`` with ``synth_xilinx -family <family>``; returns the summary
-    (see :func:`summarise`) plus ``cells`` and ``seconds``."""
+    (see :func:`summarise`) plus ``cells`` and ``seconds`` (of the synthesis run).
+
+    With ``cache`` (default) a result for the same Verilog text, top, family and yosys is
+    returned from ``build/yosys/`` without running yosys (``log`` then gets the cached log).
+    """
     from moevit.sim.tools import find_yosys
     exe = yosys or find_yosys()
-    script = (f"read_verilog -sv {verilog}; synth_xilinx -family {family} -top {top} -flatten; "
-              f"stat")
+    if cache:
+        hit = cached_yosys_estimate(verilog, top, yosys=exe, family=family, log=log)
+        if hit is not None:
+            return hit
+    script = _yosys_script(verilog, top, family)
     t0 = time.monotonic()
     try:
         out = subprocess.run([exe, "-p", script], capture_output=True, text=True,
@@ -92,4 +140,9 @@ def yosys_estimate(verilog: Path, top: str, *, yosys: str | None = None,
     cells = parse_stat(text)
     res = summarise(cells)
     res.update(cells=cells, seconds=round(time.monotonic() - t0, 1))
+    if cache:
+        d = _cache_dir(verilog, top, family, exe)
+        d.mkdir(parents=True, exist_ok=True)
+        _write_atomic(d / "yosys.log", text + out.stderr)
+        _write_atomic(d / "result.json", json.dumps(res))   # written last: marks a hit
     return res

@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from moevit.config import preset  # noqa: E402
-from moevit.hw.units.attention_schedule import cycles_per_layer  # noqa: E402
+from moevit.hw.units.attention_schedule import cycles_per_layer, geometry  # noqa: E402
 
 PS = (1, 2, 4, 8)
 
@@ -40,23 +40,21 @@ def rtl_cycles(cfg, sim: str) -> dict:
 
 def yosys_synth(cfg, run: bool = True) -> dict | None:
     """moevit.hw.verilog.yosys_estimate (Debian yosys, synth_xilinx -family xcup -flatten) on
-    the Attention component; cached per Verilog hash under build/<digest>/attention/yosys/.
-    With ``run=False`` only a cached result for the current Verilog is returned (or None)."""
+    the Attention component (cached per Verilog text by yosys_estimate).  With ``run=False``
+    only a cached result for the current Verilog is returned (or None)."""
     from moevit.hw.units.attention import Attention
-    from moevit.hw.verilog import yosys_estimate
+    from moevit.hw.verilog import cached_yosys_estimate, yosys_estimate
     from moevit.sim.runner import generate_verilog, unit_dir
     v = generate_verilog(lambda: Attention(cfg), cfg, "attention")
     d = unit_dir(cfg, "attention") / "yosys"
     d.mkdir(parents=True, exist_ok=True)
-    cache = d / f"{v.stem}.json"
-    if cache.exists():
-        return json.loads(cache.read_text())
-    if not run:
+    log = d / f"{v.stem}.log"
+    res = (yosys_estimate(v, "attention", log=log) if run
+           else cached_yosys_estimate(v, "attention", log=log))
+    if res is None:
         return None
-    res = yosys_estimate(v, "attention", log=d / f"{v.stem}.log")
     res["CARRY4"] = res["cells"].get("CARRY4", 0)
     res.pop("cells")
-    cache.write_text(json.dumps(res))
     return res
 
 
@@ -73,9 +71,8 @@ def ulp_across_p(seed: int = 0) -> dict:
     res = {}
     for P in PS:
         cfg = base.replace(attn_parallel=P)
-        s = ga.qk_scores(q, k, cfg)
-        r, m = ga.softmax_stats(s, cfg)
-        res[P] = (s, r, m, ga.attention_av(v, s, r, m, cfg))
+        a = ga.attention(q, k, v, cfg)
+        res[P] = (a["scores"], a["recip"], a["max"], a["av"])
     out = {}
     s4, r4, m4, a4 = res[4]
     for P in PS:
@@ -128,10 +125,11 @@ def main(argv=None) -> int:
         res["per_P"][str(P)] = row
         print(f"P={P}: {json.dumps(row)}", flush=True)
     e = preset("edge-moe")
+    steps = geometry(e).steps  # QB x T x FB
     res["spec_ideal_edge_moe_P4"] = {
-        "qk_loop": e.query_blocks * e.tokens * e.feature_blocks,
-        "av_loop": e.query_blocks * e.tokens * e.feature_blocks,
-        "layer": 2 * e.query_blocks * e.tokens * e.feature_blocks,
+        "qk_loop": steps,
+        "av_loop": steps,
+        "layer": cycles_per_layer(e)["ideal_layer_cycles"],
         "note": "§11 method (pipelined loops at II=1, trip counts 33 x 129 x 24 per phase)"}
     res["numerics_across_P"] = ulp_across_p()
     a.out.parent.mkdir(parents=True, exist_ok=True)

@@ -6,7 +6,8 @@ import pytest
 
 from moevit.config import preset
 from moevit.errors import ToolNotFoundError
-from moevit.hw.verilog import parse_stat, summarise, write_verilog, yosys_estimate
+from moevit.hw.verilog import (cached_yosys_estimate, parse_stat, summarise, write_verilog,
+                               yosys_estimate)
 from moevit.sim.tools import find_yosys
 from moevit.sim.units import get_unit
 
@@ -38,11 +39,12 @@ def test_parse_and_summarise_stat():
     assert s["DSP48E2"] == 3 and s["BRAM36"] == 2.5 and s["CARRY"] == 2
 
 
-def test_yosys_estimate_of_the_delay_unit(tmp_path):
+def test_yosys_estimate_of_the_delay_unit(tmp_path, monkeypatch):
     try:
         find_yosys()
     except ToolNotFoundError as exc:
         pytest.skip(str(exc))
+    monkeypatch.setenv("MOEVIT_BUILD", str(tmp_path / "build"))  # a cold yosys cache
     cfg = preset("edge-moe")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -51,3 +53,10 @@ def test_yosys_estimate_of_the_delay_unit(tmp_path):
     # 3 stages x (32 data + 1 valid) registers, no arithmetic
     assert res["FF"] == 3 * 33
     assert res["DSP48E2"] == 0 and res["BRAM36"] == 0
+    # cached per Verilog text/top/family: same result (and log) without running yosys again
+    assert cached_yosys_estimate(v, "delay", family="xc7") is None
+    v2 = tmp_path / "copy" / "d.v"
+    v2.parent.mkdir()
+    v2.write_text(v.read_text())
+    assert yosys_estimate(v2, "delay", log=tmp_path / "d2.log") == res
+    assert (tmp_path / "d2.log").read_text() == (tmp_path / "d.log").read_text()
