@@ -1,8 +1,9 @@
-"""Shared helpers of the arithmetic units: the fm_t shape from the config, stream ports."""
+"""Shared helpers of the arithmetic units: the fm_t shape from the config, stream ports, and
+:class:`FmPipelineUnit`, the skeleton of the fm_t -> fm_t pipelined units."""
 
 from __future__ import annotations
 
-from amaranth import signed
+from amaranth import Module, signed
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -31,7 +32,44 @@ def stream_signature(in_shape, out_shape) -> dict:
     return {"i": In(stream.Signature(in_shape)), "o": Out(stream.Signature(out_shape))}
 
 
-__all__ = ["fm_shape", "require_fm", "stream_signature", "wiring"]
+class FmPipelineUnit(wiring.Component):
+    """A pipelined unit with an fm_t result: the input payload is registered (stage 1), the
+    subclass's :meth:`stages` appends its datapath to the :class:`StallPipeline`, and its
+    result is registered as the fm_t output ``y``.  Subclasses define ``latency`` (asserted
+    against the built pipeline) and may change ``in_name`` (the input register's name),
+    the input shape (``in_shape`` argument) or :meth:`register_input`."""
+
+    in_name = "x"
+
+    def __init__(self, cfg: AcceleratorConfig, in_shape=None):
+        self.cfg = cfg
+        self.width = cfg.formats.fm.width
+        self.frac = cfg.formats.fm.frac
+        fm = fm_shape(cfg)
+        super().__init__(stream_signature(fm if in_shape is None else in_shape, fm))
+
+    def register_input(self, pipe):
+        """Stage-0 input -> stage-1 registered value(s) handed to :meth:`stages`."""
+        return pipe.reg(self.i.payload, self.in_name)
+
+    def stages(self, pipe, x):
+        """Append the datapath for the stage-1 ``x``; return the combinational result."""
+        raise NotImplementedError
+
+    def elaborate(self, platform):
+        from moevit.hw.units.pipeline import StallPipeline
+        m = Module()
+        pipe = StallPipeline(m, self.i, self.o)
+        x = self.register_input(pipe)
+        pipe.next()
+        y = pipe.reg(self.stages(pipe, x), "y", shape=fm_shape(self.cfg))
+        pipe.next()
+        pipe.finish(y)
+        assert pipe.latency == self.latency, (pipe.latency, self.latency)
+        return m
+
+
+__all__ = ["FmPipelineUnit", "fm_shape", "require_fm", "stream_signature", "wiring"]
 
 
 def silence(component) -> None:

@@ -10,11 +10,11 @@ depend on every remainder step; only those 32 bits leave the unit (the wrap).
 
 from __future__ import annotations
 
-from amaranth import Cat, Const, Module, Mux, signed
-from amaranth.lib import data, wiring
+from amaranth import Cat, Const, Mux, signed
+from amaranth.lib import data
 
 from moevit.config import AcceleratorConfig
-from moevit.hw.units.common import fm_shape, stream_signature
+from moevit.hw.units.common import FmPipelineUnit, fm_shape
 from moevit.hw.units.pipeline import StallPipeline
 
 
@@ -74,16 +74,12 @@ def _abs(v, width: int):
     return Mux(v < 0, -v, v)[:width]
 
 
-class Divide(wiring.Component):
+class Divide(FmPipelineUnit):
     """{a, b} fm_t in, ``a / b`` fm_t out (trunc toward zero, wrapped; 0 for b = 0)."""
 
     def __init__(self, cfg: AcceleratorConfig):
-        self.cfg = cfg
         fm = fm_shape(cfg)
-        self.frac = cfg.formats.fm.frac
-        self.width = cfg.formats.fm.width
-        layout = data.StructLayout({"a": fm, "b": fm})
-        super().__init__(stream_signature(layout, fm))
+        super().__init__(cfg, data.StructLayout({"a": fm, "b": fm}))
 
     @property
     def num_bits(self) -> int:
@@ -93,30 +89,20 @@ class Divide(wiring.Component):
     def latency(self) -> int:
         return self.num_bits + 3
 
-    def elaborate(self, platform):
-        m = Module()
+    def register_input(self, pipe):
         w = self.width
-        pipe = StallPipeline(m, self.i, self.o)
-        a = pipe.reg(self.i.payload.a, "a", shape=signed(w))
-        b = pipe.reg(self.i.payload.b, "b", shape=signed(w))
-        pipe.next()
-        q = divide_stages(pipe, _abs(a, w), self.frac, _abs(b, w), (a < 0) ^ (b < 0), b == 0,
-                          w)
-        y = pipe.reg(q, "y", shape=signed(w))
-        pipe.next()
-        pipe.finish(y)
-        assert pipe.latency == self.latency
-        return m
+        return (pipe.reg(self.i.payload.a, "a", shape=signed(w)),
+                pipe.reg(self.i.payload.b, "b", shape=signed(w)))
+
+    def stages(self, pipe, ab):
+        a, b = ab
+        w = self.width
+        return divide_stages(pipe, _abs(a, w), self.frac, _abs(b, w), (a < 0) ^ (b < 0),
+                             b == 0, w)
 
 
-class Reciprocal(wiring.Component):
+class Reciprocal(FmPipelineUnit):
     """fm_t in, ``hls::recip`` fm_t out: trunc0(2^(2F) / x) wrapped, 0 for 0."""
-
-    def __init__(self, cfg: AcceleratorConfig):
-        self.cfg = cfg
-        self.frac = cfg.formats.fm.frac
-        self.width = cfg.formats.fm.width
-        super().__init__(stream_signature(fm_shape(cfg), fm_shape(cfg)))
 
     @property
     def num_bits(self) -> int:
@@ -126,17 +112,8 @@ class Reciprocal(wiring.Component):
     def latency(self) -> int:
         return self.num_bits + 3
 
-    def elaborate(self, platform):
-        m = Module()
-        pipe = StallPipeline(m, self.i, self.o)
-        x = pipe.reg(self.i.payload, "x")
-        pipe.next()
-        y = pipe.reg(recip_stages(pipe, x, self.frac, self.width), "y",
-                     shape=signed(self.width))
-        pipe.next()
-        pipe.finish(y)
-        assert pipe.latency == self.latency
-        return m
+    def stages(self, pipe, x):
+        return recip_stages(pipe, x, self.frac, self.width)
 
 
 def recip_stages(pipe: StallPipeline, x, frac: int, width: int, prefix: str = "recip_"):

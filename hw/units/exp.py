@@ -7,12 +7,11 @@ builds the same datapath inside another unit's pipeline (the online softmax).
 
 from __future__ import annotations
 
-from amaranth import Cat, Const, Module, Mux, Signal
-from amaranth.lib import wiring
+from amaranth import Cat, Const, Mux, Signal
 
 from moevit.config import AcceleratorConfig
 from moevit.golden.exp import TABLES
-from moevit.hw.units.common import fm_shape, require_fm, stream_signature
+from moevit.hw.units.common import FmPipelineUnit, require_fm
 from moevit.hw.units.pipeline import StallPipeline
 
 #: stages from the argument register to the combinational result (exp_stages)
@@ -90,7 +89,7 @@ def exp_stages(pipe: StallPipeline, x, prefix: str = "exp_"):
     return sat[1:32]
 
 
-class Exp(wiring.Component):
+class Exp(FmPipelineUnit):
     """fm_t in, ``hls::exp`` fm_t out; valid/ready, one result per cycle.
 
     Latency ``EXP_STAGES + 2`` cycles (argument and result registered).
@@ -98,18 +97,9 @@ class Exp(wiring.Component):
 
     def __init__(self, cfg: AcceleratorConfig):
         require_fm(cfg, "exp", owner=self)
-        self.cfg = cfg
-        super().__init__(stream_signature(fm_shape(cfg), fm_shape(cfg)))
+        super().__init__(cfg)
 
     latency = EXP_STAGES + 2
 
-    def elaborate(self, platform):
-        m = Module()
-        pipe = StallPipeline(m, self.i, self.o)
-        x = pipe.reg(self.i.payload, "x")
-        pipe.next()
-        y = exp_stages(pipe, x)
-        r = pipe.reg(y, "y", shape=fm_shape(self.cfg))
-        pipe.next()
-        pipe.finish(r)
-        return m
+    def stages(self, pipe, x):
+        return exp_stages(pipe, x)

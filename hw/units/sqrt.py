@@ -8,11 +8,9 @@ root bit per stage.  ``Rsqrt`` chains it with the reciprocal divider:
 
 from __future__ import annotations
 
-from amaranth import Cat, Const, Module, Mux, signed
-from amaranth.lib import wiring
+from amaranth import Cat, Const, Mux
 
-from moevit.config import AcceleratorConfig
-from moevit.hw.units.common import fm_shape, stream_signature
+from moevit.hw.units.common import FmPipelineUnit
 from moevit.hw.units.divide import recip_stages
 from moevit.hw.units.pipeline import StallPipeline
 
@@ -63,53 +61,28 @@ def sqrt_stages(pipe: StallPipeline, v, width: int, frac: int, prefix: str = "sq
     return (root + 1) >> 1
 
 
-class Sqrt(wiring.Component):
+class Sqrt(FmPipelineUnit):
     """fm_t in, ``hls::sqrt`` fm_t out (round half up; 0 for negative inputs)."""
 
-    def __init__(self, cfg: AcceleratorConfig):
-        self.cfg = cfg
-        self.width = cfg.formats.fm.width
-        self.frac = cfg.formats.fm.frac
-        super().__init__(stream_signature(fm_shape(cfg), fm_shape(cfg)))
+    in_name = "v"
 
     @property
     def latency(self) -> int:
         return sqrt_geometry(self.width, self.frac)[1] + 3
 
-    def elaborate(self, platform):
-        m = Module()
-        pipe = StallPipeline(m, self.i, self.o)
-        v = pipe.reg(self.i.payload, "v")
-        pipe.next()
-        y = pipe.reg(sqrt_stages(pipe, v, self.width, self.frac), "y", shape=signed(self.width))
-        pipe.next()
-        pipe.finish(y)
-        assert pipe.latency == self.latency
-        return m
+    def stages(self, pipe, v):
+        return sqrt_stages(pipe, v, self.width, self.frac)
 
 
-class Rsqrt(wiring.Component):
+class Rsqrt(FmPipelineUnit):
     """fm_t variance in, LayerNorm rstd ``fm_t(1) / hls::sqrt(var)`` out."""
 
-    def __init__(self, cfg: AcceleratorConfig):
-        self.cfg = cfg
-        self.width = cfg.formats.fm.width
-        self.frac = cfg.formats.fm.frac
-        super().__init__(stream_signature(fm_shape(cfg), fm_shape(cfg)))
+    in_name = "v"
 
     @property
     def latency(self) -> int:
         return sqrt_geometry(self.width, self.frac)[1] + 2 * self.frac + 5
 
-    def elaborate(self, platform):
-        m = Module()
-        pipe = StallPipeline(m, self.i, self.o)
-        v = pipe.reg(self.i.payload, "v")
-        pipe.next()
+    def stages(self, pipe, v):
         s = sqrt_stages(pipe, v, self.width, self.frac)
-        r = recip_stages(pipe, s, self.frac, self.width)
-        y = pipe.reg(r, "y", shape=signed(self.width))
-        pipe.next()
-        pipe.finish(y)
-        assert pipe.latency == self.latency
-        return m
+        return recip_stages(pipe, s, self.frac, self.width)
