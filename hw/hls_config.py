@@ -13,7 +13,7 @@ from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal, localcontext
 from pathlib import Path
 
 from moevit.config import AcceleratorConfig, FixedFormat
-from moevit.hw.cxx import build_root
+from moevit.tools import build_root
 
 HLS_DIR = Path(__file__).resolve().parent / "hls"
 

@@ -81,7 +81,7 @@ def _yosys_script(verilog: Path, top: str, family: str) -> str:
 def _cache_dir(verilog: Path, top: str, family: str, exe: str) -> Path:
     """``build/yosys/<key>/``: the key covers the Verilog text (not its path), the top
     module, the family, the yosys executable and the synthesis script."""
-    from moevit.hw.cxx import build_root
+    from moevit.tools import build_root
     h = hashlib.sha256(Path(verilog).read_bytes())
     script = _yosys_script(Path("design.v"), top, family)
     h.update("\0".join([top, family, exe, script]).encode())
@@ -99,7 +99,7 @@ def cached_yosys_estimate(verilog: Path, top: str, *, yosys: str | None = None,
                           family: str = "xcup", log: Path | None = None) -> dict | None:
     """The cached :func:`yosys_estimate` result for this Verilog text, top and options, or
     None when it was never synthesised (yosys is not run).  ``log`` receives the cached log."""
-    from moevit.sim.tools import find_yosys
+    from moevit.tools import find_yosys
     d = _cache_dir(verilog, top, family, yosys or find_yosys())
     res_file = d / "result.json"
     if not res_file.is_file():
@@ -118,7 +118,7 @@ def yosys_estimate(verilog: Path, top: str, *, yosys: str | None = None,
     With ``cache`` (default) a result for the same Verilog text, top, family and yosys is
     returned from ``build/yosys/`` without running yosys (``log`` then gets the cached log).
     """
-    from moevit.sim.tools import find_yosys
+    from moevit.tools import find_yosys
     exe = yosys or find_yosys()
     if cache:
         hit = cached_yosys_estimate(verilog, top, yosys=exe, family=family, log=log)

@@ -13,7 +13,7 @@ from moevit.errors import MoevitError
 #: subcommand modules, in help order; each defines register(subparsers)
 SUBCOMMAND_MODULES = [
     "moevit.golden.cli",       # moevit golden, moevit demo
-    "moevit.golden.compare",   # moevit compare
+    "moevit.golden.report.compare",   # moevit compare
     "moevit.sim.cli",          # moevit sim UNIT
 ]
 

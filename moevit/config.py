@@ -150,7 +150,8 @@ class AcceleratorConfig(ViTShape):
     gelu_table_entries: int = 177  # cut-off (entries-1)/32 = 5.5
     # --- hardware parallelism ---
     feature_block: int = 8  # fm_t per AXI beat (axi_width / fm width)
-    linear_tile: int = 16  # LINEAR_IN_SIZE = LINEAR_OUT_SIZE
+    linear_tile_in: int = 16  # LINEAR_IN_SIZE: inputs per tile step of the linear engine
+    linear_tile_out: int = 16  # LINEAR_OUT_SIZE: outputs (accumulators) per tile step
     attn_parallel: int = 4  # P query rows in flight
     axi_width: int = 256
     clock_mhz: float = 300.0
@@ -168,19 +169,21 @@ class AcceleratorConfig(ViTShape):
 
         for f in ("image_channels", "image_height", "image_width", "patch_size", "dim", "depth",
                   "heads", "mlp_hidden", "num_experts", "top_k", "expert_hidden", "num_tasks",
-                  "feature_block", "linear_tile", "attn_parallel", "axi_width"):
+                  "feature_block", "linear_tile_in", "linear_tile_out", "attn_parallel",
+                  "axi_width"):
             need(getattr(self, f) >= 1, f"{f} must be >= 1 (got {getattr(self, f)})")
         need(self.axi_width == self.feature_block * self.formats.fm.width,
              f"axi_width {self.axi_width} must equal feature_block {self.feature_block} x fm width "
              f"{self.formats.fm.width} = {self.feature_block * self.formats.fm.width}")
-        need(self.linear_tile % self.feature_block == 0,
-             f"linear tile {self.linear_tile} is not a multiple of the {self.feature_block}-wide "
-             f"feature block")
-        for f in ("dim", "mlp_hidden", "expert_hidden"):
-            v = getattr(self, f)
-            need(v % self.linear_tile == 0,
-                 f"{f} {v} is not a multiple of the {self.linear_tile}-wide linear tile "
-                 f"(try {max(self.linear_tile, v // self.linear_tile * self.linear_tile)})")
+        for t in ("linear_tile_in", "linear_tile_out"):
+            tile = getattr(self, t)
+            need(tile % self.feature_block == 0,
+                 f"{t} {tile} is not a multiple of the {self.feature_block}-wide feature block")
+            for f in ("dim", "mlp_hidden", "expert_hidden"):
+                v = getattr(self, f)
+                need(v % tile == 0,
+                     f"{f} {v} is not a multiple of the {tile}-wide linear tile ({t}; "
+                     f"try {max(tile, v // tile * tile)})")
         need(self.dim % self.feature_block == 0,
              f"dim {self.dim} is not a multiple of the {self.feature_block}-wide feature block")
         self._check_vit_shape(need)
@@ -276,7 +279,7 @@ PRESETS: dict[str, AcceleratorConfig] = {
         num_experts=4, top_k=2, expert_hidden=32, moe_layers=(1,),
         fpga_part="xczu7ev-ffvc1156-2-e", board="zcu104"),
     # The paper's ViT-S configuration (float model only: 12 heads of 32 is not a power of 4).
-    # Kept as a float-model preset; see moevit.golden.float_model.
+    # Kept as a float-model preset; see moevit.golden.float.model.
 }
 
 

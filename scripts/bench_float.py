@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from moevit.machine import describe
-from moevit.golden.float_model import FloatM3ViT, float_preset
+from moevit.golden.float.model import FloatM3ViT, float_preset
 
 
 def machine(torch_threads: int) -> dict:

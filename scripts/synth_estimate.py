@@ -26,8 +26,8 @@ sys.path.insert(0, str(ROOT))
 
 from moevit.config import preset  # noqa: E402
 from moevit.hw.verilog import CAVEAT, write_verilog, yosys_estimate  # noqa: E402
-from moevit.sim import tools  # noqa: E402
-from moevit.sim.units import UNITS, get_unit, load_plugins, run_unit  # noqa: E402
+from moevit import tools  # noqa: E402
+from moevit.sim.units import UNITS, get_unit, run_unit  # noqa: E402
 
 DEFAULT_UNITS = ["exp", "gelu", "recip", "div", "sqrt", "rsqrt", "softmax"]
 COLUMNS = ["latency_cycles", "items_per_cycle", "LUT", "FF", "DSP48E2", "BRAM36", "URAM",
@@ -66,7 +66,6 @@ def markdown(rows: list[dict], cfg) -> str:
 
 
 def main(argv=None) -> int:
-    load_plugins()
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("units", nargs="*", help=f"units (default: {' '.join(DEFAULT_UNITS)}); "
                     f"registered: {', '.join(sorted(UNITS))}")

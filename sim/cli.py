@@ -14,9 +14,9 @@ import sys
 from pathlib import Path
 
 from moevit.config import preset
-from moevit.sim import tools
+from moevit import tools
 from moevit.sim.runner import SimulationError
-from moevit.sim.units import UNITS, load_plugins, run_unit
+from moevit.sim.units import UNITS, run_unit
 
 SUMMARY_KEYS = ("unit", "config", "simulator", "simulator_version", "vectors", "random_vectors",
                 "corner_vectors", "outputs", "mismatches", "latency_cycles", "items_per_cycle",
@@ -24,7 +24,6 @@ SUMMARY_KEYS = ("unit", "config", "simulator", "simulator_version", "vectors", "
 
 
 def register(subparsers) -> None:
-    load_plugins()
     p = subparsers.add_parser(
         "sim", help="run a unit's RTL testbench (cocotb) against the golden model",
         description="Build the unit's Verilog for the preset, simulate it with random "

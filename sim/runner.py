@@ -33,9 +33,9 @@ from xml.etree import ElementTree
 
 from moevit.config import AcceleratorConfig
 from moevit.errors import MoevitError
-from moevit.hw.cxx import build_root
+from moevit.tools import build_root
 from moevit.hw.verilog import verilog_text
-from moevit.sim import tools
+from moevit import tools
 
 TIMESCALE = ("1ns", "1ps")  # Amaranth emits no `timescale
 

@@ -27,21 +27,9 @@ from moevit.golden import attention as ga
 from moevit.hw.units.attention_schedule import geometry, qk_steps
 from moevit.sim.runner import tb_config, tb_params, write_metrics
 from moevit.sim.tb_stream import start_clock_reset
-from moevit.sim.units import UnitSpec, register_unit
 
 FM_MASK = (1 << 32) - 1
 
-
-def _build_attention(cfg, **_):
-    from moevit.hw.units.attention import Attention
-    return Attention(cfg)
-
-
-# `moevit sim attention --preset tiny|edge-moe ...` (found by moevit.sim.units.load_plugins)
-register_unit(UnitSpec(
-    "attention", _build_attention, test_module="moevit.sim.tb_attention",
-    description="multi-head attention: Q·Kᵀ, staggered P lanes, online softmax, softmax·V "
-                "(spec §4.5)"))
 
 #: Amaranth port -> HLS axis port base name
 HLS_PORTS = {"q": "q", "k": "k", "s_out": "scores_out", "i_out": "info_out", "v": "v",

@@ -1,6 +1,6 @@
 """Registry of simulatable units: name -> how to build the component and which cocotb
-module tests it.  ``moevit sim UNIT`` and the pytest suites read :data:`UNITS`; other
-modules add theirs with :func:`register_unit` (e.g. the attention unit).
+module tests it.  ``moevit sim UNIT`` and the pytest suites read :data:`UNITS`, an explicit
+table (:data:`_BUILTIN_UNITS`); a new unit adds its row there.
 """
 
 from __future__ import annotations
@@ -33,24 +33,7 @@ def register_unit(spec: UnitSpec) -> UnitSpec:
     return spec
 
 
-def load_plugins() -> None:
-    """Import the ``sim/tb_*.py`` modules that call :func:`register_unit` (e.g. the attention
-    testbench), so their units join :data:`UNITS`.  Modules are found by their source text,
-    so testbench modules that only run inside a simulator are never imported here."""
-    import importlib
-    from pathlib import Path
-    for path in sorted(Path(__file__).parent.glob("tb_*.py")):
-        try:
-            text = path.read_text()
-        except OSError:
-            continue
-        if "register_unit(" in text:
-            importlib.import_module(f"moevit.sim.{path.stem}")
-
-
 def get_unit(name: str) -> UnitSpec:
-    if name not in UNITS:
-        load_plugins()
     try:
         return UNITS[name]
     except KeyError:
@@ -98,6 +81,7 @@ def _lazy(module: str, cls: str):
     return build
 
 
+#: (name, module, class, description, cocotb test module, options passed to the constructor)
 _BUILTIN_UNITS = [
     ("delay", "moevit.hw.units.delay", "Delay", "identity pipeline (harness self-test)"),
     ("exp", "moevit.hw.units.exp", "Exp", "hls::exp for fm_t (spec Appendix B)"),
@@ -109,8 +93,17 @@ _BUILTIN_UNITS = [
     ("softmax", "moevit.hw.units.softmax", "OnlineSoftmax",
      "online softmax statistics (1/sum, max) per interleaved row (spec §4.5.3)"),
 ]
+#: units with their own testbench: (name, module, class, description, test module, options)
+_TESTBENCH_UNITS = [
+    ("attention", "moevit.hw.units.attention", "Attention",
+     "multi-head attention: Q·Kᵀ, staggered P lanes, online softmax, softmax·V (spec §4.5)",
+     "moevit.sim.tb_attention", ()),
+]
 for _name, _mod, _cls, _desc in _BUILTIN_UNITS:
     register_unit(UnitSpec(_name, _lazy(_mod, _cls), description=_desc))
+for _name, _mod, _cls, _desc, _tb, _opts in _TESTBENCH_UNITS:
+    register_unit(UnitSpec(_name, _lazy(_mod, _cls), test_module=_tb, description=_desc,
+                           component_opts=_opts))
 
 #: the stream arithmetic units registered here, without the harness self-test "delay"
 STREAM_UNITS = tuple(name for name, *_ in _BUILTIN_UNITS if name != "delay")

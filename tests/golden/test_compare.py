@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from moevit.config import preset
-from moevit.golden import compare as cmp
+from moevit.golden.report import compare as cmp
 from moevit.golden import weight_io as wio
 from moevit.golden.fixed import to_float
 from moevit.golden.weights import seeded_weights
@@ -92,7 +92,7 @@ def test_cli_compare_seeded_synthetic(tmp_path, capsys):
 def test_exported_folder_loads_into_both_models(name, tmp_path, random_image):
     """Float model -> exporter -> folder -> (float model, golden model): no hand edits; the
     routing decisions are compared and reported, and must mostly agree."""
-    from moevit.golden.checkpoint import export_folder, import_folder, model_from_weights
+    from moevit.golden.float.checkpoint import export_folder, import_folder, model_from_weights
     from moevit.golden.model import GoldenModel
     cfg = preset(name)
     src = model_from_weights(seeded_weights(cfg, 7), cfg)
@@ -140,7 +140,7 @@ def test_cli_compare_weights_folder_and_png(tmp_path):
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device visible to torch")
 def test_float_model_cuda_matches_cpu(random_image):
-    from moevit.golden.checkpoint import model_from_weights
+    from moevit.golden.float.checkpoint import model_from_weights
     cfg = preset("edge-moe")
     w = seeded_weights(cfg, 0)
     img = torch.from_numpy(cmp.prepare_image(random_image(cfg), cfg))

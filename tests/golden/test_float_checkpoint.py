@@ -7,8 +7,8 @@ import torch
 
 from moevit.config import preset
 from moevit.errors import ConfigError, FormatRangeError, WeightFileError
-from moevit.golden import checkpoint as ck
-from moevit.golden.float_model import FloatConfig, FloatM3ViT
+from moevit.golden.float import checkpoint as ck
+from moevit.golden.float.model import FloatConfig, FloatM3ViT
 from moevit.golden.weights import seeded_weights
 
 

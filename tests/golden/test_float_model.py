@@ -7,10 +7,10 @@ import torch
 
 from moevit.config import preset
 from moevit.errors import ConfigError, ShapeError
-from moevit.golden.checkpoint import model_from_weights
-from moevit.golden.float_model import (FloatConfig, FloatM3ViT, Mlp, MoE, cv_squared,
+from moevit.golden.float.checkpoint import model_from_weights
+from moevit.golden.float.model import (FloatConfig, FloatM3ViT, Mlp, MoE, cv_squared,
                                        float_preset, taps_to_golden_layout, topk_lower_index)
-from moevit.golden.float_stage_order import run_stage_order
+from moevit.golden.float.stage_order import run_stage_order
 from moevit.golden.weights import seeded_weights
 
 
@@ -208,7 +208,7 @@ def test_float32_model_close_to_float64(random_image):
 
 # ----------------------------------------------------------------------------- FLOPs (spec §2.1, §5.4.5)
 def test_macs_match_spec_numbers():
-    from moevit.golden.float_model import macs
+    from moevit.golden.float.model import macs
     e = macs(float_preset("edge-moe"), 0)
     assert e["backbone"] / 1e9 == pytest.approx(0.78, abs=0.005)
     assert e["head"] / 1e9 == pytest.approx(6.41, abs=0.005)
@@ -225,7 +225,7 @@ def test_macs_match_spec_numbers():
 def test_macs_match_torch_flop_counter():
     """Independent count: torch's FlopCounterMode over a real forward (2 FLOPs per MAC)."""
     from torch.utils.flop_counter import FlopCounterMode
-    from moevit.golden.float_model import macs
+    from moevit.golden.float.model import macs
     c = FloatConfig.from_accel(preset("tiny")).replace(depth=4, moe_layers=(1, 3))
     torch.manual_seed(0)
     m = FloatM3ViT(c).eval()
@@ -237,7 +237,7 @@ def test_macs_match_torch_flop_counter():
 
 def test_score_buffer_and_softmax_info_taps_use_the_accelerator_layout(random_image):
     from moevit.golden.attention import score_buffer_rows, score_buffer_valid
-    from moevit.golden.compare import float_score_buffer
+    from moevit.golden.report.compare import float_score_buffer
     cfg = preset("tiny")
     m = model_from_weights(seeded_weights(cfg, 1), cfg, dtype=torch.float64, heads=False)
     with torch.no_grad():
@@ -260,7 +260,7 @@ def test_score_buffer_and_softmax_info_taps_use_the_accelerator_layout(random_im
 
 def test_training_steps_reduce_multitask_loss():
     """Spec §5.3 smoke test: both tasks' losses + 0.01 x balance loss decrease under SGD."""
-    from moevit.golden.float_model import BALANCE_LOSS_WEIGHT
+    from moevit.golden.float.model import BALANCE_LOSS_WEIGHT
     c = FloatConfig.from_accel(preset("tiny")).replace(head_channels=16)
     torch.manual_seed(0)
     m = FloatM3ViT(c).train()

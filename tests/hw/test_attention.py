@@ -83,7 +83,7 @@ def test_cycle_model_latency_terms_match_the_units():
 # ---------------------------------------------------------------------------- RTL
 def _run(cfg, sim, **params):
     from moevit.hw.units.attention import Attention
-    from moevit.sim import tools
+    from moevit import tools
     from moevit.sim.runner import run_testbench
     tools.require_simulator(sim)
     return run_testbench(lambda: Attention(cfg), cfg, "attention", "moevit.sim.tb_attention",
@@ -181,7 +181,7 @@ def test_cocotb_testbench_on_hls_exported_verilog():
         pytest.skip("MOEVIT_HLS_VERILOG is not set: write the project with `python -m "
                     "moevit.hw.hls_config`, run `vitis_hls -f run_hls.tcl` (needs Vitis HLS) and "
                     "point it at solution1/impl/verilog (docs/attention.md)")
-    from moevit.sim import tools
+    from moevit import tools
     from moevit.sim.tb_attention_hls import run_hls_verilog
     tools.require_simulator("verilator")
     sources = sorted(Path(path).glob("*.v"))
@@ -191,8 +191,7 @@ def test_cocotb_testbench_on_hls_exported_verilog():
 
 
 def test_attention_is_registered_for_moevit_sim():
-    from moevit.sim.units import get_unit, load_plugins
-    load_plugins()
+    from moevit.sim.units import get_unit
     spec = get_unit("attention")
     assert spec.test_module == "moevit.sim.tb_attention"
     comp = spec.build(preset("tiny"))

@@ -8,7 +8,7 @@ from moevit.config import preset
 from moevit.errors import ToolNotFoundError
 from moevit.hw.verilog import (cached_yosys_estimate, parse_stat, summarise, write_verilog,
                                yosys_estimate)
-from moevit.sim.tools import find_yosys
+from moevit.tools import find_yosys
 from moevit.sim.units import get_unit
 
 STAT = """

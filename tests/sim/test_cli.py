@@ -5,7 +5,7 @@ import json
 import pytest
 
 from moevit.cli import main
-from moevit.sim import tools
+from moevit import tools
 
 pytestmark = pytest.mark.rtl
 

@@ -4,7 +4,7 @@ import pytest
 
 from moevit.config import preset
 from moevit.errors import ToolNotFoundError
-from moevit.sim import tools
+from moevit import tools
 from moevit.sim.runner import SimulationError, build_simulator, generate_verilog
 from moevit.sim.units import get_unit, run_unit
 

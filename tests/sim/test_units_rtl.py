@@ -11,7 +11,7 @@ import os
 import pytest
 
 from moevit.config import preset
-from moevit.sim import tools
+from moevit import tools
 from moevit.sim.units import STREAM_UNITS, run_unit, unit_latency
 
 pytestmark = pytest.mark.rtl

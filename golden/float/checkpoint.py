@@ -21,7 +21,7 @@ import torch
 
 from moevit.config import AcceleratorConfig
 from moevit.errors import ConfigError, FormatRangeError, WeightFileError
-from moevit.golden.float_model import FloatConfig, FloatM3ViT
+from moevit.golden.float.model import FloatConfig, FloatM3ViT
 from moevit.golden.weights import Weights, format_range_problems
 
 _SHAPE_FIELDS = ("image_channels", "image_height", "image_width", "patch_size", "dim", "depth",
