@@ -204,7 +204,7 @@ class Accelerator:
         x = self.buffers["x"]
         x.sync_from_device()
         tm["sync_s"] = tm.get("sync_s", 0.0) + time.perf_counter() - t0
-        return x.array[:n].astype(np.int64)
+        return np.array(x.array[:n], dtype=np.int64)
 
     def _read_tap(self, tap: str) -> np.ndarray:
         stage = stage_for_tap(self.cfg, tap)
@@ -212,9 +212,10 @@ class Accelerator:
         buf = self.buffers[ptr]
         buf.sync_from_device()
         if ptr == "x":
-            return buf.array[:1].astype(np.int64)
+            return np.array(buf.array[:1], dtype=np.int64)
         shape = _tap_shape(self.cfg, tap)
-        return buf.array.reshape(-1)[:int(np.prod(shape))].reshape(shape)[None].astype(np.int64)
+        flat = np.asarray(buf.array).reshape(-1)[:int(np.prod(shape))]
+        return np.array(flat.reshape(shape)[None], dtype=np.int64)
 
     # ---------------------------------------------------------------- public runs
     def run(self, images, task=0, *, stop_at: str | None = None,
