@@ -22,7 +22,7 @@ import numpy as np
 from moevit.config import AcceleratorConfig
 from moevit.host.device import Buffer, Device
 from moevit.host.errors import BackendUnavailable, DeviceError
-from moevit.host.hwh import check_map, parse_hwh
+from moevit.host.hwh import parse_hwh, require_map
 
 #: PMBus sampling interval of the power monitor
 POWER_SAMPLE_S = 0.05
@@ -75,8 +75,9 @@ class PynqDevice(Device):
                               f".hwh Vivado wrote with the bitstream (same stem) next to it, or "
                               f"pass --hwh")
         self._regmap = parse_hwh(hwh_path, kernel)
-        # moevit's own bitstream has the cycles register; Edge-MoE's has none
-        self.has_cycle_counter = check_map(self._regmap).extensions
+        # refuse a mismatching map before touching the board; moevit's own bitstream has the
+        # cycles register, Edge-MoE's has none
+        self.has_cycle_counter = require_map(self._regmap).extensions
         if self._regmap.base_address is None:
             raise DeviceError(f"{hwh_path}: no base address for kernel {self._regmap.name} (no "
                               f"MEMRANGE and no C_S_AXI_CONTROL_BASEADDR); is it connected to "
