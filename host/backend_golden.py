@@ -27,7 +27,6 @@ never finishes (until :meth:`close`).
 
 from __future__ import annotations
 
-import hashlib
 import threading
 from collections import OrderedDict
 
@@ -45,7 +44,7 @@ from moevit.regmap import CTRL_BITS, REGMAP
 #: first DRAM address handed out, and the allocation alignment (a page, as pynq.allocate)
 DRAM_BASE = 0x1000_0000
 DRAM_ALIGN = 4096
-#: models kept per weight content (a task switch changes the gate, hence the content)
+#: models kept per weight set (a task switch points at another gate: another set)
 MODEL_CACHE = 4
 
 
@@ -55,11 +54,13 @@ class GoldenBuffer(Buffer):
     def __init__(self, array, address, name, device):
         super().__init__(array, address, name)
         self.device_bytes = np.zeros(array.nbytes, dtype=np.uint8)
+        self.version = 0          # bumped by every host write (sync_to_device)
         self._dev = device
 
     def sync_to_device(self):
         self._dev._check_open()
         self.device_bytes[:] = np.ascontiguousarray(self.array).view(np.uint8).reshape(-1)
+        self.version += 1
 
     def sync_from_device(self):
         self._dev._check_open()
@@ -91,6 +92,8 @@ class GoldenDevice(Device):
         self._closed = threading.Event()
         self._error: str | None = None
         self._active: dict = {}
+        self._onchip_key: tuple = ("zeros",)
+        self._onchip_loads = 0
 
     # ---------------------------------------------------------------- interface
     @property
@@ -154,14 +157,18 @@ class GoldenDevice(Device):
     # ---------------------------------------------------------------- DRAM model
     def _view(self, pointer: str, shape, dtype) -> np.ndarray:
         """The device-side bytes at ``pointer``'s address as an array (shares memory)."""
+        b, start, n = self._locate(pointer, shape, dtype)
+        return b.device_bytes[start:start + n].view(dtype).reshape(shape)
+
+    def _locate(self, pointer: str, shape, dtype):
+        """(buffer, byte offset in it, byte count) that ``pointer`` designates."""
         lo, hi = self._words[pointer + "_1"], self._words[pointer + "_2"]
         regs = self._active   # the registers as latched at ap_start
         addr = regs[lo] | (regs[hi] << 32)
         n = int(np.prod(shape)) * np.dtype(dtype).itemsize
         for b in self._buffers:
             if b.device_address <= addr and addr + n <= b.device_address + b.nbytes:
-                start = addr - b.device_address
-                return b.device_bytes[start:start + n].view(dtype).reshape(shape)
+                return b, addr - b.device_address, n
         raise DeviceError(f"pointer {pointer} = 0x{addr:x} (+{n} bytes) is not inside any "
                           f"allocated buffer; write the buffer's device_address to "
                           f"{pointer}_1/_2 before ap_start")
@@ -173,16 +180,23 @@ class GoldenDevice(Device):
         arrays["patch_embed_weights"], arrays["patch_embed_bias"] = self._onchip_conv
         return Weights(**arrays, moe_w_gate_per_task=gate[None], raw=True)
 
-    def _model(self, w: Weights) -> GoldenModel:
-        h = hashlib.sha256()
-        for _, a in w.items():
-            h.update(np.ascontiguousarray(a).tobytes())
-        key = h.hexdigest()
+    def _weights_key(self) -> tuple:
+        """Identifies what the weight pointers designate: (address, size, buffer version) of
+        each (the version changes with every host sync), and the on-chip conv copy's source."""
+        key = [self._onchip_key]
+        for name, (shape, dt) in weight_layout(self.cfg).items():
+            b, start, n = self._locate(name, shape, dt)
+            key.append((b.device_address + start, n, b.version))
+        return tuple(key)
+
+    def _model(self) -> GoldenModel:
+        key = self._weights_key()
         if key in self._models:
             self._models.move_to_end(key)
             return self._models[key]
         # the device sees one gate (the one moe_w_gate points at): a one-task model
-        m = self._models[key] = GoldenModel(self.cfg.replace(num_tasks=1), w, fast=self.fast)
+        m = self._models[key] = GoldenModel(self.cfg.replace(num_tasks=1), self._weights(),
+                                            fast=self.fast)
         while len(self._models) > MODEL_CACHE:
             self._models.popitem(last=False)
         return m
@@ -214,12 +228,15 @@ class GoldenDevice(Device):
             act = activation_layout(cfg, max(n, 1))
             if regs[w["reload_one_time_weights"]] & 1:
                 wl = weight_layout(cfg)
-                self._onchip_conv = tuple(self._view(p, *wl[p]).astype(np.int64).copy()
-                                          for p in ("patch_embed_weights", "patch_embed_bias"))
+                conv = ("patch_embed_weights", "patch_embed_bias")
+                self._onchip_conv = tuple(self._view(p, *wl[p]).astype(np.int64) for p in conv)
+                self._onchip_key = ("reload", self._onchip_loads)
+                self._onchip_loads += 1
             elif self._onchip_conv is None:
                 self._onchip_conv = tuple(np.zeros(weight_layout(cfg)[p][0], np.int64)
                                           for p in ("patch_embed_weights", "patch_embed_bias"))
-            model = self._model(self._weights())
+                self._onchip_key = ("zeros",)
+            model = self._model()
             if n == 0:
                 pass
             elif debug:

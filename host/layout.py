@@ -13,7 +13,6 @@ import numpy as np
 
 from moevit.config import AcceleratorConfig
 from moevit.errors import ConfigError
-from moevit.golden.model import tap_names
 from moevit.golden.weights import FIELD_FORMATS, expected_shapes
 
 #: debug_id of the patch-embedding stop, and the per-layer stride (spec §6.2)
@@ -123,6 +122,7 @@ def stage_for_tap(cfg: AcceleratorConfig, tap: str) -> Stage:
     for s in stages(cfg):
         if tap in dict(s.taps):
             return s
+    from moevit.golden.model import tap_names   # numba: only on this error path
     stoppable = [t for s in stages(cfg) for t, _ in s.taps]
     if tap in tap_names(cfg):
         raise ConfigError(f"tap {tap!r} never reaches DRAM (it lives on chip), so no debug_id "

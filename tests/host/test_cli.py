@@ -149,3 +149,30 @@ def test_regmap_command(tmp_path, capsys):
     bad.write_text((FIX / "edge_moe_vit_compute.hwh").read_text().replace('VALUE="332"', 'VALUE="400"'))
     rc, _, err = _run(capsys, "regmap", "--hwh", str(bad))
     assert rc == 2 and "debug_id: expected 0x14c, found 0x190" in err
+
+
+@pytest.mark.slow
+def test_edge_moe_folder_of_images_end_to_end(tmp_path, capsys, edge_cfg):
+    """moevit run on the full edge-moe preset with a weights folder in Edge-MoE's format (the
+    public snapshot lacks expert weights, so the folder is written from seeded weights) and a
+    folder of pictures: outputs equal GoldenModel, pictures written."""
+    from PIL import Image
+    from moevit.golden.model import GoldenModel
+    from moevit.golden.weight_io import load_folder, save_folder, synthetic_image
+    from moevit.golden.weights import seeded_weights
+    from moevit.host.frames import folder_frames
+    cfg = edge_cfg
+    save_folder(seeded_weights(cfg, 0), tmp_path / "w", cfg)
+    (tmp_path / "imgs").mkdir()
+    for i in range(2):
+        a = (synthetic_image(cfg, i) * 256).astype(np.uint8).transpose(1, 2, 0)
+        Image.fromarray(a).resize((300, 200)).save(tmp_path / "imgs" / f"p{i}.png")
+    out = tmp_path / "out"
+    rc, so, _ = _run(capsys, "run", "--preset", "edge-moe", "--weights", str(tmp_path / "w"),
+                     "--images", str(tmp_path / "imgs"), "--task", "depth", "--batch", "2",
+                     "--quiet", "--out", str(out))
+    assert rc == 0 and "2 images" in so
+    assert sorted(p.name for p in out.glob("*.png")) == ["p0.depth.png", "p1.depth.png"]
+    imgs = np.stack([im for _, im in folder_frames(tmp_path / "imgs", cfg)])
+    ref = GoldenModel(cfg, load_folder(tmp_path / "w", cfg)).run(imgs, task=1).output
+    np.testing.assert_array_equal(np.load(out / "features.int32.npy"), ref)

@@ -83,3 +83,11 @@ def test_header_compiles_with_gcc(tmp_path):
 def test_overlapping_registers_refused():
     with pytest.raises(ValueError, match="both at 0x010"):
         RegisterMap((Register("a", 0x10), Register("b", 0x10)))
+
+
+def test_docs_table_is_current():
+    from pathlib import Path
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "host.md").read_text()
+    table = doc.split("<!-- regmap-table -->\n")[1].split("<!-- /regmap-table -->")[0]
+    assert table.strip() == REGMAP.markdown().strip(), \
+        "docs/host.md's register table is stale: paste `moevit regmap --format markdown`"

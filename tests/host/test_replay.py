@@ -80,3 +80,14 @@ def test_recording_is_reproducible(tmp_path):
     selftest.record(path)
     strip = lambda s: [{k: v for k, v in op.items() if k != "line"} for op in s.ops]  # noqa: E731
     assert strip(ReplaySession(path)) == strip(ReplaySession(SESSION))
+
+
+def test_board_path_imports_neither_numba_nor_torch():
+    """The board's PYNQ Python has numpy < 2 and no torch: the pynq path must not pull in the
+    golden model's numba kernels or torch."""
+    import subprocess
+    code = ("import sys, moevit.host.driver, moevit.host.backend_pynq, moevit.host.cli, "
+            "moevit.host.record, moevit.host.frames\n"
+            "print(sorted(m for m in ('numba', 'torch', 'pynq') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
