@@ -176,3 +176,27 @@ def test_edge_moe_folder_of_images_end_to_end(tmp_path, capsys, edge_cfg):
     imgs = np.stack([im for _, im in folder_frames(tmp_path / "imgs", cfg)])
     ref = GoldenModel(cfg, load_folder(tmp_path / "w", cfg)).run(imgs, task=1).output
     np.testing.assert_array_equal(np.load(out / "features.int32.npy"), ref)
+
+
+def test_weights_from_onboard_folder_and_checkpoint(tmp_path, capsys, tiny, reference):
+    import torch
+    from moevit.golden.float.checkpoint import load_weights, save_m3vit_checkpoint, to_weights
+    from moevit.golden.float.model import FloatM3ViT
+    from moevit.golden.model import GoldenModel
+    from moevit.golden.weight_io import save_onboard
+    cfg, w, images = tiny
+    save_onboard(w, tmp_path / "onboard", cfg)
+    rc, _, _ = _run(capsys, "run", "--preset", "tiny", "--weights", str(tmp_path / "onboard"),
+                    "--synthetic", "3", "--batch", "3", "--no-pictures", "--quiet", "--out",
+                    str(tmp_path / "a"))
+    assert rc == 0
+    np.testing.assert_array_equal(np.load(tmp_path / "a" / "features.int32.npy"), reference[0].output)
+    torch.manual_seed(1)
+    model = load_weights(FloatM3ViT(cfg), w, cfg)
+    save_m3vit_checkpoint(model, tmp_path / "ckpt")
+    rc, so, err = _run(capsys, "run", "--preset", "tiny", "--checkpoint", str(tmp_path / "ckpt"),
+                       "--synthetic", "3", "--batch", "3", "--quiet", "--out", str(tmp_path / "b"))
+    assert rc == 0 and "untrained" not in err      # the checkpoint's heads are used
+    ref = GoldenModel(cfg, to_weights(model, cfg)).run(images).output
+    np.testing.assert_array_equal(np.load(tmp_path / "b" / "features.int32.npy"), ref)
+    assert len(list((tmp_path / "b").glob("*.semseg.png"))) == 3

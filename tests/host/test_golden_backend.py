@@ -190,3 +190,44 @@ def test_cycle_model_hook_fills_the_counter(tiny):
     with GoldenDevice(cfg, cycle_model=lambda c, n, d, b: 1000 * n + (1 << 33)) as dev:
         r = Accelerator(dev, cfg, w, batch=3).run(images)
     assert r.cycles == 3000 + (1 << 33)
+
+
+def test_batched_schedule_mode(tiny, reference, tmp_path):
+    cfg, w, images = tiny
+    path = tmp_path / "s.jsonl"
+    with RecordingDevice(GoldenDevice(cfg), path) as dev:
+        r = Accelerator(dev, cfg, w, batch=3, batched_schedule=True).run(images)
+    np.testing.assert_array_equal(r.output, reference[0].output)
+    assert (W["mode"], 1) in _writes(path)
+
+
+class _EdgeMoeMapDevice(GoldenDevice):
+    """A device presenting Edge-MoE's own map (§10.3, no extensions), like its bitstream."""
+
+    @property
+    def regmap(self):
+        return REGMAP.edge_moe_only()
+
+
+def test_edge_moe_map_without_extensions(tiny, reference, tmp_path):
+    cfg, w, images = tiny
+    path = tmp_path / "s.jsonl"
+    with RecordingDevice(_EdgeMoeMapDevice(cfg), path) as dev:
+        acc = Accelerator(dev, cfg, w, batch=3)
+        assert not acc.map_check.extensions
+        r = acc.run(images, task=1)
+        with pytest.raises(ConfigError, match="batched schedule needs moevit's mode register"):
+            Accelerator(dev, cfg, w, batch=3, batched_schedule=True)
+    np.testing.assert_array_equal(r.output, reference[1].output)
+    assert r.cycles is None
+    ext = {REGMAP.words()[n] for n in ("cycles_1", "cycles_2", "stage", "mode")}
+    touched = {op["offset"] for op in ReplaySession(path).ops if op["op"] in ("read", "write")}
+    assert not touched & ext
+
+
+def test_edge_moe_map_timeout_message(tiny):
+    cfg, w, images = tiny
+    with _EdgeMoeMapDevice(cfg, stall_at=2) as dev:
+        acc = Accelerator(dev, cfg, w, batch=3, timeout_s=0.2)
+        with pytest.raises(DeviceTimeout, match="no stage register: Edge-MoE's own map"):
+            acc.run(images, stop_at="l0.k")
