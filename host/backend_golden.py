@@ -281,7 +281,7 @@ class GoldenDevice(Device):
                 if ptr == "x":
                     self._view("x", *act["x"])[0] = v
                 else:
-                    shape, dt = act[ptr]
+                    dt = act[ptr][1]
                     self._view(ptr, (v.size,), dt)[:] = v.reshape(-1)
             self._set_stage(s.debug_id)
         self._set_stage(debug)

@@ -5,7 +5,7 @@ import pytest
 from moevit.golden.fixed import quantize
 from moevit.host import packing
 from moevit.host.estimate import backbone_macs, default_timeout
-from moevit.host.layout import buffer_layout, weight_layout
+from moevit.host.layout import buffer_layout
 
 
 def test_layouts_follow_spec_7(edge_cfg):
