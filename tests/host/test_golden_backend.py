@@ -231,3 +231,24 @@ def test_edge_moe_map_timeout_message(tiny):
         acc = Accelerator(dev, cfg, w, batch=3, timeout_s=0.2)
         with pytest.raises(DeviceTimeout, match="no stage register: Edge-MoE's own map"):
             acc.run(images, stop_at="l0.k")
+
+
+def test_stream_packs_the_next_batch_before_waiting_for_the_current(tiny, tmp_path):
+    """Double buffering, from the recorded order: batch k+1's images are synced into the other
+    buffer before the wait of batch k, and the images pointer alternates between the two."""
+    cfg, w, images = tiny
+    path = tmp_path / "s.jsonl"
+    with RecordingDevice(GoldenDevice(cfg), path) as dev:
+        acc = Accelerator(dev, cfg, w, batch=1)
+        list(acc.stream(list(images), task=0))
+        slots = [b.device_address for b in acc.image_buffers]
+    ops = [op for op in ReplaySession(path).ops
+           if op["op"] == "wait" or (op["op"] == "sync_to" and op["address"] in slots)
+           or (op["op"] == "write" and op["offset"] == W["images_1"])]
+    kinds = [(op["op"], None if op["op"] == "wait" else op.get("address", op.get("value")))
+             for op in ops]
+    a, b = slots
+    assert kinds == [("write", a),                                   # set-up: images -> slot a
+                     ("sync_to", a), ("sync_to", b), ("wait", None),  # b packed during run 0
+                     ("write", b), ("sync_to", a), ("wait", None),    # a packed during run 1
+                     ("write", a), ("wait", None)]
