@@ -163,7 +163,7 @@ def project_tcl(cfg: AcceleratorConfig, top, *, verilog_name: str, jobs: int = 4
     add("assign_bd_address")
     add(f"set ps_data [get_bd_addr_spaces {PS}/Data]")
     add(f"set ctrl_seg [get_bd_addr_segs -of_objects $ps_data -filter {{NAME =~ *{KERNEL}*}}]")
-    add(f"if {{[get_property OFFSET $ctrl_seg] != \"0x{base:08X}\"}} {{")
+    add(f"if {{[get_property OFFSET $ctrl_seg] != 0x{base:08X}}} {{")   # numeric compare
     add(f"    error \"s_axi_control is at [get_property OFFSET $ctrl_seg], expected "
         f"0x{base:08X}\"")
     add("}")
