@@ -16,9 +16,9 @@ data beats (``cfg.axi_width`` bits each; 256 bits = 8 ``fm_t`` in every DRAM lay
 
 Status: ``busy`` is high from a descriptor's acceptance until its last beat/response (so
 ``~busy`` means nothing is outstanding); ``error`` is sticky (until reset) once a response
-other than OKAY arrives.  An address whose low bits are not zero is an error of the caller:
-the engines clear those bits (the host allocates 4 KiB-aligned buffers; spec §7 offsets are
-whole beats).  Zero-beat descriptors are accepted and do nothing.
+other than OKAY arrives or a descriptor address is not beat-aligned (its low bits are then
+ignored: the host allocates 4 KiB-aligned buffers and spec §7 offsets are whole beats).
+Zero-beat descriptors are accepted and do nothing.
 """
 
 from __future__ import annotations
@@ -104,12 +104,15 @@ class _DescriptorSplitter:
         self.burst = _burst_planner(m, p, addr, left)
         self.issue = Signal()
         self.addr = addr
+        #: a descriptor address with low bits set was accepted (one-cycle pulse)
+        self.misaligned = Signal()
         m.d.comb += [cmd.ready.eq(~self.active),
                      self.issue.eq(self.active & can_issue)]
         with m.If(cmd.valid & cmd.ready & (cmd.p.beats != 0)):
             m.d.sync += [self.active.eq(1),
                          addr.eq(cmd.p.addr & ~(p.beat_bytes - 1)),
                          left.eq(cmd.p.beats)]
+            m.d.comb += self.misaligned.eq(cmd.p.addr[:p.size] != 0)
         with m.If(self.issue):
             m.d.sync += [addr.eq(addr + (self.burst << p.size)), left.eq(left - self.burst)]
             with m.If(left == self.burst):
@@ -165,7 +168,7 @@ class AxiBurstReader(wiring.Component):
                      axi.rready.eq(self.data.ready),
                      last_beat.eq(axi.rvalid & axi.rready & axi.rlast)]
         m.d.sync += outstanding.eq(outstanding + split.issue - last_beat)
-        with m.If(axi.rvalid & axi.rready & (axi.rresp != RESP_OKAY)):
+        with m.If((axi.rvalid & axi.rready & (axi.rresp != RESP_OKAY)) | split.misaligned):
             m.d.sync += self.error.eq(1)
         m.d.comb += self.busy.eq(split.active | pending | (outstanding != 0))
         return m
@@ -223,7 +226,7 @@ class AxiBurstWriter(wiring.Component):
         b_taken = Signal()
         m.d.comb += [axi.bready.eq(1), b_taken.eq(axi.bvalid)]
         m.d.sync += outstanding.eq(outstanding + split.issue - b_taken)
-        with m.If(b_taken & (axi.bresp != RESP_OKAY)):
+        with m.If((b_taken & (axi.bresp != RESP_OKAY)) | split.misaligned):
             m.d.sync += self.error.eq(1)
         m.d.comb += self.busy.eq(split.active | pending | (outstanding != 0) | lens.r_rdy)
         return m

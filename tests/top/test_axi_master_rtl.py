@@ -27,3 +27,4 @@ def test_axi_masters_rtl():
     assert m["max_outstanding_reads"] > 1
     assert m["read_beats_per_cycle"] >= MIN_RATE, m
     assert m["write_beats_per_cycle"] >= MIN_RATE, m
+    assert m["misaligned_flagged"]
