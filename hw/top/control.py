@@ -35,7 +35,7 @@ Core side, ``ap_ctrl_hs`` as HLS generates it:
 
 from __future__ import annotations
 
-from amaranth import Cat, Const, Module, Signal
+from amaranth import Cat, Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
