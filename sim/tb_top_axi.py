@@ -7,7 +7,8 @@ AXI channels of the RAM and random valid/ready on the engines' streams.  Checked
 beat equals the RAM's bytes; after the writes the RAM holds exactly the written beats and
 nothing around them changed; every AR/AW burst is INCR, full-width, at most 256 beats, does
 not cross 4 KiB, lies inside its descriptor, and the bursts of a descriptor tile it in order
-with no burst shorter than the rules force; WLAST ends each burst at its AWLEN; no read is
+with no burst shorter than the rules force; WLAST ends each burst at its AWLEN; AR, AW and W
+hold VALID and their payload until READY (AXI handshake rule); no read is
 outstanding beyond the limit and none at the end; after the last beat the engines stay idle
 (ready held high, no further VALID on any channel, ``busy`` low).
 
@@ -48,9 +49,11 @@ class MasterTB:
         return [ram.write_if.aw_channel, ram.write_if.w_channel, ram.write_if.b_channel,
                 ram.read_if.ar_channel, ram.read_if.r_channel]
 
-    def set_pauses(self, p: float, seed: int):
+    def set_pauses(self, p: float, seed: int, only=None):
+        """Random pauses with probability ``p`` on every channel (or those in ``only``:
+        indices into :meth:`channels`, AW W B AR R)."""
         for k, ch in enumerate(self.channels()):
-            if p > 0:
+            if p > 0 and (only is None or k in only):
                 rng = random.Random(seed * 10 + k)
                 ch.set_pause_generator(iter(lambda r=rng: r.random() < p, None))
             else:
@@ -82,6 +85,8 @@ class MasterTB:
         rcmd_off = wcmd_off = wdata_off = False
         first_r = last_r = first_w = last_w = None
         done_at = None
+        held = {}
+        stalls = {"ar": 0, "aw": 0, "w": 0}    # cycles VALID waited for READY
         for cyc in range(max_cycles):
             await FallingEdge(d.clk)
             if not rcmd_off and ri < len(reads):
@@ -107,6 +112,10 @@ class MasterTB:
             ready = done_at is not None or rng.random() < p_ready
             d.rd_data__ready.value = int(ready)
             await ReadOnly()
+            _check_stable(d, held, cyc)
+            for ch in ("ar", "aw", "w"):
+                if getattr(d, f"axi__{ch}valid").value and not getattr(d, f"axi__{ch}ready").value:
+                    stalls[ch] += 1
             if rcmd_off and d.rd_cmd__ready.value:
                 rcmd_off, ri = False, ri + 1
             if wcmd_off and d.wr_cmd__ready.value:
@@ -160,7 +169,7 @@ class MasterTB:
         assert r_bursts == len(ar), f"{len(ar)} AR bursts but {r_bursts} RLAST"
         if check_error:
             assert not d.rd_error.value and not d.wr_error.value, "error flag set"
-        return dict(got=got, ar=ar, aw=aw, wl=wl, max_outstanding=max_out,
+        return dict(got=got, ar=ar, aw=aw, wl=wl, max_outstanding=max_out, stalls=stalls,
                     read_span=(last_r - first_r + 1) if got else 0,
                     write_span=(last_w - first_w + 1) if wbeats else 0)
 
@@ -195,6 +204,32 @@ class MasterTB:
         rest = list(it)
         assert not rest, f"{what}: extra bursts {rest[:3]}"
         return count
+
+
+#: AXI rule: once VALID is high it stays high, with the same payload, until READY
+_STABLE = {"ar": ("araddr", "arlen", "arsize", "arburst", "arid"),
+           "aw": ("awaddr", "awlen", "awsize", "awburst", "awid"),
+           "w": ("wdata", "wstrb", "wlast")}
+
+
+def _u(v) -> int:
+    """Unsigned value of a cocotb Logic (1 bit) or LogicArray."""
+    return v.to_unsigned() if hasattr(v, "to_unsigned") else int(v)
+
+
+def _check_stable(d, held: dict, cyc: int) -> None:
+    """Protocol check of the master's AR, AW and W channels (``held``: what a channel
+    showed while VALID was high and READY low in the previous cycle)."""
+    for ch, fields in _STABLE.items():
+        valid = bool(getattr(d, f"axi__{ch}valid").value)
+        if ch in held:
+            assert valid, f"{ch.upper()}VALID dropped before READY (cycle {cyc})"
+            now = tuple(_u(getattr(d, f"axi__{f}").value) for f in fields)
+            assert now == held[ch], f"{ch.upper()} payload changed while waiting (cycle {cyc})"
+        if valid and not getattr(d, f"axi__{ch}ready").value:
+            held[ch] = tuple(_u(getattr(d, f"axi__{f}").value) for f in fields)
+        else:
+            held.pop(ch, None)
 
 
 def d_error(dut, engine: str) -> bool:
@@ -259,9 +294,40 @@ async def test_random_backpressure(dut):
         first = next(i for i in range(len(want)) if have[i] != want[i])
         raise AssertionError(f"RAM differs at 0x{wbase + first:x} after the writes")
     assert 1 < res["max_outstanding"] <= tb.max_outstanding, res["max_outstanding"]
+    assert all(res["stalls"].values()), f"a channel never saw back-pressure: {res['stalls']}"
     write_metrics({"read_beats": len(got), "write_beats": sum(len(b) for _, b in writes),
                    "ar_bursts": n_ar, "aw_bursts": n_aw,
-                   "max_outstanding_reads": res["max_outstanding"]})
+                   "max_outstanding_reads": res["max_outstanding"],
+                   "stall_cycles": res["stalls"]})
+
+
+@cocotb.test()
+async def test_address_channel_stalls(dut):
+    """Descriptors of a few beats across page ends give back-to-back bursts; with AR and AW
+    paused (and data flowing freely, so few bursts are outstanding) the next burst is ready
+    while the previous address still waits: it must not overwrite it."""
+    tb = MasterTB(dut)
+    await tb.start()
+    rng = random.Random(9)
+    bb = tb.beat_bytes
+    page = BOUNDARY_BYTES
+    base_r, base_w = 0x7_0000_0000, 0x8_0000_0000
+    shapes = [(page - bb, 2), (page - bb, 3), (page - 2 * bb, 3), (page - bb, 130)] * 3
+    reads = [(base_r + 4 * k * page + off, n) for k, (off, n) in enumerate(shapes)]
+    tb.ram.write(base_r, rng.randbytes(4 * len(shapes) * page))
+    writes = [(base_w + 4 * k * page + off, [rng.getrandbits(tb.data_width) for _ in range(n)])
+              for k, (off, n) in enumerate(shapes)]
+    expect = [tb.beat(a + k * bb) for a, n in reads for k in range(n)]
+    tb.set_pauses(0.5, seed=9, only=(0, 3))
+    res = await tb.run(reads, writes)
+    assert res["got"] == expect, "read data differ"
+    tb.check_bursts(res["ar"], reads, "AR")
+    tb.check_bursts(res["aw"], [(a, len(b)) for a, b in writes], "AW")
+    for a, beats in writes:
+        assert tb.ram.read(a, len(beats) * bb) == b"".join(v.to_bytes(bb, "little")
+                                                           for v in beats)
+    assert res["stalls"]["ar"] and res["stalls"]["aw"]
+    write_metrics({"address_stall_bursts": len(res["ar"]) + len(res["aw"])})
 
 
 @cocotb.test()

@@ -28,3 +28,4 @@ def test_axi_masters_rtl():
     assert m["read_beats_per_cycle"] >= MIN_RATE, m
     assert m["write_beats_per_cycle"] >= MIN_RATE, m
     assert m["misaligned_flagged"]
+    assert m["address_stall_bursts"] > 40
