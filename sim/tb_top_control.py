@@ -195,6 +195,9 @@ async def _manual_write(dut, off, value, aw_delay, w_delay, max_cycles=60):
     assert aw_at is not None and w_at is not None, \
         f"AW/W not taken (aw delay {aw_delay}, w delay {w_delay}): aw {aw_at}, w {w_at}"
     assert b_at is not None and b_at > max(aw_at, w_at), f"B at {b_at}, AW {aw_at}, W {w_at}"
+    # independence: each channel is taken in the cycle it is presented, not after the other
+    assert aw_at == aw_delay and w_at == w_delay, \
+        f"AW presented at {aw_delay} taken at {aw_at}, W presented at {w_delay} taken at {w_at}"
     await FallingEdge(dut.clk)
     dut.s_axi__awvalid.value = 0
     dut.s_axi__wvalid.value = 0
