@@ -30,6 +30,7 @@ from amaranth.lib.wiring import In, Out
 
 from moevit.config import AcceleratorConfig
 from moevit.errors import ConfigError
+from moevit.hw.units.common import silence
 from moevit.hw.top.axi import (BOUNDARY_BYTES, BURST_INCR, CACHE_BUFFERABLE, MAX_BURST_BEATS,
                                RESP_OKAY, axi4_read_members, axi4_signature,
                                axi4_write_members, connect_members)
@@ -74,6 +75,15 @@ class _MasterParams:
         self.size = self.beat_bytes.bit_length() - 1          # AxSIZE = log2(bytes per beat)
         self.boundary_beats = BOUNDARY_BYTES // self.beat_bytes
         self.max_burst = min(MAX_BURST_BEATS, self.boundary_beats)
+
+
+def _params(owner, *args) -> _MasterParams:
+    """:class:`_MasterParams`, silencing ``owner`` (being abandoned) when they are invalid."""
+    try:
+        return _MasterParams(*args)
+    except ConfigError:
+        silence(owner)
+        raise
 
 
 def _burst_planner(m: Module, p: _MasterParams, addr, left):
@@ -135,8 +145,8 @@ class AxiBurstReader(wiring.Component):
     def __init__(self, cfg: AcceleratorConfig | None = None, *, data_width: int | None = None,
                  addr_width: int = ADDR_WIDTH, id_width: int = 1,
                  max_outstanding: int = DEFAULT_OUTSTANDING, beats_width: int = BEATS_WIDTH):
-        self.p = _MasterParams(cfg, data_width, addr_width, id_width, max_outstanding,
-                               beats_width)
+        self.p = _params(self, cfg, data_width, addr_width, id_width, max_outstanding,
+                         beats_width)
         super().__init__({
             "cmd": In(stream.Signature(descriptor_layout(addr_width, beats_width))),
             "data": Out(stream.Signature(self.p.data_width)),
@@ -180,8 +190,8 @@ class AxiBurstWriter(wiring.Component):
     def __init__(self, cfg: AcceleratorConfig | None = None, *, data_width: int | None = None,
                  addr_width: int = ADDR_WIDTH, id_width: int = 1,
                  max_outstanding: int = DEFAULT_OUTSTANDING, beats_width: int = BEATS_WIDTH):
-        self.p = _MasterParams(cfg, data_width, addr_width, id_width, max_outstanding,
-                               beats_width)
+        self.p = _params(self, cfg, data_width, addr_width, id_width, max_outstanding,
+                         beats_width)
         super().__init__({
             "cmd": In(stream.Signature(descriptor_layout(addr_width, beats_width))),
             "data": In(stream.Signature(self.p.data_width)),
@@ -241,8 +251,12 @@ class AxiMasterPort(wiring.Component):
                  max_outstanding: int = DEFAULT_OUTSTANDING, beats_width: int = BEATS_WIDTH):
         kw = dict(data_width=data_width, addr_width=addr_width, id_width=id_width,
                   max_outstanding=max_outstanding, beats_width=beats_width)
-        self.reader = AxiBurstReader(cfg, **kw)
-        self.writer = AxiBurstWriter(cfg, **kw)
+        try:
+            self.reader = AxiBurstReader(cfg, **kw)
+            self.writer = AxiBurstWriter(cfg, **kw)
+        except ConfigError:
+            silence(self)
+            raise
         self.p = self.reader.p
         desc = descriptor_layout(addr_width, beats_width)
         super().__init__({

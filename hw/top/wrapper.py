@@ -31,6 +31,7 @@ from moevit.errors import ConfigError
 from moevit.hw.top.axi import axi4_signature, axi_lite_signature
 from moevit.hw.top.axi_master import ADDR_WIDTH, AxiMasterPort, DEFAULT_OUTSTANDING
 from moevit.hw.top.control import DATA_WIDTH as CONTROL_DATA_WIDTH, AxiLiteControl
+from moevit.hw.units.common import silence
 from moevit import regmap as rm
 
 TOP_NAME = "moevit_top"
@@ -93,6 +94,7 @@ class MoevitTop(Elaboratable):
     def __init__(self, cfg: AcceleratorConfig, ports: int = DEFAULT_MEMORY_PORTS,
                  max_outstanding: int = DEFAULT_OUTSTANDING):
         if ports < 1:
+            silence(self)
             raise ConfigError(f"memory ports {ports} must be >= 1")
         self.cfg = cfg
         self.ports = ports

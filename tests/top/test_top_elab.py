@@ -12,6 +12,7 @@ from moevit.hw.top.axi_master import AxiBurstReader, AxiMasterPort
 from moevit.hw.top.control import AxiLiteControl, args_signature, check_regmap
 from moevit.hw.top.wrapper import MoevitTop
 from moevit import regmap as rm
+from moevit.hw.units.common import silence
 
 
 def test_args_follow_the_regmap():
@@ -37,10 +38,15 @@ def test_regmap_must_fit_the_address_width():
 def test_master_widths_from_config():
     cfg = preset("tiny")
     port = AxiMasterPort(cfg)
+    silence(port)
+    silence(port.reader)
+    silence(port.writer)
     assert port.p.data_width == cfg.axi_width and port.p.beat_bytes == cfg.axi_width // 8
     assert port.p.max_burst == 4096 // (cfg.axi_width // 8)       # 128 beats at 256 bits
     assert port.axi.wstrb.shape().width == cfg.axi_width // 8
-    assert AxiBurstReader(data_width=32).p.max_burst == 256       # 4 KiB / 4 B > 256
+    narrow = AxiBurstReader(data_width=32)
+    silence(narrow)
+    assert narrow.p.max_burst == 256                               # 4 KiB / 4 B > 256
 
 
 @pytest.mark.parametrize("kw,msg", [
@@ -57,6 +63,7 @@ def test_master_errors(kw, msg):
 
 def test_top_interfaces():
     top = MoevitTop(preset("zcu104"), ports=2)
+    silence(top)
     names = [i.name for i in top.interfaces()]
     assert names == ["s_axi_control", "m_axi_gmem0", "m_axi_gmem1"]
     assert top.interfaces()[0].addr_width == rm.ADDRESS_WIDTH
