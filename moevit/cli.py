@@ -15,6 +15,7 @@ SUBCOMMAND_MODULES = [
     "moevit.golden.cli",       # moevit golden, moevit demo
     "moevit.golden.report.compare",   # moevit compare
     "moevit.sim.cli",          # moevit sim UNIT
+    "moevit.hw.perf.cli",      # moevit bench compare
 ]
 
 
