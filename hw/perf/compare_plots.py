@@ -49,8 +49,8 @@ def latency_energy(rows: list[dict], out: Path) -> Path:
         for x, r in zip(xs, rows):
             v = r[key]
             if v is None:
-                ax.text(x, 1, "not\nmeasured", ha="center", va="bottom", fontsize=6,
-                        rotation=90, transform=ax.get_xaxis_transform() if False else ax.transData)
+                ax.text(x, 0.02, "not measured", ha="center", va="bottom", fontsize=6,
+                        rotation=90, transform=ax.get_xaxis_transform())
                 continue
             m = _method(r) if key == "ms_per_image" else (
                 "measured" if r["power_method"].startswith("measured") else

@@ -26,7 +26,7 @@ bursts, host overheads.  The attention stages are RTL-checked; the other units a
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
@@ -362,4 +362,4 @@ def as_dict(result: ModelResult) -> dict:
 
 
 __all__ = ["Stage", "StageTime", "ModelResult", "stages", "simulate", "run", "uniform_routing",
-           "golden_routing", "encoder_gop", "as_dict", "KINDS", "asdict"]
+           "golden_routing", "encoder_gop", "as_dict", "KINDS"]
