@@ -357,9 +357,5 @@ def encoder_gop(cfg: AcceleratorConfig) -> float:
     return 2 * macs / 1e9
 
 
-def as_dict(result: ModelResult) -> dict:
-    return dict(summary=result.summary(), by_kind=result.by_kind(), stages=result.stage_rows())
-
-
 __all__ = ["Stage", "StageTime", "ModelResult", "stages", "simulate", "run", "uniform_routing",
-           "golden_routing", "encoder_gop", "as_dict", "KINDS"]
+           "golden_routing", "encoder_gop", "KINDS"]
