@@ -175,6 +175,8 @@ def fpga_rows(presets=("edge-moe", "zcu104"), batched: int = 16, routing="golden
             r = cycle_model.run(cfg, b, routing)
             results[(name, b)] = r
             s = r.summary()
+            if b > 1:
+                rows.append(_overlap_row(cfg, results[(name, 1)], r))
             rows.append(dict(
                 gop_per_image=cycle_model.encoder_gop(cfg),
                 platform=f"FPGA ({name})", device=f"{cfg.board.upper()} {cfg.fpga_part}, "
@@ -189,6 +191,20 @@ def fpga_rows(presets=("edge-moe", "zcu104"), batched: int = 16, routing="golden
                 power_method=f"assumption: Edge-MoE's reported {EDGE_MOE_BOARD_W} W board "
                 "power (ZCU102) [secondary]; no Vivado report_power or PMBus run recorded"))
     return rows, results
+
+
+def _overlap_row(cfg, single, batched) -> dict:
+    """The what-if row: units kept busy on different images of the batch."""
+    ms = 1e3 * cycle_model.overlapped_cycles(batched, single) / cfg.clock_hz / batched.batch
+    return dict(gop_per_image=cycle_model.encoder_gop(cfg), platform=f"FPGA ({cfg.name})",
+                device=f"{cfg.board.upper()} {cfg.fpga_part}, {cfg.clock_mhz:.0f} MHz",
+                precision="fixed (bit-exact)", batch=batched.batch,
+                variant="what-if: batched, units overlapped across images (not the §6.2 "
+                        "sequencer)", ms_per_image=ms, watts=EDGE_MOE_BOARD_W,
+                method="model (what-if bound: busiest unit or DRAM over the batch + one "
+                       "image's fill; cycle_model.overlapped_cycles)",
+                power_method=f"assumption: Edge-MoE's reported {EDGE_MOE_BOARD_W} W board "
+                             "power (ZCU102) [secondary]")
 
 
 def published_rows() -> list[dict]:
@@ -264,15 +280,57 @@ def markdown(doc: dict) -> str:
                      f"{s['images_per_s']:.1f} | {s['dram_mb_per_image']:.1f} | "
                      f"{s['stages_memory_bound']} of "
                      f"{s['stages_memory_bound'] + s['stages_compute_bound']} | {tgt} |")
+    for r in doc["rows"]:
+        if r.get("variant", "").startswith("what-if"):
+            lines.append(f"| {r['platform'][6:-1]} (what-if: units overlapped) | {r['batch']} | "
+                         f"{r['ms_per_image']:.2f} | {r['images_per_s']:.1f} | | | |")
     d = f["summaries"][0]["dram"]
     lines += ["", f"DRAM model: {d['ports']} HP ports x {d['port_bits']} bit at the kernel "
               f"clock, PS DDR4 {d['peak_gbs']} GB/s peak x {d['efficiency']:.0%} efficiency "
               f"(assumed) = {d['sustained_gbs']} GB/s sustained ({d['limit']} limits). "
               f"Expert routing: {f['routing']}.", ""]
+    best = best_cpu_paths(doc["rows"])
+    if best:
+        lines += ["## Best CPU path (measured here)", "",
+                  "| threads | batch | fastest variant | ms/image | vs eager no_grad |",
+                  "|---|---|---|---|---|"]
+        lines += [f"| {b['threads']} | {b['batch']} | {b['variant']} | {b['ms']:.1f} | "
+                  f"{b['speedup']:.2f}x |" for b in best]
+        lines += ["", "torch.compile is off by default: on this machine its first call took "
+                  "~420 s and later calls were slower than eager (the expert token counts change "
+                  "with the data and trigger recompiles); `--compile` times it.", ""]
+    if doc.get("resources"):
+        r = doc["resources"]
+        lines += [f"## Resource estimate of the zcu104 preset ({r['part']})", "",
+                  "| part | LUT | FF | DSP48E2 | BRAM36 | URAM | source |",
+                  "|---|---|---|---|---|---|---|"]
+        for p in r["parts"]:
+            lines.append(f"| {p['name']} | {p['LUT']} | {p['FF']} | {p['DSP48E2']} | "
+                         f"{p['BRAM36']} | {p['URAM']} | {p['source']} |")
+        t, u = r["total"], r["utilisation"]
+        lines += [f"| **total** | {t['LUT']} ({u['LUT']:.0%}) | {t['FF']} ({u['FF']:.0%}) | "
+                  f"{t['DSP48E2']} ({u['DSP48E2']:.0%}) | {t['BRAM36']} ({u['BRAM36']:.0%}) | "
+                  f"{t['URAM']} ({u['URAM']:.0%}) | limits: DSP 100 %, LUT 80 %, "
+                  f"BRAM+URAM 90 % ({u['memory']:.0%}) |", ""]
     if doc.get("sweep_markdown"):
         lines += ["## Design space (zcu104)", "", doc["sweep_markdown"]]
     lines += ["## Plots", ""] + [f"![{p}]({Path(p).name})" for p in doc["plots"]] + [""]
     return "\n".join(lines)
+
+
+def best_cpu_paths(rows: list[dict]) -> list[dict]:
+    """The fastest measured float variant per (threads, batch), with its speed-up."""
+    groups: dict = {}
+    for r in rows:
+        if r["platform"] == "CPU" and r.get("threads") and r["ms_per_image"] is not None:
+            groups.setdefault((r["threads"], r["batch"]), []).append(r)
+    out = []
+    for (n, b), rs in sorted(groups.items()):
+        base = next((r for r in rs if r["variant"] == "eager, no_grad"), rs[0])
+        fast = min(rs, key=lambda r: r["ms_per_image"])
+        out.append(dict(threads=n, batch=b, variant=fast["variant"], ms=fast["ms_per_image"],
+                        speedup=base["ms_per_image"] / fast["ms_per_image"]))
+    return out
 
 
 def build(out_dir: Path, *, preset_name: str = "edge-moe", repeats: int = 5, warmup: int = 1,
@@ -314,8 +372,12 @@ def build(out_dir: Path, *, preset_name: str = "edge-moe", repeats: int = 5, war
                          summaries=[r.summary() for r in results.values()],
                          by_kind={f"{k[0]} b={k[1]}": r.by_kind() for k, r in results.items()},
                          stages={f"{k[0]} b={k[1]}": r.stage_rows()
-                                 for k, r in results.items()}),
+                                 for k, r in results.items() if k[1] == 1}),
                plots=[])
+    from moevit.hw.perf import resources
+    est = resources.estimate(preset("zcu104"))
+    doc["resources"] = dict(part=est["part"], parts=est["parts"], total=est["total"],
+                            utilisation=est["utilisation"], fits=est["fits"])
     if sweep:
         srows = sweep_mod.sweep(preset("zcu104"), batch=batched)
         doc["sweep"] = srows

@@ -79,8 +79,14 @@ def throughput_vs_batch(rows: list[dict], out: Path, batches=(1, 2, 4, 8, 16, 32
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for name, style in (("edge-moe", "r--"), ("zcu104", "r-")):
         cfg = preset(name)
-        ys = [cycle_model.run(cfg, b, routing).images_per_s for b in batches]
-        ax.plot(batches, ys, style, marker="o", label=f"FPGA {name} (model)")
+        runs = [cycle_model.run(cfg, b, routing) for b in batches]
+        ax.plot(batches, [r.images_per_s for r in runs], style, marker="o",
+                label=f"FPGA {name} (model, §6.2 schedule)")
+        if name == "zcu104":
+            ov = [b * cfg.clock_hz / cycle_model.overlapped_cycles(r, runs[0])
+                  for b, r in zip(batches, runs)]
+            ax.plot(batches, ov, "m:", marker="^",
+                    label=f"FPGA {name} (model, what-if: units overlapped)")
     for plat, color in (("CPU", "tab:blue"), ("GPU", "tab:green")):
         groups: dict = {}
         for r in rows:

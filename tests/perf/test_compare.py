@@ -31,6 +31,8 @@ def test_writes_every_file(report):
         assert (out / f).stat().st_size > 0, f
     md = (out / "compare.md").read_text()
     assert "| platform |" in md and "FPGA cycle model" in md and "not measured here" in md
+    assert "Best CPU path" in md and "Resource estimate of the zcu104 preset" in md
+    assert "what-if" in md  # the overlapped batched schedule is labelled as one
 
 
 def test_every_row_has_a_method_and_derived_columns(report):

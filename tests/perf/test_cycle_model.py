@@ -143,3 +143,13 @@ def test_activations_on_chip_removes_activation_traffic(edge_cfg):
     # off chip, the attention re-reads K (and V) once per query block
     qk = _by_name(off)["l0.qk_softmax"]
     assert qk.act_bytes >= edge_cfg.query_blocks * edge_cfg.tokens * edge_cfg.dim * 4
+
+
+def test_overlapped_what_if_is_bounded_by_the_busiest_unit_and_the_sequential_time():
+    cfg = preset("zcu104")
+    one, many = cm.run(cfg, 1), cm.run(cfg, 8)
+    assert cm.overlapped_cycles(one, one) == pytest.approx(one.cycles)  # nothing to overlap
+    ov = cm.overlapped_cycles(many, one)
+    linear = sum(t.compute_cycles for t in many.times
+                 if cm.KINDS[t.stage.kind] == "linear engine")
+    assert linear < ov < many.cycles
