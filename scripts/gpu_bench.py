@@ -35,9 +35,12 @@ DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
 class Nvml:
     """NVML energy/power counters of one device, or ``None`` fields where unavailable."""
 
-    def __init__(self, index: int):
+    def __init__(self, index: int | None):
+        """``index`` None: no NVML (the CPU test path)."""
         self.handle = None
-        self.error = None
+        self.error = "no NVML on the CPU path" if index is None else None
+        if index is None:
+            return
         try:
             import pynvml
             pynvml.nvmlInit()
@@ -136,9 +139,7 @@ def main(argv=None) -> int:
         print("gpu_bench: torch sees no CUDA device (use --device cpu to test the script)",
               file=sys.stderr)
         return 2
-    nvml = Nvml(a.gpu_index) if a.device == "cuda" else Nvml.__new__(Nvml)
-    if a.device == "cpu":
-        nvml.handle, nvml.error = None, "no NVML on the CPU path"
+    nvml = Nvml(a.gpu_index if a.device == "cuda" else None)
     fcfg = float_preset(a.preset)
     idle = idle_power(nvml) if a.device == "cuda" else None
     rows = []
