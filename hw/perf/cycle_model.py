@@ -16,7 +16,9 @@ True, one image's tensors (~1 MB for edge-moe shapes) stay on chip, so at batch 
 only weights, the image and the output.  The batched schedule runs each stage for all images
 of the batch before the next, fetching each weight set once per batch; B images' tensors do
 not fit on chip, so tensors crossing a stage boundary go through DRAM (written once, read once
-per consumer) while the attention's K/V re-reads and score buffer stay on chip.
+per consumer) while the attention's K/V re-reads and score buffer stay on chip.  A dense MLP's
+(or an expert's) FC1 and FC2 weights sit in ping and pong together, so the batch alternates
+FC1/FC2 per image (per token chunk) and the hidden rows never leave the chip.
 
 Patch embedding runs on the linear engine (its conv weights stream into ping like any linear
 layer's, once per batch, instead of Edge-MoE's separate conv unit with one-time weights).

@@ -106,7 +106,8 @@ def parts(cfg: AcceleratorConfig) -> list[dict]:
     out.append(_part(dict(DSP48E2=2 * tin * tout + 4 * fb,
                           LUT=tout * (tin - 1) * acc + tout * acc + 2 * fb * acc,
                           FF=tin * tout * (acc + wbits) // 2 + tout * acc),
-                     "estimate: 2 DSP per 32x16 product; adder trees", name="linear engine"))
+                     "estimate: 2 DSP per 32x16 product, adder trees, FC2 score multiply 8 x 4 DSP",
+                     name="linear engine"))
     out.append(_part({k: v * tout for k, v in gelu.items()}, "yosys (bench/units.json) x lanes",
                      name=f"GELU x {tout}"))
     out.append(_part(dict(BRAM36=2 * _wide_buffer(tin * tout * wbits, depth, "BRAM36")),
