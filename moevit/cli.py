@@ -16,6 +16,7 @@ SUBCOMMAND_MODULES = [
     "moevit.golden.report.compare",   # moevit compare
     "moevit.sim.cli",          # moevit sim UNIT
     "moevit.host.cli",         # moevit run, moevit regmap
+    "moevit.hw.perf.cli",      # moevit bench compare
 ]
 
 

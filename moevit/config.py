@@ -157,6 +157,12 @@ class AcceleratorConfig(ViTShape):
     clock_mhz: float = 300.0
     fpga_part: str = "xczu9eg-ffvb1156-2-e"
     board: str = "zcu102"
+    # memory system (read by the cycle model, moevit.hw.perf; the RTL top reads mem_ports)
+    mem_ports: int = 4  # AXI masters, one per PS-PL HP port (S_AXI_HP0..3_FPD)
+    hp_port_width: int = 128  # bits per HP-port beat at the kernel clock
+    dram_peak_gbs: float = 17.064  # PS DDR4-2133, 64-bit: 2133 MT/s x 8 B (ZCU102 and ZCU104)
+    dram_efficiency: float = 0.7  # sustained / peak assumed for long sequential bursts
+    activations_on_chip: bool = False  # False: every tensor round-trips DRAM (Edge-MoE)
 
     def __post_init__(self):
         self._validate()
@@ -198,6 +204,14 @@ class AcceleratorConfig(ViTShape):
         need(self.attn_parallel & (self.attn_parallel - 1) == 0,
              f"attn_parallel {self.attn_parallel} must be a power of two (1, 2, 4, 8)")
         need(self.clock_mhz > 0, f"clock {self.clock_mhz} MHz must be positive")
+        need(self.mem_ports >= 1, f"mem_ports must be >= 1 (got {self.mem_ports})")
+        need(self.hp_port_width in (32, 64, 128),
+             f"hp_port_width {self.hp_port_width} must be 32, 64 or 128 (Zynq UltraScale+ HP "
+             f"port widths)")
+        need(self.dram_peak_gbs > 0,
+             f"dram_peak_gbs {self.dram_peak_gbs} must be positive (17.064 for DDR4-2133 x64)")
+        need(0 < self.dram_efficiency <= 1,
+             f"dram_efficiency {self.dram_efficiency} must be in (0, 1] (sustained / peak)")
 
     # ------------------------------------------------------------------ derived
     @property
@@ -271,7 +285,12 @@ _EDGE_MOE = AcceleratorConfig(name="edge-moe")
 
 PRESETS: dict[str, AcceleratorConfig] = {
     "edge-moe": _EDGE_MOE,
-    "zcu104": _EDGE_MOE.replace(name="zcu104", fpga_part="xczu7ev-ffvc1156-2-e", board="zcu104"),
+    # Parallelism chosen with the cycle model and resource estimate (moevit.hw.perf.sweep,
+    # docs/compare.md): P = 8 query lanes halve the attention time; the 16 x 16 linear tile
+    # is the widest that fits the xczu7ev's DSP48E2 beside P = 8; activations stay on chip.
+    "zcu104": _EDGE_MOE.replace(name="zcu104", fpga_part="xczu7ev-ffvc1156-2-e", board="zcu104",
+                                linear_tile_in=16, linear_tile_out=16, attn_parallel=8,
+                                activations_on_chip=True),
     # Small dimensions with the same numeric rules: 3x32x64 image -> 8 patches + cls = 9 tokens,
     # dim 32 = 2 heads x 16 (scale 0.25 = >>2), 4 experts top-2, MoE on odd layers.
     "tiny": _EDGE_MOE.replace(
