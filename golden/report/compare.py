@@ -189,12 +189,11 @@ def run_fixed(weights, cfg: AcceleratorConfig, image: np.ndarray, task: int):
     return np.asarray(res.output)[0], res.taps, res.routing, time.perf_counter() - t0, model.w
 
 
-def compare(cfg: AcceleratorConfig, weights, image: np.ndarray, task: int, out_dir,
+def compare(cfg: AcceleratorConfig, weights, image: np.ndarray, task: int | str, out_dir,
             *, device: str = "cpu", dtype: str = "float64", source: str = "", plots: bool = True) -> dict:
     """Run both models, write the JSON files, plots and report into ``out_dir``; return the summary."""
-    if not 0 <= task < cfg.num_tasks:
-        raise ConfigError(f"task {task} out of range: preset {cfg.name!r} has {cfg.num_tasks} "
-                          f"tasks (0..{cfg.num_tasks - 1})")
+    from moevit.golden.cli import resolve_task
+    task = resolve_task(cfg, task)  # an id or a name, as everywhere
     check_output_dir(out_dir)
     img = prepare_image(image, cfg)
     f_out, f_taps, f_routing, f_time = run_float(weights, cfg, img, task, device=device, dtype=dtype)

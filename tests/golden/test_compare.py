@@ -73,8 +73,10 @@ def png_is_image(path):
 def test_compare_rejects_bad_task(tmp_path, random_image):
     from moevit.errors import ConfigError
     cfg = preset("tiny")
-    with pytest.raises(ConfigError, match=r"task 2 out of range: preset 'tiny' has 2 tasks"):
+    with pytest.raises(ConfigError, match=r"^task 2 is out of range: this model has 2 tasks "
+                                          r"\(valid: 0\.\.1 = \['semseg', 'depth'\]\)$"):
         cmp.compare(cfg, seeded_weights(cfg, 0), random_image(cfg), 2, tmp_path)
+    assert not any(tmp_path.iterdir())  # nothing written
 
 
 def test_cli_compare_seeded_synthetic(tmp_path, capsys):
