@@ -145,7 +145,7 @@ def _loader_folder(path, on_wrap: str, kind: str, hint: str) -> Path:
     _check_on_wrap(on_wrap)
     folder = Path(path)
     if not folder.is_dir():
-        raise WeightFileError(f"{kind} folder {folder} is {describe_path(folder)}, expected a "
+        raise WeightFileError(f"{kind} folder {folder} {describe_path(folder)}, expected a "
                               f"folder{hint}")
     return folder
 
@@ -218,9 +218,12 @@ def load_folder(path, cfg: AcceleratorConfig, *, on_wrap: str = "raise") -> Weig
     layout = folder_layout(cfg)
     missing = [s.filename for s in layout if not (folder / s.filename).is_file()]
     if missing:
-        shown = ", ".join(missing[:8]) + (f", ... ({len(missing) - 8} more)" if len(missing) > 8 else "")
+        # a name that exists but is no file (a folder, a broken link) says what it is
+        shown = ", ".join(m if not (folder / m).exists() and not (folder / m).is_symlink()
+                          else f"{m} ({describe_path(folder / m)[3:]}, expected a file)"
+                          for m in missing[:8]) + (f", ... ({len(missing) - 8} more)" if len(missing) > 8 else "")
         hint = ""
-        if all(re.search(r"_(htoh4|h4toh)_", m) for m in missing):
+        if all(re.search(r"_(htoh4|h4toh)_", m) and not (folder / m).exists() for m in missing):
             hint = ("; only expert weights are missing — the public Edge-MoE snapshot ships "
                     "none (spec §8.1): supply them, e.g. from moevit.golden.weights.seeded_weights")
         raise WeightFileError(
@@ -362,7 +365,7 @@ def load_image(path, cfg: AcceleratorConfig) -> np.ndarray:
     """
     f = Path(path)
     if not f.is_file():
-        raise WeightFileError(f"image file {f} is {describe_path(f)}, expected a PNG/JPEG or a "
+        raise WeightFileError(f"image file {f} {describe_path(f)}, expected a PNG/JPEG or a "
                               f"raw float32 .bin file")
     C, H, W = _image_shape(cfg)
     if f.suffix.lower() == ".bin":

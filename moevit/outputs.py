@@ -29,16 +29,18 @@ class OutputPathError(MoevitError, ValueError):
 
 
 def describe_path(path: Path) -> str:
-    """What is at ``path`` in words: "a folder", "a file", "a symbolic link to nothing"..."""
+    """What is at ``path``, as a predicate: "does not exist", "is a folder", "is a file",
+    "is a broken symbolic link", "is a special file (device, socket or pipe)"."""
+    path = Path(path)
     if path.is_symlink() and not path.exists():
-        return "a broken symbolic link"
+        return "is a broken symbolic link"
     if path.is_dir():
-        return "a folder"
+        return "is a folder"
     if path.is_file():
-        return "a file"
+        return "is a file"
     if path.exists():
-        return "a special file (device, socket or pipe)"
-    return "nothing"
+        return "is a special file (device, socket or pipe)"
+    return "does not exist"
 
 
 def _nonempty(path, option: str) -> Path:
@@ -47,14 +49,15 @@ def _nonempty(path, option: str) -> Path:
     return Path(path)
 
 
-def _check_parent(path: Path, option: str, kind: str) -> None:
-    """Every existing ancestor of ``path`` is a folder, and the nearest one is writable."""
-    anc = path.parent if str(path.parent) else Path(".")
+def _check_parent(path: Path, option: str, kind: str, start: Path | None = None) -> None:
+    """The nearest existing one of ``start`` (default ``path.parent``) and its ancestors is a
+    writable folder (``path`` is only named in the messages)."""
+    anc = start if start is not None else path.parent
     while not anc.exists() and not anc.is_symlink():
         anc = anc.parent
     if not anc.is_dir():
         raise OutputPathError(
-            f"{option} {str(path)!r}: {str(anc)!r} is {describe_path(anc)}, not a folder, so "
+            f"{option} {str(path)!r}: {str(anc)!r} {describe_path(anc)}, not a folder, so "
             f"the {kind} cannot be created under it; choose a path inside a folder")
     if not os.access(anc, os.W_OK | os.X_OK):
         raise OutputPathError(f"{option} {str(path)!r}: folder {str(anc)!r} is not writable; "
@@ -73,10 +76,10 @@ def check_output_dir(path, option: str = "--out") -> Path:
     """``path`` can be written as an output folder: raise :class:`OutputPathError` if not."""
     p = _nonempty(path, option)
     if p.exists() and not p.is_dir():
-        raise OutputPathError(f"{option} {str(p)!r} is {describe_path(p)}, expected a folder "
+        raise OutputPathError(f"{option} {str(p)!r} {describe_path(p)}, expected a folder "
                               f"(new or existing); remove it or choose another path")
     # an existing folder must itself be writable; a new one needs a writable ancestor
-    _check_parent(p / "x" if p.is_dir() else p, option, "folder")
+    _check_parent(p, option, "folder", start=p if p.is_dir() else p.parent)
     return p
 
 
@@ -87,7 +90,7 @@ def check_output_file(path, option: str = "--json") -> Path:
         raise OutputPathError(f"{option} {str(p)!r} is a folder, expected a file name; "
                               f"e.g. {option} {str(p / 'summary.json')!r}")
     if p.exists() and not p.is_file():
-        raise OutputPathError(f"{option} {str(p)!r} is {describe_path(p)}, expected a regular "
+        raise OutputPathError(f"{option} {str(p)!r} {describe_path(p)}, expected a regular "
                               f"file; choose another path")
     _check_parent(p, option, "file")
     return p

@@ -37,6 +37,10 @@ def files(tmp_path_factory):
     bad = d / "weights_out_of_range"
     weight_io.save_folder(seeded_weights(cfg, 0), bad, cfg)
     np.full(cfg.mlp_hidden, 100.0, "<f4").tofile(bad / "l0_fc1_bias.float32.bin")  # > 16
+    odd = d / "weights_with_a_folder"
+    weight_io.save_folder(seeded_weights(cfg, 0), odd, cfg)
+    (odd / "l1_htoh4_bias.float32.bin").unlink()
+    (odd / "l1_htoh4_bias.float32.bin").mkdir()
     return d
 
 
@@ -83,7 +87,7 @@ def test_golden_option_errors(tmp_path, args, pattern):
                         r"accelerator has no alpha channel; flatten the image onto a background"),
     ("folder.png", r"^--image '.*folder\.png' is a folder, expected an image file \(PNG/JPEG, or "
                    r"a raw float32 \.bin \[3x32x64\]\); pass such a file, or use --synthetic$"),
-    ("missing.png", r"^--image '.*missing\.png' is nothing, expected an image file"),
+    ("missing.png", r"^--image '.*missing\.png' does not exist, expected an image file"),
 ])
 def test_golden_bad_images(tmp_path, files, image, pattern):
     assert_usage_error(golden(tmp_path, "--seed", "0", "--image", files / image), pattern)
@@ -93,7 +97,10 @@ def test_golden_bad_images(tmp_path, files, image, pattern):
 @pytest.mark.parametrize("weights, pattern", [
     ("a_file", r"^--weights '.*a_file' is a file, expected the folder holding the "
                r"\*\.float32\.bin files; pass that folder, or use --seed N$"),
-    ("nowhere", r"^--weights '.*nowhere' is nothing, expected the folder"),
+    ("nowhere", r"^--weights '.*nowhere' does not exist, expected the folder"),
+    ("weights_with_a_folder", r"^weights folder .*weights_with_a_folder lacks 1 of the 29 files "
+                              r"config 'tiny' needs: l1_htoh4_bias\.float32\.bin \(a folder, "
+                              r"expected a file\)$"),
 ])
 def test_golden_bad_weights_path(tmp_path, files, weights, pattern):
     assert_usage_error(golden(tmp_path, "--weights", files / weights, "--synthetic"), pattern)
