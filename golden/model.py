@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from moevit.config import AcceleratorConfig
-from moevit.errors import ShapeError
+from moevit.errors import ConfigError, ShapeError
 from moevit.golden import _fast, attention as att
 from moevit.golden.fixed import quantize, wrap32
 from moevit.golden.kernels import GeluSpec, gelu
@@ -267,8 +267,8 @@ class GoldenModel:
         if taps and taps is not True:
             unknown = set(taps) - set(tap_names(self.cfg))
             if unknown:
-                raise ValueError(f"unknown tap names {sorted(unknown)}; see "
-                                 f"moevit.golden.model.tap_names(cfg)")
+                raise ConfigError(f"unknown tap names {sorted(unknown)}; see "
+                                  f"moevit.golden.model.tap_names(cfg)")
         px = self.pixels(images)
         task = self.task_id(task)
         n_img = px.shape[0]

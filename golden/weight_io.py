@@ -28,7 +28,7 @@ from typing import Callable
 import numpy as np
 
 from moevit.config import AcceleratorConfig
-from moevit.errors import FormatRangeError, ShapeError, WeightFileError
+from moevit.errors import ConfigError, FormatRangeError, ShapeError, WeightFileError
 from moevit.golden.fixed import quantize
 from moevit.golden.weights import FIELD_FORMATS, Weights, expected_shapes, format_range_problems
 from moevit.outputs import describe_path
@@ -137,7 +137,7 @@ def _check_ranges(items, cfg: AcceleratorConfig, where: str) -> None:
 
 def _check_on_wrap(on_wrap: str) -> None:
     if on_wrap not in ("raise", "wrap"):
-        raise ValueError(f"on_wrap must be 'raise' or 'wrap', not {on_wrap!r}")
+        raise ConfigError(f"on_wrap must be 'raise' or 'wrap', not {on_wrap!r}")
 
 
 def _loader_folder(path, on_wrap: str, kind: str, hint: str) -> Path:
