@@ -386,6 +386,9 @@ def load_image(path, cfg: AcceleratorConfig) -> np.ndarray:
     except UnidentifiedImageError:
         raise WeightFileError(f"{f}: not an image pillow can read (PNG/JPEG/...), nor a raw "
                               f"float32 .bin; pass an image file or use --synthetic") from None
+    except Image.DecompressionBombError as e:
+        raise WeightFileError(f"{f}: {e}; pass a smaller picture (it is resized to "
+                              f"{W}x{H} anyway)") from None
     except (OSError, SyntaxError, ValueError, EOFError) as e:
         raise WeightFileError(f"{f}: the image is damaged or truncated ({e}); re-export it or "
                               f"pass another file") from None

@@ -41,6 +41,9 @@ def files(tmp_path_factory):
     weight_io.save_folder(seeded_weights(cfg, 0), odd, cfg)
     (odd / "l1_htoh4_bias.float32.bin").unlink()
     (odd / "l1_htoh4_bias.float32.bin").mkdir()
+    zero = d / "weights_zero_byte"
+    weight_io.save_folder(seeded_weights(cfg, 0), zero, cfg)
+    (zero / "pos_embed.float32.bin").write_bytes(b"")
     return d
 
 
@@ -98,6 +101,9 @@ def test_golden_bad_images(tmp_path, files, image, pattern):
     ("a_file", r"^--weights '.*a_file' is a file, expected the folder holding the "
                r"\*\.float32\.bin files; pass that folder, or use --seed N$"),
     ("nowhere", r"^--weights '.*nowhere' does not exist, expected the folder"),
+    ("weights_zero_byte", r"^.*weights_zero_byte/pos_embed\.float32\.bin: 0 bytes, expected 1152 "
+                          r"bytes \(float32 \[9, 32\] for config 'tiny'\); the file is truncated "
+                          r"or belongs to a different model size$"),
     ("weights_with_a_folder", r"^weights folder .*weights_with_a_folder lacks 1 of the 29 files "
                               r"config 'tiny' needs: l1_htoh4_bias\.float32\.bin \(a folder, "
                               r"expected a file\)$"),
