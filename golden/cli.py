@@ -23,8 +23,9 @@ def load_weights(cfg, weights_dir=None, seed=None, on_wrap="raise"):
     if weights_dir is not None:
         path = Path(weights_dir)
         if str(weights_dir).strip() == "" or not path.is_dir():
+            what = "is empty" if str(weights_dir).strip() == "" else describe_path(path)
             raise WeightFileError(
-                f"--weights {str(weights_dir)!r} {describe_path(path)}, expected the folder "
+                f"--weights {str(weights_dir)!r} {what}, expected the folder "
                 f"holding the *.float32.bin files; pass that folder, or use --seed N")
         try:
             return weight_io.load_folder(path, cfg, on_wrap=on_wrap)
@@ -43,8 +44,9 @@ def load_input_image(cfg, image=None, synthetic_seed=0):
     if image is not None:
         path = Path(image)
         if str(image).strip() == "" or not path.is_file():
+            what = "is empty" if str(image).strip() == "" else describe_path(path)
             raise WeightFileError(
-                f"--image {str(image)!r} {describe_path(path)}, expected an image file "
+                f"--image {str(image)!r} {what}, expected an image file "
                 f"(PNG/JPEG, or a raw float32 .bin [{cfg.image_channels}x{cfg.image_height}x"
                 f"{cfg.image_width}]); pass such a file, or use --synthetic")
         return weight_io.load_image(path, cfg)

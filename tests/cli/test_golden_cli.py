@@ -72,6 +72,8 @@ def golden(tmp_path, *args, out="out"):
      r"^preset 'vit-s' exists only for the float model"),
     (("--seed", "0", "--synthetic", "--on-wrap", "clip"), r"^argument --on-wrap: invalid choice"),
     (("--synthetic",), r"one of the arguments --weights --seed is required"),
+    (("--weights", "", "--synthetic"), r"^--weights '' is empty, expected the folder holding "),
+    (("--seed", "0", "--image", ""), r"^--image '' is empty, expected an image file"),
 ])
 def test_golden_option_errors(tmp_path, args, pattern):
     assert_usage_error(golden(tmp_path, *args), pattern, "moevit golden")
