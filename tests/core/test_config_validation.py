@@ -2,7 +2,6 @@
 what is allowed; messages are matched whole (anchored), so a changed wording fails here."""
 
 import math
-import re
 
 import numpy as np
 import pytest
