@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import platform
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -70,7 +71,7 @@ def add_input_args(p, *, preset_help="configuration preset (default edge-moe)") 
     img.add_argument("--image", metavar="FILE",
                      help="PNG/JPEG (resized to the preset's input) or raw float32 .bin image")
     img.add_argument("--synthetic", action="store_true", help="use the synthetic test image")
-    p.add_argument("--image-seed", type=seed_int, default=0, metavar="S",
+    p.add_argument("--image-seed", type=seed_int, default=None, metavar="S",
                    help="seed of the synthetic image (default 0)")
     p.add_argument("--task", default="0", help="task id or name (semseg=0, depth=1; default 0)")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
@@ -87,7 +88,10 @@ def load_inputs(args):
     cfg = preset(args.preset)
     task = resolve_task(cfg, args.task)
     weights = load_weights(cfg, args.weights, args.seed, args.on_wrap)
-    image = load_input_image(cfg, args.image, args.image_seed)
+    if args.image is not None and args.image_seed is not None:
+        warnings.warn("--image-seed is ignored with --image (it seeds the --synthetic image)",
+                      stacklevel=1)
+    image = load_input_image(cfg, args.image, args.image_seed or 0)
     source = (f"folder {args.weights}" if args.weights is not None
               else f"seeded_weights(seed={args.seed})")
     return cfg, task, weights, image, source

@@ -235,3 +235,10 @@ def test_compare_without_wraps_says_nothing(tmp_path, files):
 # ----------------------------------------------------------------------------- top level
 def test_unknown_command_is_one_line():
     assert_usage_error(run_cli("gloden"), r"^argument COMMAND: invalid choice: 'gloden'", "moevit")
+
+
+def test_ignored_image_seed_is_a_warning(tmp_path, files):
+    proc = golden(tmp_path, "--seed", "0", "--image", files / "good.png", "--image-seed", "3")
+    assert proc.returncode == 0, proc.stderr
+    assert "moevit golden: warning: --image-seed is ignored with --image (it seeds the " \
+           "--synthetic image)" in proc.stderr
