@@ -30,8 +30,9 @@ BENCHMARKS = {
     "golden": ("scripts/bench_golden.py", ["--out", str(RESULTS)]),
     "float": ("scripts/bench_float.py", ["--device", "all", "--out", str(RESULTS / "float.json")]),
 }
-#: files --record copies from build/bench/ into bench/ (those present)
-RECORD_FILES = ("golden.json", "golden.md", "float.json", "attention.json", "summary.md")
+#: files --record copies from build/bench/ into bench/ (those present); bench/summary.md is
+#: then rewritten from what bench/ holds
+RECORD_FILES = ("golden.json", "golden.md", "float.json", "attention.json")
 
 
 def run(name: str) -> None:
@@ -47,7 +48,9 @@ def record(src: Path = RESULTS, dst: Path = RECORDED) -> list[Path]:
     if not found:
         raise SystemExit(f"bench.py --record: no results in {src}; run `make bench` first")
     dst.mkdir(parents=True, exist_ok=True)
-    return [Path(shutil.copy2(f, dst / f.name)) for f in found]
+    copies = [Path(shutil.copy2(f, dst / f.name)) for f in found]
+    (dst / "summary.md").write_text(summary(dst))
+    return copies + [dst / "summary.md"]
 
 
 def _load(name: str, folder: Path = RESULTS) -> dict | None:

@@ -25,8 +25,11 @@ def test_results_default_to_build_and_record_copies(tmp_path):
     src.mkdir()
     (src / "golden.json").write_text('{"seconds_per_image_median": 0.5}')
     (src / "scratch.txt").write_text("not a result")
+    (src / "golden.json").write_text('{"seconds_per_image_median": 0.5, '
+                                     '"images_per_second_batch": 4.0, "peak_rss_mib": 600}')
     copies = bench.record(src, dst)
-    assert [p.name for p in copies] == ["golden.json"]
+    assert [p.name for p in copies] == ["golden.json", "summary.md"]
+    assert "0.500 s / image" in (dst / "summary.md").read_text()  # rebuilt from bench/
     assert (dst / "golden.json").read_text() == (src / "golden.json").read_text()
     assert not (dst / "scratch.txt").exists()
     with pytest.raises(SystemExit, match="no results in .*; run `make bench` first"):
