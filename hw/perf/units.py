@@ -83,7 +83,7 @@ def attention_cycles(cfg: AcceleratorConfig) -> tuple[int, int]:
     The replay is cached on the fields that shape the attention unit, so sweeping the
     linear tile or the memory system does not replay it again."""
     neutral = cfg.replace(name="attention", linear_tile_in=cfg.feature_block,
-                          linear_tile_out=cfg.feature_block, fpga_part="", board="",
+                          linear_tile_out=cfg.feature_block, fpga_part="-", board="-",
                           mem_ports=1, activations_on_chip=False)
     return _attention_cycles(neutral)
 

@@ -71,7 +71,7 @@ def test_query_blocks_cover_wrapped_tails(name, height, p, blocks):
     (dict(image_width=250), r"image 128x250 is not a multiple of patch size 16"),
     (dict(top_k=17), r"top_k 17 must be in 1..num_experts \(16\)"),
     (dict(moe_layers=(1, 12)), r"MoE layer 12 is outside 0..11"),
-    (dict(attn_parallel=3), r"attn_parallel 3 must be a power of two"),
+    (dict(attn_parallel=3), r"attn_parallel 3 is not supported; the attention unit has 1, 2, 4, 8"),
     (dict(axi_width=512), r"axi_width 512 must equal feature_block 8 x fm width 32"),
 ])
 def test_invalid_configs_say_what_is_wrong(changes, pattern):

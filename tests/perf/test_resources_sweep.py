@@ -25,8 +25,8 @@ def test_linear_engine_dsp_is_two_per_product():
         assert eng["DSP48E2"] == 2 * tin * tout + 4 * cfg.feature_block
 
 
-def test_unknown_p_has_no_estimate():
-    with pytest.raises(ConfigError, match="no Yosys estimate of the attention unit for P=16"):
+def test_unsupported_p_is_refused_before_any_estimate():
+    with pytest.raises(ConfigError, match="attn_parallel 16 is not supported"):
         resources.estimate(preset("zcu104").replace(attn_parallel=16))
 
 
