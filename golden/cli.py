@@ -5,14 +5,17 @@ from __future__ import annotations
 import json
 import platform
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
 
+from moevit.cli import seed_int
 from moevit.config import preset
-from moevit.errors import MoevitError, WeightFileError
+from moevit.errors import FormatRangeError, WeightFileError
 from moevit.golden import weight_io
 from moevit.golden.fixed import to_float
+from moevit.outputs import atomic_dir, check_output_dir, describe_path
 
 
 # ---------------------------------------------------------------------------- inputs
@@ -20,10 +23,19 @@ def load_weights(cfg, weights_dir=None, seed=None, on_wrap="raise"):
     """Weights from an Edge-MoE folder (``weights_dir``) or the seeded generator."""
     if weights_dir is not None:
         path = Path(weights_dir)
-        if not path.is_dir():
-            raise WeightFileError(f"weights folder {str(path)!r} does not exist; pass the folder "
-                                  f"holding the *.float32.bin files, or use --seed N")
-        return weight_io.load_folder(path, cfg, on_wrap=on_wrap)
+        if str(weights_dir).strip() == "" or not path.is_dir():
+            what = "is empty" if str(weights_dir).strip() == "" else describe_path(path)
+            raise WeightFileError(
+                f"--weights {str(weights_dir)!r} {what}, expected the folder "
+                f"holding the *.float32.bin files; pass that folder, or use --seed N")
+        try:
+            return weight_io.load_folder(path, cfg, on_wrap=on_wrap)
+        except FormatRangeError as exc:
+            raise FormatRangeError(
+                f"{exc.where}: {len(exc.problems)} tensor(s) hold values outside their "
+                f"fixed-point format; pass --on-wrap wrap to reproduce the hardware's "
+                f"wrap-around, or rescale the weights / widen the format:\n  "
+                + "\n  ".join(exc.problems)) from None
     from moevit.golden.weights import seeded_weights
     return seeded_weights(cfg, seed)
 
@@ -32,10 +44,12 @@ def load_input_image(cfg, image=None, synthetic_seed=0):
     """float32 [C,H,W] image from a file, or the synthetic test image."""
     if image is not None:
         path = Path(image)
-        if not path.is_file():
-            raise MoevitError(f"image file {str(path)!r} does not exist; pass a PNG/JPEG or a raw "
-                              f"float32 .bin [{cfg.image_channels}x{cfg.image_height}x"
-                              f"{cfg.image_width}], or use --synthetic")
+        if str(image).strip() == "" or not path.is_file():
+            what = "is empty" if str(image).strip() == "" else describe_path(path)
+            raise WeightFileError(
+                f"--image {str(image)!r} {what}, expected an image file "
+                f"(PNG/JPEG, or a raw float32 .bin [{cfg.image_channels}x{cfg.image_height}x"
+                f"{cfg.image_width}]); pass such a file, or use --synthetic")
         return weight_io.load_image(path, cfg)
     return weight_io.synthetic_image(cfg, synthetic_seed)
 
@@ -51,13 +65,13 @@ def add_input_args(p, *, preset_help="configuration preset (default edge-moe)") 
     p.add_argument("--preset", default="edge-moe", help=preset_help)
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--weights", metavar="DIR", help="Edge-MoE weights folder (*.float32.bin)")
-    src.add_argument("--seed", type=int, metavar="N",
+    src.add_argument("--seed", type=seed_int, metavar="N",
                      help="build deterministic seeded weights (seeded_weights(cfg, N)) instead")
     img = p.add_mutually_exclusive_group(required=True)
     img.add_argument("--image", metavar="FILE",
                      help="PNG/JPEG (resized to the preset's input) or raw float32 .bin image")
     img.add_argument("--synthetic", action="store_true", help="use the synthetic test image")
-    p.add_argument("--image-seed", type=int, default=0, metavar="S",
+    p.add_argument("--image-seed", type=seed_int, default=None, metavar="S",
                    help="seed of the synthetic image (default 0)")
     p.add_argument("--task", default="0", help="task id or name (semseg=0, depth=1; default 0)")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
@@ -67,11 +81,17 @@ def add_input_args(p, *, preset_help="configuration preset (default edge-moe)") 
 
 
 def load_inputs(args):
-    """(cfg, task, weights, image, source) from the options of :func:`add_input_args`."""
+    """(cfg, task, weights, image, source) from the options of :func:`add_input_args`.
+
+    Checks ``--out`` first, so that a bad output path fails before anything is loaded."""
+    check_output_dir(args.out)
     cfg = preset(args.preset)
     task = resolve_task(cfg, args.task)
     weights = load_weights(cfg, args.weights, args.seed, args.on_wrap)
-    image = load_input_image(cfg, args.image, args.image_seed)
+    if args.image is not None and args.image_seed is not None:
+        warnings.warn("--image-seed is ignored with --image (it seeds the --synthetic image)",
+                      stacklevel=1)
+    image = load_input_image(cfg, args.image, args.image_seed or 0)
     source = (f"folder {args.weights}" if args.weights is not None
               else f"seeded_weights(seed={args.seed})")
     return cfg, task, weights, image, source
@@ -107,25 +127,27 @@ def run_golden(cfg, weights, image, task=0, taps=False, progress_bar=True):
 
 
 def write_outputs(out_dir, cfg, result, rows, timings, weight_wraps, taps):
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    y = result.output[0]
-    y.astype("<i4").tofile(out / "output.int32.bin")
-    np.save(out / "output.npy", to_float(y).astype(np.float32))
-    (out / "layers.json").write_text(json.dumps(
-        dict(preset=cfg.name, digest=cfg.digest, weight_wraps=weight_wraps, layers=rows),
-        indent=1))
-    experts = {f"l{L}": dict(tokens_per_expert=[int(v) for v in r["tokens_per_expert"][0]],
-                             experts_per_token=r["experts"][0].tolist())
-               for L, r in result.routing.items()}
-    (out / "experts.json").write_text(json.dumps(experts, indent=1))
-    (out / "timings.json").write_text(json.dumps(timings, indent=1))
+    """Write the result files into ``out_dir`` atomically (all or none); returns their paths."""
     files = ["output.int32.bin", "output.npy", "layers.json", "experts.json", "timings.json"]
     if taps:
-        from moevit.golden.model import tap_names
-        np.savez(out / "taps.npz", **{n: result.taps[n][0].astype("<i4") for n in tap_names(cfg)})
         files.append("taps.npz")
-    return [out / f for f in files]
+    with atomic_dir(out_dir) as out:
+        y = result.output[0]
+        y.astype("<i4").tofile(out / "output.int32.bin")
+        np.save(out / "output.npy", to_float(y).astype(np.float32))
+        (out / "layers.json").write_text(json.dumps(
+            dict(preset=cfg.name, digest=cfg.digest, weight_wraps=weight_wraps, layers=rows),
+            indent=1))
+        experts = {f"l{L}": dict(tokens_per_expert=[int(v) for v in r["tokens_per_expert"][0]],
+                                 experts_per_token=r["experts"][0].tolist())
+                   for L, r in result.routing.items()}
+        (out / "experts.json").write_text(json.dumps(experts, indent=1))
+        (out / "timings.json").write_text(json.dumps(timings, indent=1))
+        if taps:
+            from moevit.golden.model import tap_names
+            np.savez(out / "taps.npz",
+                     **{n: result.taps[n][0].astype("<i4") for n in tap_names(cfg)})
+    return [Path(out_dir) / f for f in files]
 
 
 def format_summary(cfg, result, rows, timings, weight_wraps) -> str:
@@ -169,6 +191,8 @@ def cmd_golden(args):
 
 
 def cmd_demo(args):
+    if args.out is not None:
+        check_output_dir(args.out)
     cfg = preset(args.preset)
     weights = load_weights(cfg, seed=args.seed)
     image = load_input_image(cfg, None, args.seed)
@@ -189,7 +213,7 @@ def cmd_demo(args):
     print(f"warm run (weights prepared, no taps): {time.perf_counter() - t1:.3f} s per image")
     print(f"(numba warm-up {t_warm:.1f} s; {platform.processor() or platform.machine()}, "
           f"python {platform.python_version()})")
-    if args.out:
+    if args.out is not None:
         files = write_outputs(args.out, cfg, result, rows, timings, ww, False)
         print("wrote " + ", ".join(str(f) for f in files))
     return 0
@@ -211,6 +235,7 @@ def register(subparsers):
         description="Run the golden model on the default preset with seeded weights and a "
                     "synthetic image, and print a readable summary.")
     d.add_argument("--preset", default="edge-moe")
-    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--seed", type=seed_int, default=0,
+                   help="seed of the weights and of the synthetic image (default 0)")
     d.add_argument("--out", metavar="DIR", help="also write the result files here")
     d.set_defaults(func=cmd_demo)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from moevit.config import AcceleratorConfig
-from moevit.errors import ShapeError
+from moevit.errors import ConfigError, ShapeError
 from moevit.golden import _fast, attention as att
 from moevit.golden.fixed import quantize, wrap32
 from moevit.golden.kernels import GeluSpec, gelu
@@ -166,6 +166,7 @@ class GoldenModel:
         ``progress``, if given, is called with no argument after each layer.
         """
         cfg, w = self.cfg, self.w
+        task = self.task_id(task)
         gate = w.gate(task)
         want = (lambda n: True) if taps is True else ((lambda n: n in taps) if taps else
                                                       (lambda n: False))
@@ -248,9 +249,16 @@ class GoldenModel:
         return x, out_taps, routing
 
     # ------------------------------------------------------------------ batch
-    def run(self, images, task: int = 0, taps=False, progress=None,
+    def task_id(self, task) -> int:
+        """Task id from an id or a name (``"semseg"``, ``"depth"``, as the float model and the
+        CLI accept); :class:`moevit.errors.ConfigError` names the valid ones otherwise."""
+        from moevit.golden.tasks import default_tasks, task_index
+        return task_index(default_tasks(self.cfg.num_tasks), task)
+
+    def run(self, images, task: int | str = 0, taps=False, progress=None,
             workers: int = 1) -> GoldenResult:
         """Run a batch.  ``images``: float [N,C,H,W] / [C,H,W] in [0,1) or raw uint8.
+        ``task``: id or name (:meth:`task_id`).
 
         ``taps``: False, True (all of :func:`tap_names`) or a set of names.  ``progress`` is
         called after every layer of every image.  ``workers`` > 1 runs images on that many
@@ -259,10 +267,10 @@ class GoldenModel:
         if taps and taps is not True:
             unknown = set(taps) - set(tap_names(self.cfg))
             if unknown:
-                raise ValueError(f"unknown tap names {sorted(unknown)}; see "
-                                 f"moevit.golden.model.tap_names(cfg)")
+                raise ConfigError(f"unknown tap names {sorted(unknown)}; see "
+                                  f"moevit.golden.model.tap_names(cfg)")
         px = self.pixels(images)
-        self.w.gate(task)  # validates the task index
+        task = self.task_id(task)
         n_img = px.shape[0]
         tms = [{} for _ in range(n_img)]
 

@@ -18,14 +18,21 @@ def default_tasks(num_tasks: int) -> tuple[tuple[str, int], ...]:
 
 def task_index(tasks, task) -> int:
     """Task id from an int, a digit string or a task name; a clear error otherwise."""
+    import numbers
     names = [n for n, _ in tasks]
-    if isinstance(task, str) and not task.isdigit():
-        if task not in names:
+    valid = f"(valid: 0..{len(names) - 1} = {names})"
+    if isinstance(task, str):
+        text = task.strip()
+        if text in names:
+            return names.index(text)
+        try:
+            task = int(text)
+        except ValueError:
             raise ConfigError(f"unknown task {task!r}; this model has tasks {names} "
-                              f"(pass a name or an id 0..{len(names) - 1})")
-        return names.index(task)
+                              f"(pass a name or an id 0..{len(names) - 1})") from None
+    if isinstance(task, bool) or not isinstance(task, numbers.Integral):
+        raise ConfigError(f"task must be a task id or name, not {task!r} {valid}")
     t = int(task)
     if not 0 <= t < len(names):
-        raise ConfigError(f"task {t} is out of range: this model has {len(names)} tasks "
-                          f"(valid: 0..{len(names) - 1} = {names})")
+        raise ConfigError(f"task {t} is out of range: this model has {len(names)} tasks {valid}")
     return t

@@ -28,12 +28,13 @@ from typing import Callable
 import numpy as np
 
 from moevit.config import AcceleratorConfig
-from moevit.errors import FormatRangeError, ShapeError, WeightFileError
+from moevit.errors import ConfigError, FormatRangeError, ShapeError, WeightFileError
 from moevit.golden.fixed import quantize
 from moevit.golden.weights import FIELD_FORMATS, Weights, expected_shapes, format_range_problems
+from moevit.outputs import describe_path
 
 __all__ = ["FileSpec", "folder_layout", "load_folder", "save_folder", "load_onboard", "save_onboard",
-           "load_image", "synthetic_image", "check_image", "ImageWrapWarning", "SUFFIX",
+           "load_image", "picture_levels", "synthetic_image", "check_image", "ImageWrapWarning", "SUFFIX",
            "reference_output_name", "load_reference_output"]
 
 SUFFIX = ".float32.bin"
@@ -125,16 +126,18 @@ def _check_ranges(items, cfg: AcceleratorConfig, where: str) -> None:
     """``items``: (what, array, Weights field).  Raise naming every array that does not fit."""
     lines = format_range_problems(items, cfg)
     if lines:
-        raise FormatRangeError(
+        err = FormatRangeError(
             f"{where}: {len(lines)} tensor(s) hold values outside their fixed-point format "
             f"(the accelerator would wrap them):\n  " + "\n  ".join(lines) +
             "\n  rescale the weights, widen the format in the config, or pass on_wrap='wrap' to "
             "reproduce the hardware's wrap-around")
+        err.where, err.problems = where, lines  # the command line rewords the fix
+        raise err
 
 
 def _check_on_wrap(on_wrap: str) -> None:
     if on_wrap not in ("raise", "wrap"):
-        raise ValueError(f"on_wrap must be 'raise' or 'wrap', not {on_wrap!r}")
+        raise ConfigError(f"on_wrap must be 'raise' or 'wrap', not {on_wrap!r}")
 
 
 def _loader_folder(path, on_wrap: str, kind: str, hint: str) -> Path:
@@ -142,7 +145,8 @@ def _loader_folder(path, on_wrap: str, kind: str, hint: str) -> Path:
     _check_on_wrap(on_wrap)
     folder = Path(path)
     if not folder.is_dir():
-        raise WeightFileError(f"{kind} folder {folder} does not exist{hint}")
+        raise WeightFileError(f"{kind} folder {folder} {describe_path(folder)}, expected a "
+                              f"folder{hint}")
     return folder
 
 
@@ -209,14 +213,17 @@ def load_folder(path, cfg: AcceleratorConfig, *, on_wrap: str = "raise") -> Weig
     :class:`FormatRangeError` for values outside a tensor's format (count, worst value, which
     tensor) unless ``on_wrap="wrap"``.  Extra files (image, reference output) are ignored.
     """
-    folder = _loader_folder(path, on_wrap, "weights", " (or is not a folder); pass the folder "
+    folder = _loader_folder(path, on_wrap, "weights", "; pass the folder "
                             f"holding the *{SUFFIX} files")
     layout = folder_layout(cfg)
     missing = [s.filename for s in layout if not (folder / s.filename).is_file()]
     if missing:
-        shown = ", ".join(missing[:8]) + (f", ... ({len(missing) - 8} more)" if len(missing) > 8 else "")
+        # a name that exists but is no file (a folder, a broken link) says what it is
+        shown = ", ".join(m if not (folder / m).exists() and not (folder / m).is_symlink()
+                          else f"{m} ({describe_path(folder / m)[3:]}, expected a file)"
+                          for m in missing[:8]) + (f", ... ({len(missing) - 8} more)" if len(missing) > 8 else "")
         hint = ""
-        if all(re.search(r"_(htoh4|h4toh)_", m) for m in missing):
+        if all(re.search(r"_(htoh4|h4toh)_", m) and not (folder / m).exists() for m in missing):
             hint = ("; only expert weights are missing — the public Edge-MoE snapshot ships "
                     "none (spec §8.1): supply them, e.g. from moevit.golden.weights.seeded_weights")
         raise WeightFileError(
@@ -347,34 +354,100 @@ def _image_shape(cfg: AcceleratorConfig) -> tuple[int, int, int]:
 def load_image(path, cfg: AcceleratorConfig) -> np.ndarray:
     """An input image as float32 [C][H][W] with values pixel/256.
 
-    PNG/JPEG (anything pillow reads) is converted to RGB (or L for 1 channel) and resized to
-    the config's H x W with bilinear filtering; a ``.bin`` file is raw float32 [C][H][W] as in
-    the Edge-MoE folder (``image.float32.bin``) and must have exactly that size.  Pixels that
-    will not survive ``ap_ufixed<8,0>`` are reported with :class:`ImageWrapWarning`.
+    A picture (anything pillow reads) is brought to 8-bit levels per pixel mode (see
+    :func:`picture_levels`: 1-bit, 8-bit, 16-bit and 32-bit greyscale, palette, RGB, CMYK,
+    YCbCr; an alpha channel only if every pixel is opaque), converted to RGB (or greyscale
+    for 1 channel) and resized to the config's H x W with bilinear filtering.  A ``.bin``
+    file is raw float32 [C][H][W] as in the Edge-MoE folder (``image.float32.bin``) and must
+    have exactly that size.  Pixels that will not survive ``ap_ufixed<8,0>`` are reported
+    with :class:`ImageWrapWarning`; unreadable, damaged or truncated files raise
+    :class:`WeightFileError`.
     """
     f = Path(path)
     if not f.is_file():
-        raise WeightFileError(f"image file {f} does not exist")
+        raise WeightFileError(f"image file {f} {describe_path(f)}, expected a PNG/JPEG or a "
+                              f"raw float32 .bin file")
     C, H, W = _image_shape(cfg)
-    if f.suffix == ".bin":
+    if f.suffix.lower() == ".bin":
         img = _read_f32(f, (C, H, W), f"(float32 [{C}][{H}][{W}] for config {cfg.name!r})")
         check_image(img, cfg, name=str(f))
         return img.astype(np.float32)
-    from PIL import Image, UnidentifiedImageError
-    mode = {1: "L", 3: "RGB"}.get(C)
-    if mode is None:
+    if C not in (1, 3):
         raise ShapeError(f"config {cfg.name!r} has {C} image channels; only 1 (grey) or 3 (RGB) "
                          f"can be read from a picture — pass a raw float32 .bin instead")
+    if f.stat().st_size == 0:
+        raise WeightFileError(f"image file {f} is empty (0 bytes); pass a PNG/JPEG or a raw "
+                              f"float32 .bin")
+    from PIL import Image, UnidentifiedImageError
     try:
         with Image.open(f) as im:
-            im = im.convert(mode)
-            if im.size != (W, H):
-                im = im.resize((W, H), Image.Resampling.BILINEAR)
-            pix = np.asarray(im, dtype=np.uint8)
-    except UnidentifiedImageError as e:
-        raise WeightFileError(f"{f}: not an image pillow can read (PNG/JPEG), nor a .bin") from e
-    pix = pix.reshape(H, W, C).transpose(2, 0, 1)
+            im.load()
+            levels = picture_levels(im, f)
+    except UnidentifiedImageError:
+        raise WeightFileError(f"{f}: not an image pillow can read (PNG/JPEG/...), nor a raw "
+                              f"float32 .bin; pass an image file or use --synthetic") from None
+    except Image.DecompressionBombError as e:
+        raise WeightFileError(f"{f}: {e}; pass a smaller picture (it is resized to "
+                              f"{W}x{H} anyway)") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as e:
+        raise WeightFileError(f"{f}: the image is damaged or truncated ({e}); re-export it or "
+                              f"pass another file") from None
+    mode = "L" if C == 1 else "RGB"
+    pic = Image.fromarray(levels, "L" if levels.ndim == 2 else "RGB").convert(mode)
+    if pic.size != (W, H):
+        pic = pic.resize((W, H), Image.Resampling.BILINEAR)
+    pix = np.asarray(pic, dtype=np.uint8).reshape(H, W, C).transpose(2, 0, 1)
     return (pix.astype(np.float32) / 256.0).astype(np.float32)
+
+
+#: pillow modes with more than 8 bits per greyscale sample, and their bit depth
+_DEEP_GREY = {"I;16": 16, "I;16L": 16, "I;16B": 16, "I;16N": 16}
+
+
+def picture_levels(im, name) -> np.ndarray:
+    """8-bit levels of a pillow image: uint8 [H,W] (greyscale) or [H,W,3] (colour).
+
+    16-bit greyscale keeps its top 8 bits; 32-bit integer greyscale (``I``) must hold
+    16-bit values; float greyscale (``F``) must lie in [0, 1]; an alpha channel must be
+    fully opaque.  Anything else raises :class:`WeightFileError` naming the mode.
+    """
+    mode = im.mode
+    if mode in ("P", "PA"):  # palette: expand to what the palette holds
+        im = im.convert("RGBA" if "transparency" in im.info or mode == "PA" else "RGB")
+        mode = im.mode
+    if mode in ("RGBA", "LA", "RGBa", "La"):
+        alpha = np.asarray(im.getchannel("A"))
+        if alpha.min() < 255:
+            raise WeightFileError(
+                f"{name}: image mode {mode} has {int(np.count_nonzero(alpha < 255))} transparent "
+                f"pixels, and the accelerator has no alpha channel; flatten the image onto a "
+                f"background first")
+        im = im.convert("L" if mode.startswith("L") else "RGB")
+        mode = im.mode
+    if mode == "1":
+        return np.asarray(im.convert("L"), dtype=np.uint8)
+    if mode in ("L", "RGB"):
+        return np.asarray(im, dtype=np.uint8)
+    if mode in _DEEP_GREY:
+        return (np.asarray(im).astype(np.uint32) >> (_DEEP_GREY[mode] - 8)).astype(np.uint8)
+    if mode == "I":
+        a = np.asarray(im, dtype=np.int64)
+        if a.min() < 0 or a.max() > 0xFFFF:
+            raise WeightFileError(
+                f"{name}: 32-bit greyscale (mode I) with values {a.min()}..{a.max()}; only 16-bit "
+                f"values (0..65535) can be mapped to 8-bit pixels — rescale and save as 8/16-bit")
+        return (a >> 8).astype(np.uint8)
+    if mode == "F":
+        a = np.asarray(im, dtype=np.float64)
+        if not np.isfinite(a).all() or a.min() < 0 or a.max() > 1:
+            raise WeightFileError(
+                f"{name}: float greyscale (mode F) must hold values in [0, 1] (found "
+                f"{np.nanmin(a):.4g}..{np.nanmax(a):.4g}); rescale it or save it as 8/16-bit")
+        return np.minimum(np.floor(a * 256), 255).astype(np.uint8)
+    if mode in ("CMYK", "YCbCr", "RGBX"):
+        return np.asarray(im.convert("RGB"), dtype=np.uint8)
+    raise WeightFileError(f"{name}: image mode {mode} is not supported; save the image as 8-bit "
+                          f"or 16-bit greyscale, RGB or palette PNG/JPEG")
 
 
 def synthetic_image(cfg: AcceleratorConfig, seed: int = 0) -> np.ndarray:

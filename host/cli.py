@@ -11,6 +11,7 @@ import numpy as np
 
 from moevit.config import preset
 from moevit.errors import MoevitError, WeightFileError
+from moevit.outputs import atomic_dir, check_output_dir
 from moevit.host.backends import BACKENDS
 
 
@@ -39,19 +40,6 @@ def cmd_regmap(args):
 
 
 # ---------------------------------------------------------------------------- run
-def _check_out(out) -> Path:
-    p = Path(out)
-    try:
-        p.mkdir(parents=True, exist_ok=True)
-        probe = p / ".moevit-write-test"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as e:
-        raise MoevitError(f"--out {p}: cannot write there ({e.strerror or e}); pass a writable "
-                          f"folder") from None
-    return p
-
-
 def load_weights(cfg, args):
     """(weights, source text, heads checkpoint or None)."""
     from moevit.golden import weight_io
@@ -118,14 +106,15 @@ def cmd_run(args):
     task = task_index(default_tasks(cfg.num_tasks), args.task)
     if args.batch < 1:
         raise MoevitError(f"--batch {args.batch}: must be at least 1")
-    out = _check_out(args.out)
+    check_output_dir(args.out)                           # bad --out: exit 2 before any work
     if args.stop_at:
         from moevit.host.layout import stage_for_tap
         stage_for_tap(cfg, args.stop_at)                  # unknown stage: exit 2 before work
     frames, total = _frames(cfg, args)
     weights, source, ckpt = load_weights(cfg, args)
     dev = _open_device(cfg, args)
-    with dev:
+    # outputs are staged beside --out and moved in only when the run succeeds
+    with dev, atomic_dir(args.out) as out:
         acc = Accelerator(dev, cfg, weights, batch=args.batch)
         for line in acc.packed.wrap_lines():
             print(f"warning: weight wrap: {line}", file=sys.stderr)
@@ -141,7 +130,8 @@ def cmd_run(args):
                            timings=r.timings)
             (out / "run.json").write_text(json.dumps(summary, indent=1, default=str))
             print(f"stopped at {args.stop_at} (debug_id {_debug_id(cfg, args.stop_at)}) on "
-                  f"{name}: wrote {f} {list(r.tap.shape)}; backend {dev.backend}")
+                  f"{name}: wrote {Path(args.out) / f.name} {list(r.tap.shape)}; backend "
+                  f"{dev.backend}")
             return 0
         heads = None
         if not args.no_pictures:
@@ -195,7 +185,8 @@ def _stream(acc, frames, total, task, heads, out, summary, args):
             else "")
     print(f"{n} images, {n / wall:.2f} images/s, {1e3 * wall / n:.2f} ms/image (measured on the "
           f"host, heads excluded{kern}), backend {acc.device.backend}")
-    print(f"wrote {out / 'features.int32.npy'}, {out / 'run.json'}"
+    final = Path(args.out)  # out is the staging folder, moved there when the run succeeds
+    print(f"wrote {final / 'features.int32.npy'}, {final / 'run.json'}"
           + (f" and {n} pictures" if heads is not None else ""))
     if heads is not None and not heads.trained:
         print("note: the task heads are untrained (Edge-MoE ships none); pass --checkpoint for "

@@ -148,30 +148,54 @@ exit
 """
 
 
-def write_hls_project(cfg: AcceleratorConfig, out_dir: Path | None = None) -> Path:
-    """Write the headers and ``run_hls.tcl`` for Vitis HLS (part/clock from ``cfg``)."""
+def write_hls_project(cfg: AcceleratorConfig, out_dir: Path | None = None, *,
+                      final_dir: Path | None = None) -> Path:
+    """Write the headers and ``run_hls.tcl`` for Vitis HLS (part/clock from ``cfg``).
+
+    ``final_dir``: where the folder will live when ``out_dir`` is a staging folder (the TCL
+    names the header folder by that path)."""
     d = write_config_header(cfg, out_dir)
     tcl = d / "run_hls.tcl"
+    inc = Path(final_dir).resolve() if final_dir is not None else d
     _write_if_changed(tcl, _TCL.format(name=cfg.name, digest=cfg.digest, tcl_name=tcl.name,
-                                       src=HLS_DIR, inc=d, part=cfg.fpga_part,
+                                       src=HLS_DIR, inc=inc, part=cfg.fpga_part,
                                        period_ns=1000.0 / cfg.clock_mhz))
     return tcl
 
 
 def main(argv=None) -> int:
-    import argparse
+    """``python -m moevit.hw.hls_config``: exit 0 with the TCL path, 2 on a bad option."""
+    import sys
 
-    from moevit.config import preset
-    ap = argparse.ArgumentParser(description="Write the Vitis HLS project for the attention "
-                                             "kernel (headers + run_hls.tcl)")
-    ap.add_argument("--preset", default="zcu104")
-    ap.add_argument("--attn-parallel", type=int, default=None, help="P query lanes")
-    ap.add_argument("--out", type=Path, default=None)
+    from moevit.cli import ArgumentParser
+    from moevit.config import ATTN_PARALLEL_SUPPORTED, preset
+    from moevit.errors import MoevitError
+    from moevit.outputs import atomic_dir, check_output_dir
+    ap = ArgumentParser(prog="python -m moevit.hw.hls_config",
+                        description="Write the Vitis HLS project for the attention kernel "
+                                    "(headers + run_hls.tcl) and print the TCL's path")
+    ap.add_argument("--preset", default="zcu104", help="configuration preset (default zcu104)")
+    ap.add_argument("--attn-parallel", type=int, default=None, choices=ATTN_PARALLEL_SUPPORTED,
+                    metavar="P", help="query lanes P, one of "
+                    f"{', '.join(map(str, ATTN_PARALLEL_SUPPORTED))} (default: the preset's)")
+    ap.add_argument("--out", default=None, metavar="DIR",
+                    help="output folder (default build/<digest>/hls/)")
     a = ap.parse_args(argv)
-    cfg = preset(a.preset)
-    if a.attn_parallel:
-        cfg = cfg.replace(attn_parallel=a.attn_parallel)
-    print(write_hls_project(cfg, a.out))
+    try:
+        if a.out is not None:
+            check_output_dir(a.out)
+        cfg = preset(a.preset)
+        if a.attn_parallel is not None:
+            cfg = cfg.replace(attn_parallel=a.attn_parallel)
+        if a.out is None:
+            print(write_hls_project(cfg))
+            return 0
+        with atomic_dir(a.out) as stage:
+            write_hls_project(cfg, stage, final_dir=Path(a.out))
+        print(Path(a.out) / "run_hls.tcl")
+    except MoevitError as exc:
+        print(f"{ap.prog}: error: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -2,7 +2,9 @@
 
 `AcceleratorConfig` is a frozen dataclass read by the golden model, the Amaranth
 constructors, the HLS ``#define`` header, the cocotb testbenches, the host layouts and
-the cycle model.  Presets: ``edge-moe``, ``zcu104``, ``tiny``, ``vit-s`` (float only).
+the cycle model.  Presets: ``edge-moe``, ``zcu104``, ``tiny``.  (The paper's ViT-S is a
+float-model preset only, ``moevit.golden.float.model.float_preset("vit-s")``: its head dim 32
+is not a power of 4, so the accelerator's shift-only attention scale cannot express it.)
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
+import numbers
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -29,6 +33,12 @@ class FixedFormat:
     signed: bool = True
 
     def __post_init__(self):
+        for f in ("width", "int_bits"):
+            v = getattr(self, f)
+            if not isinstance(v, numbers.Integral) or isinstance(v, bool):
+                raise ConfigError(f"fixed-point {f} must be a whole number, not {v!r}")
+        if not isinstance(self.signed, bool):
+            raise ConfigError(f"fixed-point signed must be True or False, not {self.signed!r}")
         if self.width < 1 or self.width > 64:
             raise ConfigError(f"fixed-point width {self.width} is outside 1..64")
         if self.int_bits > self.width:
@@ -120,6 +130,12 @@ class ViTShape:
             need(0 <= layer < self.depth, f"MoE layer {layer} is outside 0..{self.depth - 1}")
 
 
+#: query lanes P the attention unit (Amaranth and HLS) is built for
+ATTN_PARALLEL_SUPPORTED = (1, 2, 4, 8)
+#: highest clock a config may ask for (MHz); UltraScale+ fabric tops out well below it
+MAX_CLOCK_MHZ = 1000.0
+
+
 @dataclass(frozen=True)
 class AcceleratorConfig(ViTShape):
     """Everything that shapes the model, the numerics and the hardware.
@@ -157,6 +173,12 @@ class AcceleratorConfig(ViTShape):
     clock_mhz: float = 300.0
     fpga_part: str = "xczu9eg-ffvb1156-2-e"
     board: str = "zcu102"
+    # memory system (read by the cycle model, moevit.hw.perf; the RTL top reads mem_ports)
+    mem_ports: int = 4  # AXI masters, one per PS-PL HP port (S_AXI_HP0..3_FPD)
+    hp_port_width: int = 128  # bits per HP-port beat at the kernel clock
+    dram_peak_gbs: float = 17.064  # PS DDR4-2133, 64-bit: 2133 MT/s x 8 B (ZCU102 and ZCU104)
+    dram_efficiency: float = 0.7  # sustained / peak assumed for long sequential bursts
+    activations_on_chip: bool = False  # False: every tensor round-trips DRAM (Edge-MoE)
 
     def __post_init__(self):
         self._validate()
@@ -167,11 +189,29 @@ class AcceleratorConfig(ViTShape):
             if not cond:
                 raise ConfigError(f"config {self.name!r}: {msg}")
 
+        def is_int(v):
+            return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+        def is_real(v):
+            return (isinstance(v, numbers.Real) and not isinstance(v, bool)
+                    and math.isfinite(v))
+
+        for f in ("name", "fpga_part", "board"):
+            v = getattr(self, f)
+            need(isinstance(v, str) and v.strip() != "",
+                 f"{f} must be a non-empty string (got {v!r})")
+        for f in dataclasses.fields(self):  # every whole-number field, including ones added later
+            if f.type in ("int", int):
+                v = getattr(self, f.name)
+                need(is_int(v), f"{f.name} must be a whole number (got {v!r})")
         for f in ("image_channels", "image_height", "image_width", "patch_size", "dim", "depth",
                   "heads", "mlp_hidden", "num_experts", "top_k", "expert_hidden", "num_tasks",
                   "feature_block", "linear_tile_in", "linear_tile_out", "attn_parallel",
                   "axi_width"):
             need(getattr(self, f) >= 1, f"{f} must be >= 1 (got {getattr(self, f)})")
+        need(isinstance(self.moe_layers, tuple) and all(is_int(v) for v in self.moe_layers),
+             f"moe_layers must be a tuple of layer numbers (got {self.moe_layers!r})")
+        self._validate_numerics(need, is_int, is_real)
         need(self.axi_width == self.feature_block * self.formats.fm.width,
              f"axi_width {self.axi_width} must equal feature_block {self.feature_block} x fm width "
              f"{self.formats.fm.width} = {self.feature_block * self.formats.fm.width}")
@@ -195,9 +235,49 @@ class AcceleratorConfig(ViTShape):
              f"head_dim^-0.5 is an exact right shift")
         need(tuple(sorted(set(self.moe_layers))) == tuple(self.moe_layers),
              f"moe_layers {self.moe_layers} must be strictly increasing")
-        need(self.attn_parallel & (self.attn_parallel - 1) == 0,
-             f"attn_parallel {self.attn_parallel} must be a power of two (1, 2, 4, 8)")
-        need(self.clock_mhz > 0, f"clock {self.clock_mhz} MHz must be positive")
+        need(self.attn_parallel in ATTN_PARALLEL_SUPPORTED,
+             f"attn_parallel {self.attn_parallel} is not supported; the attention unit has "
+             f"{', '.join(map(str, ATTN_PARALLEL_SUPPORTED))} query lanes")
+        need(is_real(self.clock_mhz) and 0 < self.clock_mhz <= MAX_CLOCK_MHZ,
+             f"clock_mhz {self.clock_mhz!r} must be a number in (0, {MAX_CLOCK_MHZ}] MHz")
+        need(self.mem_ports >= 1, f"mem_ports must be >= 1 (got {self.mem_ports})")
+        need(self.hp_port_width in (32, 64, 128),
+             f"hp_port_width {self.hp_port_width} must be 32, 64 or 128 (Zynq UltraScale+ HP "
+             f"port widths)")
+        need(self.dram_peak_gbs > 0,
+             f"dram_peak_gbs {self.dram_peak_gbs} must be positive (17.064 for DDR4-2133 x64)")
+        need(0 < self.dram_efficiency <= 1,
+             f"dram_efficiency {self.dram_efficiency} must be in (0, 1] (sustained / peak)")
+
+    def _validate_numerics(self, need, is_int, is_real):
+        """Formats, GELU table and LayerNorm epsilon."""
+        fmts = self.formats
+        need(isinstance(fmts, Formats), f"formats must be a moevit.config.Formats, not "
+                                        f"{type(fmts).__name__}")
+        for f in dataclasses.fields(fmts):
+            v = getattr(fmts, f.name)
+            need(isinstance(v, FixedFormat),
+                 f"formats.{f.name} must be a FixedFormat(width, int_bits, signed), not {v!r}")
+        need(fmts.fm.signed, f"formats.fm {fmts.fm} must be signed (feature maps are signed)")
+        need(not fmts.pixel.signed, f"formats.pixel {fmts.pixel} must be unsigned (pixel/256)")
+        fm = fmts.fm
+        need(is_real(self.layernorm_eps) and self.layernorm_eps > 0,
+             f"layernorm_eps {self.layernorm_eps!r} must be a positive number")
+        need(self.layernorm_eps <= fm.max,
+             f"layernorm_eps {self.layernorm_eps!r} exceeds the largest {fm} value {fm.max:g}")
+        need(self.layernorm_eps >= fm.ulp,
+             f"layernorm_eps {self.layernorm_eps!r} is below one {fm} ULP ({fm.ulp:g}) and would "
+             f"floor to 0; use at least {fm.ulp:g}")
+        need(0 <= self.gelu_table_step_log2 <= fm.frac,
+             f"gelu_table_step_log2 {self.gelu_table_step_log2} must be in 0..{fm.frac} (the "
+             f"table step 2^-k must be a multiple of one {fm} ULP)")
+        need(self.gelu_table_entries >= 2,
+             f"gelu_table_entries {self.gelu_table_entries} must be >= 2 (interpolation needs "
+             f"two neighbouring entries)")
+        cutoff = (self.gelu_table_entries - 1) / 2 ** self.gelu_table_step_log2
+        need(cutoff < fm.max,
+             f"gelu_table_entries {self.gelu_table_entries} puts the table cut-off {cutoff:g} "
+             f"beyond the largest {fm} value {fm.max:g}; use fewer entries")
 
     # ------------------------------------------------------------------ derived
     @property
@@ -271,22 +351,37 @@ _EDGE_MOE = AcceleratorConfig(name="edge-moe")
 
 PRESETS: dict[str, AcceleratorConfig] = {
     "edge-moe": _EDGE_MOE,
-    "zcu104": _EDGE_MOE.replace(name="zcu104", fpga_part="xczu7ev-ffvc1156-2-e", board="zcu104"),
+    # Parallelism chosen with the cycle model and resource estimate (moevit.hw.perf.sweep,
+    # docs/compare.md): P = 8 query lanes halve the attention time; the 16 x 16 linear tile
+    # is the widest that fits the xczu7ev's DSP48E2 beside P = 8; activations stay on chip.
+    "zcu104": _EDGE_MOE.replace(name="zcu104", fpga_part="xczu7ev-ffvc1156-2-e", board="zcu104",
+                                linear_tile_in=16, linear_tile_out=16, attn_parallel=8,
+                                activations_on_chip=True),
     # Small dimensions with the same numeric rules: 3x32x64 image -> 8 patches + cls = 9 tokens,
     # dim 32 = 2 heads x 16 (scale 0.25 = >>2), 4 experts top-2, MoE on odd layers.
     "tiny": _EDGE_MOE.replace(
         name="tiny", image_height=32, image_width=64, dim=32, depth=2, heads=2, mlp_hidden=64,
         num_experts=4, top_k=2, expert_hidden=32, moe_layers=(1,),
         fpga_part="xczu7ev-ffvc1156-2-e", board="zcu104"),
-    # The paper's ViT-S configuration (float model only: 12 heads of 32 is not a power of 4).
-    # Kept as a float-model preset; see moevit.golden.float.model.
 }
+
+#: float-model presets that have no accelerator config (see moevit.golden.float.model)
+FLOAT_ONLY_PRESETS = ("vit-s",)
 
 
 def preset(name: str) -> AcceleratorConfig:
     """Return a named preset; unknown names list the valid ones."""
     try:
         return PRESETS[name]
-    except KeyError:
+    except (KeyError, TypeError):
+        if name in FLOAT_ONLY_PRESETS:
+            raise ConfigError(
+                f"preset {name!r} exists only for the float model (float_preset({name!r}) in "
+                f"moevit.golden.float.model): its head dim 32 is not a power of 4, so the "
+                f"accelerator cannot run it; valid accelerator presets: "
+                f"{', '.join(sorted(PRESETS))}") from None
+        import difflib
+        near = difflib.get_close_matches(str(name), PRESETS, n=1)
+        hint = f" (did you mean {near[0]!r}?)" if near else ""
         raise ConfigError(
-            f"unknown preset {name!r}; valid presets: {', '.join(sorted(PRESETS))}") from None
+            f"unknown preset {name!r}{hint}; valid presets: {', '.join(sorted(PRESETS))}") from None

@@ -3,7 +3,7 @@
 
 Reports the median of ``--repeats`` timed runs (after warm-up) for the backbone alone (what
 the accelerator computes) and for backbone + the task's PUP head, and writes
-``bench/float.json`` with the machine description.
+``build/bench/float.json`` with the machine description.
 
     python scripts/bench_float.py [--preset edge-moe] [--device cpu|cuda|all] [--repeats 5]
 """
@@ -76,7 +76,8 @@ def main(argv=None) -> int:
                    help="'all' = CPU plus CUDA when a GPU is visible (default)")
     p.add_argument("--repeats", type=int, default=5, help="timed runs (median reported; >= 3)")
     p.add_argument("--warmup", type=int, default=1)
-    p.add_argument("--out", default="bench/float.json")
+    p.add_argument("--out", default="build/bench/float.json",
+                   help="result JSON (default build/bench/float.json; `make bench-record` copies it)")
     p.add_argument("--threads", type=int, nargs="+", default=None,
                    help="torch CPU thread counts to time (default: 1 and torch's default)")
     a = p.parse_args(argv)

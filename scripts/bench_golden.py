@@ -4,10 +4,10 @@
 Measures (after a warm-up run that compiles/loads the numba kernels and prepares the cached
 weight operands): the median of ``--runs`` single-image runs, images/s for a batch of
 ``--batch``, peak memory (process max RSS and the tracemalloc peak of one run), plus one
-run of the plain numpy reference path for comparison.  Writes ``bench/golden.json`` and
-``bench/golden.md`` with a description of the machine.
+run of the plain numpy reference path for comparison.  Writes ``build/bench/golden.json`` and
+``build/bench/golden.md`` with a description of the machine.
 
-    .venv/bin/python scripts/bench_golden.py [--runs 5] [--batch 8] [--out bench]
+    .venv/bin/python scripts/bench_golden.py [--runs 5] [--batch 8] [--out build/bench]
 """
 
 from __future__ import annotations
@@ -46,7 +46,8 @@ def main(argv=None):
     ap.add_argument("--batch-runs", type=int, default=3)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-reference", action="store_true", help="skip the numpy reference run")
-    ap.add_argument("--out", default="bench", help="folder for golden.json / golden.md")
+    ap.add_argument("--out", default="build/bench", help="folder for golden.json / golden.md "
+                    "(default build/bench; `make bench-record` copies it into bench/)")
     args = ap.parse_args(argv)
     if args.runs < 3:
         ap.error("--runs must be >= 3")

@@ -2,8 +2,10 @@
 
     moevit sim exp --preset edge-moe --sim verilator --vectors 100000 --seed 1 --json out.json
 
-Exit status 0 when every output matched the golden model, 1 on any mismatch or failed
-cocotb test (the JSON is still written), 2 for usage/tool errors (moevit's convention).
+Exit status: 0 when every output matched the golden model; 1 only when the hardware
+disagreed with it (a mismatch or a failed cocotb check; the JSON is still written); 2 for
+a bad option, a missing tool or a simulator build that failed — every option is checked
+(:data:`moevit.sim.units.SIM_OPTIONS`) before anything is built.
 """
 
 from __future__ import annotations
@@ -11,16 +13,30 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
+import warnings
 
-from moevit.config import preset
 from moevit import tools
+from moevit.config import preset
+from moevit.errors import ConfigError
+from moevit.outputs import check_output_file, write_text
 from moevit.sim.runner import SimulationError
-from moevit.sim.units import UNITS, run_unit
+from moevit.sim.units import SIM_OPTIONS, UNITS, check_options, run_unit
 
 SUMMARY_KEYS = ("unit", "config", "simulator", "simulator_version", "vectors", "random_vectors",
                 "corner_vectors", "outputs", "mismatches", "latency_cycles", "items_per_cycle",
                 "seed", "wall_s", "tb_seconds", "waves")
+
+WAVE_VIEWERS = "gtkwave FILE, or surfer FILE (see docs/sim.md)"
+
+
+def _parser_type(opt):
+    def parse(text):
+        try:
+            return opt.parse(text)
+        except ConfigError as exc:
+            raise argparse.ArgumentTypeError(str(exc).split(" ", 1)[1]) from None
+    parse.__name__ = opt.type.__name__
+    return parse
 
 
 def register(subparsers) -> None:
@@ -28,53 +44,91 @@ def register(subparsers) -> None:
         "sim", help="run a unit's RTL testbench (cocotb) against the golden model",
         description="Build the unit's Verilog for the preset, simulate it with random "
                     "valid/ready back-pressure, compare every output with the golden model, "
-                    "and report latency and throughput.")
+                    "and report what matters for the unit (latency and throughput; cycles per "
+                    "layer for attention).")
     p.add_argument("unit", choices=sorted(k for k in UNITS if k != "delay") + ["delay"],
                    metavar="UNIT", help="one of: " + ", ".join(sorted(UNITS)))
     p.add_argument("--preset", default="edge-moe", help="configuration preset (default edge-moe)")
     p.add_argument("--sim", default="verilator", choices=tools.SIMULATORS,
                    help="simulator (default verilator)")
-    p.add_argument("--vectors", type=int, default=10000, help="random vectors (default 10000)")
-    p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--waves", action="store_true", help="record waveforms (VCD/FST)")
-    p.add_argument("--p-valid", type=float, default=0.7,
-                   help="source valid probability in the back-pressure phase")
-    p.add_argument("--p-ready", type=float, default=0.7,
-                   help="sink ready probability in the back-pressure phase")
-    p.add_argument("--rows", type=int, default=None,
-                   help="softmax: interleaved rows (default P x head lanes)")
+    for opt in SIM_OPTIONS.values():  # default None: we can tell which ones were given
+        p.add_argument(opt.flag, dest=opt.name, type=_parser_type(opt), default=None,
+                       help=opt.help)
+    p.add_argument("--waves", action="store_true",
+                   help="record waveforms (Verilator: VCD, Icarus: FST) in the run's folder")
     p.add_argument("--json", dest="json_out", default=None, help="write the summary here")
     p.add_argument("--verbose", action="store_true", help="show simulator output")
     p.add_argument("--inject-mismatch", action="store_true", help=argparse.SUPPRESS)
     p.set_defaults(func=_run)
 
 
+def _options(args) -> tuple[dict, dict, dict, list[str]]:
+    """(run_unit keywords, opts, params, warnings) from the options the user gave."""
+    given = {k: getattr(args, k) for k in SIM_OPTIONS if getattr(args, k) is not None}
+    notes = check_options(args.unit, given)
+    reads = UNITS[args.unit].options
+    run_kw = {k: o.default for k, o in SIM_OPTIONS.items() if o.target == "run"}
+    opts, params = {}, {}
+    for key, value in given.items():
+        if key not in reads:
+            continue
+        target = {"run": run_kw, "opts": opts, "params": params}[SIM_OPTIONS[key].target]
+        target.update(SIM_OPTIONS[key].routed(value))
+    return run_kw, opts, params, notes
+
+
 def _run(args) -> int:
+    # everything is checked before any Verilog is generated or compiled
+    if args.json_out is not None:
+        check_output_file(args.json_out, "--json")
     cfg = preset(args.preset)
-    opts = {}
-    if args.rows is not None:
-        from moevit.hw.units.softmax import MIN_INTERLEAVE
-        opts = {"rows": args.rows, "full_rate": args.rows >= MIN_INTERLEAVE}
+    run_kw, opts, params, notes = _options(args)
+    for note in notes:
+        warnings.warn(note, stacklevel=1)
+    tools.find_simulator(args.sim)
+    if args.inject_mismatch:
+        params["corrupt"] = True
     try:
-        m = run_unit(args.unit, cfg, sim=args.sim, vectors=args.vectors, seed=args.seed,
-                     waves=args.waves, p_valid=args.p_valid, p_ready=args.p_ready, opts=opts,
-                     verbose=args.verbose,
-                     params={"corrupt": True} if args.inject_mismatch else None)
-        rc, err = 0, None
+        m = run_unit(args.unit, cfg, sim=args.sim, waves=args.waves, opts=opts,
+                     verbose=args.verbose, params=params or None, **run_kw)
+        err = None
     except SimulationError as exc:
-        m, rc, err = dict(getattr(exc, "metrics", {}) or {}), 1, exc
+        if exc.kind != "failed":  # the simulator did not get to compare anything
+            raise
+        m, err = dict(getattr(exc, "metrics", {}) or {}), exc
         m.setdefault("mismatches", None)
         m["error"] = str(exc)
     summary = {k: m.get(k) for k in SUMMARY_KEYS if k in m}
     summary["details"] = {k: v for k, v in m.items() if k not in SUMMARY_KEYS}
     if args.json_out:
-        Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json_out).write_text(json.dumps(summary, indent=1) + "\n")
+        write_text(args.json_out, json.dumps(summary, indent=1) + "\n", "--json")
     if err is not None:
-        print(f"moevit sim {args.unit}: FAILED\n{err}", file=sys.stderr)
-        return rc
-    print(f"{args.unit} [{cfg.name}, {m['simulator_version']}]: {m['vectors']} vectors "
-          f"({m['corner_vectors']} corner), {m['mismatches']} mismatches, latency "
-          f"{m.get('latency_cycles')} cycles, {m.get('items_per_cycle')} items/cycle, "
-          f"{m['wall_s']} s")
+        print(f"moevit sim {args.unit}: FAILED: the hardware disagreed with the golden model"
+              f"\n{err}", file=sys.stderr)
+        return 1
+    print(console_line(args.unit, cfg, m))
+    if args.waves:
+        if m.get("waves"):
+            print(f"waveform: {m['waves']}  (view: {WAVE_VIEWERS.replace('FILE', m['waves'])})")
+        else:
+            warnings.warn(f"--waves: the simulator wrote no waveform in {m.get('run_dir')}",
+                          stacklevel=1)
     return 0
+
+
+def console_line(unit: str, cfg, m: dict) -> str:
+    """The one-line result: what matters for the unit."""
+    head = f"{unit} [{cfg.name}, {m['simulator_version']}]"
+    if unit == "attention":
+        ideal = 2 * m["steps_per_phase"]
+        parts = [f"P={m['P']}, {m.get('layers', 1)} layer(s) of {m['tokens']} tokens x "
+                 f"{m['dim']}: {m['layer_cycles']} cycles per layer against the ideal {ideal} "
+                 f"(2 x {m['steps_per_phase']} steps; x{m['layer_cycles'] / ideal:.2f} at "
+                 f"p_valid {m['p_valid']}, p_ready {m['p_ready']})",
+                 f"{m['outputs']} outputs, {m['mismatches']} mismatches (scores "
+                 f"{m['mismatches_scores']}, softmax info {m['mismatches_info']}, softmax·V "
+                 f"{m['mismatches_av']})"]
+        return f"{head}: " + "; ".join(parts) + f", {m['wall_s']} s"
+    return (f"{head}: {m['vectors']} vectors ({m['corner_vectors']} corner), "
+            f"{m['mismatches']} mismatches, latency {m.get('latency_cycles')} cycles, "
+            f"{m.get('items_per_cycle')} items/cycle at full rate, {m['wall_s']} s")

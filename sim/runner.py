@@ -51,9 +51,15 @@ VERILATOR_ARGS = ("-Wno-fatal", "-Wno-lint", "-Wno-style", "-O3", "--x-assign", 
 class SimulationError(MoevitError, RuntimeError):
     """A simulator build failed, the simulation crashed, or a cocotb test failed.
 
-    ``metrics`` holds what the testbench recorded before failing (may be empty)."""
+    ``kind`` says which: ``"build"``, ``"crash"`` (no results) or ``"failed"`` (a cocotb
+    test failed: the hardware disagreed with its expectation).  ``metrics`` holds what the
+    testbench recorded before failing (may be empty)."""
 
     metrics: dict = {}
+
+    def __init__(self, message: str, kind: str = "failed"):
+        super().__init__(message)
+        self.kind = kind
 
 
 # ---------------------------------------------------------------------------- Verilog
@@ -112,23 +118,38 @@ def _outside_pytest():
             os.environ["PYTEST_CURRENT_TEST"] = saved
 
 
+def sources_key(sources: list[Path], *parts: str) -> str:
+    """12 hex digits over ``parts`` and every source's name and content: an edited file
+    (e.g. re-exported HLS Verilog under the same names) gets a fresh simulator build."""
+    h = hashlib.sha256("|".join(parts).encode())
+    for src in sources:
+        h.update(f"|{src.name}|".encode())
+        h.update(hashlib.sha256(src.read_bytes()).digest())
+    return h.hexdigest()[:12]
+
+
 def build_simulator(verilog: Path | list[Path], toplevel: str, *, sim: str = "verilator",
-                    waves: bool = False, verbose: bool = False) -> Path:
+                    waves: bool = False, verbose: bool = False,
+                    build_parent: Path | None = None) -> Path:
     """Compile the Verilog for ``sim`` once; returns the build directory.
 
-    The directory is keyed by the Verilog file names (which carry their content hash), the
-    simulator and the waves flag; a ``.built`` stamp marks a finished build, so reruns skip
-    the compiler entirely.  Concurrent callers (pytest -n) serialise on a lock file.
+    The directory (under ``build_parent``, default the first source's folder) is keyed by
+    the sources' names and contents (:func:`sources_key`), the simulator, the top and the
+    waves flag; a ``.built`` stamp marks a finished build, so reruns skip the compiler
+    entirely.  Concurrent callers (pytest -n) serialise on a lock file.
     """
     from cocotb_tools.runner import get_runner
 
     sources = [Path(v) for v in ([verilog] if isinstance(verilog, (str, Path)) else verilog)]
     tools.find_simulator(sim)
-    key = hashlib.sha256("|".join([sim, str(waves), toplevel] +
-                                  [s.name for s in sources]).encode()).hexdigest()[:12]
-    bdir = sources[0].parent / f"{sim}-{key}"
+    missing = [str(s) for s in sources if not s.is_file()]
+    if missing:
+        raise SimulationError(f"Verilog source(s) not found: {', '.join(missing)}", kind="build")
+    key = sources_key(sources, sim, str(waves), toplevel)
+    parent = Path(build_parent) if build_parent is not None else sources[0].parent
+    bdir = parent / f"{sim}-{key}"
     stamp = bdir / ".built"
-    with _locked(sources[0].parent / f".{sim}-{key}.lock"):
+    with _locked(parent / f".{sim}-{key}.lock"):
         if stamp.exists():
             return bdir
         log = bdir.parent / f"{bdir.name}.build.log"
@@ -144,7 +165,7 @@ def build_simulator(verilog: Path | list[Path], toplevel: str, *, sim: str = "ve
                              log_file=None if verbose else log)
             except (Exception, SystemExit) as exc:
                 raise SimulationError(f"{sim} build of {toplevel} failed ({exc}); log "
-                                      f"{log}:\n{_tail(log)}") from None
+                                      f"{log}:\n{_tail(log)}", kind="build") from None
         stamp.write_text(json.dumps({"seconds": round(time.monotonic() - t0, 1),
                                      "sources": [str(s) for s in sources]}))
     return bdir
@@ -152,7 +173,8 @@ def build_simulator(verilog: Path | list[Path], toplevel: str, *, sim: str = "ve
 
 def _failures(results_xml: Path) -> tuple[int, list[str]]:
     if not results_xml.is_file():
-        raise SimulationError(f"simulation terminated abnormally: {results_xml} not written")
+        raise SimulationError(f"simulation terminated abnormally: {results_xml} not written",
+                              kind="crash")
     tests, failed = 0, []
     for case in ElementTree.parse(results_xml).getroot().iter("testcase"):
         tests += 1
@@ -198,6 +220,9 @@ def run_built(bdir: Path, cfg: AcceleratorConfig, unit: str, test_module: str, *
     env = {ENV_PARAMS: str(pfile), ENV_CONFIG: str(cfile), ENV_METRICS: str(mfile),
            ENV_SIM: sim}
     env.setdefault("COCOTB_LOG_LEVEL", os.environ.get("COCOTB_LOG_LEVEL", "WARNING"))
+    # Icarus dumps into the build folder unless told otherwise: keep each run's own waves
+    plusargs = [f"+dumpfile_path={run_dir / (toplevel + '.fst')}"] \
+        if waves and sim == "icarus" else []
     log = run_dir / "sim.log"
     results = run_dir / "results.xml"
     t0 = time.monotonic()
@@ -208,16 +233,16 @@ def run_built(bdir: Path, cfg: AcceleratorConfig, unit: str, test_module: str, *
                         hdl_toplevel_lang="verilog", build_dir=bdir, test_dir=run_dir,
                         results_xml=str(results), extra_env=env, waves=waves, seed=seed,
                         testcase=testcase, timescale=TIMESCALE, verbose=verbose,
-                        log_file=None if verbose else log)
+                        log_file=None if verbose else log, plusargs=plusargs)
         except SystemExit as exc:
             if not results.is_file():
                 raise SimulationError(f"{sim} simulation of {unit} exited with {exc.code}; "
-                                      f"log {log}:\n{_tail(log)}") from None
+                                      f"log {log}:\n{_tail(log)}", kind="crash") from None
     wall = time.monotonic() - t0
     tests, failed = _failures(results)
     if tests == 0:
         raise SimulationError(f"no cocotb tests ran from {test_module} (testcase={testcase!r}); "
-                              f"log {log}:\n{_tail(log)}")
+                              f"log {log}:\n{_tail(log)}", kind="crash")
     if failed:
         err = SimulationError(f"{len(failed)} of {tests} cocotb tests failed for {unit} on "
                               f"{sim}:\n  " + "\n  ".join(failed) + f"\n(full log: {log})")
@@ -227,8 +252,7 @@ def run_built(bdir: Path, cfg: AcceleratorConfig, unit: str, test_module: str, *
     metrics = json.loads(mfile.read_text()) if mfile.exists() else {}
     wave_file = None
     if waves:
-        found = sorted(run_dir.glob("*.vcd")) + sorted(run_dir.glob("*.fst")) + \
-            sorted(bdir.glob("*.fst"))
+        found = sorted(run_dir.glob("*.vcd")) + sorted(run_dir.glob("*.fst"))
         wave_file = str(found[0]) if found else None
     metrics.update(simulator=sim, simulator_version=tools.simulator_version(sim),
                    wall_s=round(wall, 2), build_dir=str(bdir), run_dir=str(run_dir),

@@ -21,7 +21,10 @@ def run_hls_verilog(sources: list[Path], cfg: AcceleratorConfig, *, sim: str = "
                     **params) -> dict:
     """Build ``sources`` and run the attention testbench in HLS style; returns its metrics
     (raises :class:`moevit.sim.runner.SimulationError` as :func:`runner.run_testbench`)."""
-    bdir = runner.build_simulator([Path(s) for s in sources], HLS_TOPLEVEL, sim=sim)
+    # the build goes under build/<digest>/attention_hls/, keyed by the files' content (a
+    # re-export under the same names gets a fresh build), never into the user's HLS folder
+    bdir = runner.build_simulator([Path(s) for s in sources], HLS_TOPLEVEL, sim=sim,
+                                  build_parent=runner.unit_dir(cfg, "attention_hls"))
     p = {"style": "hls", "seed": 1, "p_valid": 0.7, "p_ready": 0.7, **params}
     return runner.run_built(bdir, cfg, "attention_hls", "moevit.sim.tb_attention", sim=sim,
                             params=p, toplevel=HLS_TOPLEVEL)

@@ -25,6 +25,7 @@ from moevit.config import AcceleratorConfig
 from moevit.errors import ConfigError
 from moevit.golden.cli import add_input_args, load_inputs
 from moevit.golden.fixed import to_float
+from moevit.outputs import atomic_dir, check_output_dir
 
 #: order of the per-layer stages in reports (golden tap names without the "l{L}." prefix)
 LAYER_STAGES = ("ln1", "q", "k", "scores", "score_buffer", "softmax_info", "v", "av", "proj",
@@ -68,10 +69,10 @@ def compare_taps(float_taps: dict, fixed_taps: dict, cfg: AcceleratorConfig) -> 
     rows = []
     names = [n for n in fixed_taps if n in float_taps or n.endswith("score_buffer")]
 
-    def key(n):
+    def key(n):  # patch_embed first, then layer by layer in LAYER_STAGES order, output last
         m = _TAP.match(n)
         if not m:
-            return (-1, 0)
+            return (cfg.depth, 0) if n == "output" else (-1, 0)
         stage = m.group(2)
         return (int(m.group(1)), LAYER_STAGES.index(stage) if stage in LAYER_STAGES else 99)
 
@@ -117,8 +118,36 @@ def routing_agreement(float_routing: dict, fixed_routing: dict, num_experts: int
             topk_set_agreement=float(same_set.mean()),
             topk_order_agreement=float(np.all(fe == xe, axis=-1).mean()),
             top1_agreement=float((fe[:, 0] == xe[:, 0]).mean()),
-            disagreeing_tokens=np.nonzero(~same_set)[0].tolist()))
+            disagreeing_tokens=np.nonzero(~same_set)[0].tolist(),
+            top1_disagreeing_tokens=np.nonzero(fe[:, 0] != xe[:, 0])[0].tolist()))
     return out
+
+
+def wrapped_weights(weights, cfg: AcceleratorConfig) -> list[dict]:
+    """Weight files (Edge-MoE folder names, spec §8.1) holding values outside their format,
+    which the golden model wraps as the hardware would: file, tensor, count, worst value."""
+    from moevit.golden.fixed import quantize
+    from moevit.golden.weight_io import folder_layout
+    if weights.raw:
+        return []
+    out = []
+    for s in folder_layout(cfg):
+        arr = np.asarray(getattr(weights, s.field))[s.index]
+        _, rep = quantize(arr, getattr(cfg.formats, s.fmt), name=s.filename, on_wrap="wrap")
+        if not rep.ok:
+            out.append(dict(file=s.filename, tensor=s.field, wrapped=int(rep.wrapped),
+                            count=int(rep.count), format=str(rep.fmt),
+                            worst_value=float(rep.worst_value)))
+    return out
+
+
+def describe_wraps(wraps: list[dict], limit: int = 6) -> str:
+    """One line: how many weight values were wrapped, in which files."""
+    total = sum(w["wrapped"] for w in wraps)
+    shown = ", ".join(f"{w['file']} ({w['wrapped']})" for w in wraps[:limit])
+    more = f", ... ({len(wraps) - limit} more files)" if len(wraps) > limit else ""
+    return (f"{total} weight values in {len(wraps)} files lie outside their fixed-point formats "
+            f"and were WRAPPED as the hardware would (--on-wrap wrap): {shown}{more}")
 
 
 # ----------------------------------------------------------------------------- running both
@@ -160,14 +189,12 @@ def run_fixed(weights, cfg: AcceleratorConfig, image: np.ndarray, task: int):
     return np.asarray(res.output)[0], res.taps, res.routing, time.perf_counter() - t0, model.w
 
 
-def compare(cfg: AcceleratorConfig, weights, image: np.ndarray, task: int, out_dir,
+def compare(cfg: AcceleratorConfig, weights, image: np.ndarray, task: int | str, out_dir,
             *, device: str = "cpu", dtype: str = "float64", source: str = "", plots: bool = True) -> dict:
     """Run both models, write the JSON files, plots and report into ``out_dir``; return the summary."""
-    if not 0 <= task < cfg.num_tasks:
-        raise ConfigError(f"task {task} out of range: preset {cfg.name!r} has {cfg.num_tasks} "
-                          f"tasks (0..{cfg.num_tasks - 1})")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    from moevit.golden.cli import resolve_task
+    task = resolve_task(cfg, task)  # an id or a name, as everywhere
+    check_output_dir(out_dir)
     img = prepare_image(image, cfg)
     f_out, f_taps, f_routing, f_time = run_float(weights, cfg, img, task, device=device, dtype=dtype)
     x_raw, x_taps, x_routing, x_time, wq = run_fixed(weights, cfg, img, task)
@@ -181,8 +208,10 @@ def compare(cfg: AcceleratorConfig, weights, image: np.ndarray, task: int, out_d
     final = next(r for r in stages if r["stage"] == "output")
     fixed_out = to_float(x_raw, cfg.formats.fm)
     vs_q = stage_stats(q_out, fixed_out)
+    wraps = wrapped_weights(weights, cfg)
     summary = dict(
         preset=cfg.name, config_digest=cfg.digest, task=task, weights=source,
+        weight_wraps=dict(total=sum(w["wrapped"] for w in wraps), files=wraps),
         final_output=dict(max_abs=final["max_abs"], mean_abs=final["mean_abs"], rms=final["rms"],
                           mse=float(np.mean((fixed_out - f_out) ** 2)), cosine=final["cosine"],
                           float_range=[float(f_out.min()), float(f_out.max())],
@@ -195,17 +224,21 @@ def compare(cfg: AcceleratorConfig, weights, image: np.ndarray, task: int, out_d
                       top1_agreement=r["top1_agreement"]) for r in routing],
         seconds=dict(float_model=f_time, golden_model=x_time), float_device=device,
         float_dtype=dtype, machine=platform.platform())
-    (out / "stages.json").write_text(json.dumps(stages, indent=1))
-    (out / "routing.json").write_text(json.dumps(routing, indent=1))
-    (out / "summary.json").write_text(json.dumps(summary, indent=1))
-    pngs = {}
-    if plots:
-        from moevit.golden.report.plots import plot_error_per_layer, plot_histograms, plot_routing
-        pngs["error_per_layer"] = plot_error_per_layer(stages, out / "error_per_layer.png")
-        pngs["histograms"] = plot_histograms(f_taps, x_taps, cfg, stages, out / "histograms.png")
-        pngs["routing"] = plot_routing(routing, out / "routing.png")
-    from moevit.golden.report.markdown import write_report
-    write_report(out / "report.md", summary, stages, routing, pngs)
+    with atomic_dir(out_dir) as out:
+        (out / "stages.json").write_text(json.dumps(stages, indent=1))
+        (out / "routing.json").write_text(json.dumps(routing, indent=1))
+        (out / "summary.json").write_text(json.dumps(summary, indent=1))
+        pngs = {}
+        if plots:
+            from moevit.golden.report.plots import (plot_error_per_layer, plot_histograms,
+                                                    plot_routing)
+            pngs["error_per_layer"] = plot_error_per_layer(stages, out / "error_per_layer.png",
+                                                           cfg.depth)
+            pngs["histograms"] = plot_histograms(f_taps, x_taps, cfg, stages,
+                                                 out / "histograms.png")
+            pngs["routing"] = plot_routing(routing, out / "routing.png")
+        from moevit.golden.report.markdown import write_report
+        write_report(out / "report.md", summary, stages, routing, pngs, cfg)
     return summary
 
 
@@ -232,6 +265,8 @@ def _main(args) -> int:
     cfg, task, weights, image, source = load_inputs(args)
     s = compare(cfg, weights, image, task, args.out, device=args.device, dtype=args.dtype,
                 source=source, plots=not args.no_plots)
+    if s["weight_wraps"]["files"]:
+        print("WARNING: " + describe_wraps(s["weight_wraps"]["files"]))
     f = s["final_output"]
     print(f"final output vs float: max |err| {f['max_abs']:.3g}, mean |err| {f['mean_abs']:.3g}, "
           f"cosine {f['cosine']:.6f}")

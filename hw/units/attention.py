@@ -31,13 +31,18 @@ from amaranth import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from moevit.config import AcceleratorConfig
+from moevit.config import AcceleratorConfig, Formats
 from moevit.hw.units.attention_schedule import A_PIPE_STAGES, geometry
+from moevit.hw.units.common import require_fm
 from moevit.hw.units.exp import exp_stages
 from moevit.hw.units.pipeline import StallPipeline
 from moevit.hw.units.softmax import OnlineSoftmax
 
-FM_W = 32
+#: width of fm_t in this unit: the config's feature-map format, which every constructor
+#: checks (require_fm: a config with another fm_t raises ConfigError instead of building
+#: hardware of the wrong width)
+FM_W = Formats().fm.width
+FM_FRAC_BITS = Formats().fm.frac
 
 
 def _word(value, j):
@@ -110,6 +115,7 @@ class AttentionQK(wiring.Component):
     """Q·Kᵀ scores, online softmax statistics, score buffer and softmax-info streams."""
 
     def __init__(self, cfg: AcceleratorConfig):
+        require_fm(cfg, "attention", FM_W, FM_FRAC_BITS, owner=self)
         self.cfg, self.g = cfg, geometry(cfg)
         s = _beat_sig(cfg)
         super().__init__({"q": In(s), "k": In(s), "scores": Out(s), "info": Out(s)})
@@ -262,6 +268,7 @@ class AttentionAV(wiring.Component):
     """softmax·V from the score buffer and softmax-info streams; output rows in order."""
 
     def __init__(self, cfg: AcceleratorConfig):
+        require_fm(cfg, "attention", FM_W, FM_FRAC_BITS, owner=self)
         self.cfg, self.g = cfg, geometry(cfg)
         s = _beat_sig(cfg)
         super().__init__({"v": In(s), "scores": In(s), "info": In(s), "out": Out(s)})
@@ -425,6 +432,7 @@ class Attention(wiring.Component):
     and come back (``s_in``, ``i_in``) through the host's memory, as in Edge-MoE."""
 
     def __init__(self, cfg: AcceleratorConfig):
+        require_fm(cfg, "attention", FM_W, FM_FRAC_BITS, owner=self)
         self.cfg = cfg
         s = _beat_sig(cfg)
         super().__init__({"q": In(s), "k": In(s), "s_out": Out(s), "i_out": Out(s),

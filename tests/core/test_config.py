@@ -21,11 +21,25 @@ def test_edge_moe_matches_spec_hyper_parameters(edge_cfg):
     assert c.fpga_part == "xczu9eg-ffvb1156-2-e" and c.clock_mhz == 300
 
 
-def test_zcu104_differs_only_in_board():
+def test_zcu104_differs_only_in_board_and_parallelism():
     a, b = preset("edge-moe"), preset("zcu104")
     diff = {f.name for f in dataclasses.fields(a) if getattr(a, f.name) != getattr(b, f.name)}
-    assert diff == {"name", "fpga_part", "board"}
+    # the model and numerics are Edge-MoE's; P changes only the softmax visiting order
+    assert diff <= {"name", "fpga_part", "board", "linear_tile_in", "linear_tile_out",
+                    "attn_parallel", "activations_on_chip"}
     assert b.fpga_part == "xczu7ev-ffvc1156-2-e"
+
+
+@pytest.mark.parametrize("field,value,match", [
+    ("mem_ports", 0, "mem_ports must be >= 1"),
+    ("hp_port_width", 256, "hp_port_width 256 must be 32, 64 or 128"),
+    ("dram_peak_gbs", 0.0, "dram_peak_gbs 0.0 must be positive"),
+    ("dram_efficiency", 1.5, r"dram_efficiency 1.5 must be in \(0, 1\]"),
+    ("dram_efficiency", 0.0, r"dram_efficiency 0.0 must be in \(0, 1\]"),
+])
+def test_memory_fields_are_validated(field, value, match):
+    with pytest.raises(ConfigError, match=match):
+        preset("zcu104").replace(**{field: value})
 
 
 @pytest.mark.parametrize("name", sorted(PRESETS))
@@ -57,7 +71,7 @@ def test_query_blocks_cover_wrapped_tails(name, height, p, blocks):
     (dict(image_width=250), r"image 128x250 is not a multiple of patch size 16"),
     (dict(top_k=17), r"top_k 17 must be in 1..num_experts \(16\)"),
     (dict(moe_layers=(1, 12)), r"MoE layer 12 is outside 0..11"),
-    (dict(attn_parallel=3), r"attn_parallel 3 must be a power of two"),
+    (dict(attn_parallel=3), r"attn_parallel 3 is not supported; the attention unit has 1, 2, 4, 8"),
     (dict(axi_width=512), r"axi_width 512 must equal feature_block 8 x fm width 32"),
 ])
 def test_invalid_configs_say_what_is_wrong(changes, pattern):

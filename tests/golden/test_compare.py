@@ -42,6 +42,7 @@ def test_routing_agreement_counts():
     (r,) = cmp.routing_agreement(f, x, 4)
     assert r["topk_set_agreement"] == 0.75 and r["topk_order_agreement"] == 0.5
     assert r["top1_agreement"] == 0.75 and r["disagreeing_tokens"] == [1]
+    assert r["top1_disagreeing_tokens"] == [2]  # token 2: same set, other expert first
     assert r["tokens_per_expert_float"] == [2, 2, 2, 2] and r["tokens_per_expert_fixed"] == [2, 3, 2, 1]
 
 
@@ -54,6 +55,15 @@ def test_compare_tiny_writes_report(tmp_path, random_image):
     stages = json.loads((tmp_path / "stages.json").read_text())
     from moevit.golden.model import tap_names
     assert {r["stage"] for r in stages} == set(tap_names(cfg)) | {"output"}
+    order = [r["stage"] for r in stages]
+    assert order[0] == "patch_embed" and order[-1] == "output"  # pipeline order
+    md = (tmp_path / "report.md").read_text()
+    table = md[md.index("## Every stage"):]
+    rows = [ln.split("|")[1].strip() for ln in table.splitlines()
+            if ln.startswith("| ") and not ln.startswith("| stage")]
+    assert rows == order
+    assert md.count("ULP: one unit in the last place") == 1
+    assert "tokens whose top-1 differs" in md
     f = s["final_output"]
     assert f["cosine"] > 0.999 and f["max_abs"] < 0.1
     # with the weight flooring removed, only datapath rounding is left: much smaller
@@ -73,8 +83,10 @@ def png_is_image(path):
 def test_compare_rejects_bad_task(tmp_path, random_image):
     from moevit.errors import ConfigError
     cfg = preset("tiny")
-    with pytest.raises(ConfigError, match=r"task 2 out of range: preset 'tiny' has 2 tasks"):
+    with pytest.raises(ConfigError, match=r"^task 2 is out of range: this model has 2 tasks "
+                                          r"\(valid: 0\.\.1 = \['semseg', 'depth'\]\)$"):
         cmp.compare(cfg, seeded_weights(cfg, 0), random_image(cfg), 2, tmp_path)
+    assert not any(tmp_path.iterdir())  # nothing written
 
 
 def test_cli_compare_seeded_synthetic(tmp_path, capsys):

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from moevit.config import preset
-from moevit.errors import ShapeError
+from moevit.errors import ConfigError, ShapeError
 from moevit.golden import attention as att
 from moevit.golden.fixed import wrap32
 from moevit.golden.model import GoldenModel, tap_names
@@ -120,7 +120,7 @@ def test_errors(tiny_cfg):
     cfg = tiny_cfg
     m = GoldenModel(cfg, seeded_weights(cfg, 0))
     img = _images(cfg, 1)
-    with pytest.raises(ValueError, match="task 2 out of range"):
+    with pytest.raises(ConfigError, match=r"^task 2 is out of range: this model has 2 tasks"):
         m.run(img, task=2)
     with pytest.raises(ShapeError, match="expected"):
         m.run(np.zeros((3, 8, 8), dtype=np.uint8))

@@ -91,7 +91,21 @@ def test_unwritable_output_exit_2(tmp_path, capsys):
     blocker = tmp_path / "file"
     blocker.write_text("")
     rc, _, err = _run(capsys, *BASE, "--synthetic", "1", "--out", str(blocker / "sub"))
-    assert rc == 2 and "cannot write there" in err
+    assert rc == 2 and "is a file, not a folder" in err
+    assert blocker.read_text() == ""
+
+
+def test_failed_run_leaves_no_partial_output(tmp_path, capsys, monkeypatch):
+    from moevit.errors import MoevitError
+    from moevit.host import driver
+    out = tmp_path / "o"
+
+    def boom(*a, **k):
+        raise MoevitError("injected failure")
+    monkeypatch.setattr(driver.Accelerator, "stream", boom)
+    rc, _, err = _run(capsys, *BASE, "--synthetic", "1", "--out", str(out))
+    assert rc == 2 and "injected failure" in err
+    assert not out.exists() and list(tmp_path.iterdir()) == []
 
 
 def test_bit_without_hwh_exit_2(tmp_path, capsys, bit):

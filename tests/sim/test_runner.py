@@ -50,3 +50,4 @@ def test_waves_flag_writes_a_trace(sim):
     m = run_unit("delay", CFG, sim=sim, vectors=50, waves=True)
     assert m["waves"] and Path(m["waves"]).stat().st_size > 0
     assert Path(m["waves"]).suffix in (".vcd", ".fst")
+    assert Path(m["waves"]).parent == Path(m["run_dir"])  # the run's own folder
