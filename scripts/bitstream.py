@@ -57,7 +57,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--preset", default="zcu104")
     ap.add_argument("--out", type=Path, help="project folder (default build/bitstream/<preset>-<digest>)")
-    ap.add_argument("--ports", type=int, default=None, help="AXI4 memory masters (default 4)")
+    ap.add_argument("--ports", type=int, default=None,
+                    help="AXI4 memory masters (default: the preset's mem_ports)")
     ap.add_argument("--jobs", type=int, default=4)
     ap.add_argument("--saif", type=Path, help="switching activity for report_power")
     ap.add_argument("--saif-strip-path", help="hierarchy prefix to strip from the SAIF")

@@ -6,7 +6,8 @@ The script (run as ``vivado -mode batch -source moevit.tcl`` in its folder) buil
 * ``zynq_ultra_ps_e_0`` with the board preset, ``pl_clk0`` at ``cfg.clock_mhz``, IRQ0 on;
 * ``M_AXI_HPM0_FPD`` → SmartConnect ``axi_smc_ctrl`` → ``moevit_top_0/s_axi_control``,
   assigned at the register map's base address and range (0xA0000000, 64 KiB, as Edge-MoE);
-* each ``m_axi_gmem<k>`` → SmartConnect ``axi_smc_hp<n>`` → ``S_AXI_HP<n>_FPD`` at 128 bits
+* each ``m_axi_gmem<k>`` → SmartConnect ``axi_smc_hp<n>`` → ``S_AXI_HP<n>_FPD`` at
+  ``cfg.hp_port_width`` bits (128)
   (masters shared round-robin over HP0..3 when there are more than four);
 * ``proc_sys_reset`` for the kernel and interconnect resets, ``interrupt`` → ``pl_ps_irq0``;
 * synthesis, implementation, ``write_bitstream``; then ``moevit.bit`` and ``moevit.hwh``
@@ -27,7 +28,6 @@ from moevit import regmap as rm
 BOARDS = {"zcu104": ("xczu7ev-ffvc1156-2-e", "xilinx.com:zcu104:part0")}
 #: PS-PL high-performance ports: (interface, PS CONFIG index of S_AXI_GPn, clock pin)
 HP_PORTS = tuple((f"S_AXI_HP{n}_FPD", n + 2, f"saxihp{n}_fpd_aclk") for n in range(4))
-HP_DATA_WIDTH = 128
 PS = "zynq_ultra_ps_e_0"
 KERNEL = "moevit_top_0"
 BD_NAME = "moevit"
@@ -113,7 +113,7 @@ def project_tcl(cfg: AcceleratorConfig, top, *, verilog_name: str, jobs: int = 4
     for n in used_hp:
         _, gp, _ = HP_PORTS[n]
         props += [f"CONFIG.PSU__USE__S_AXI_GP{gp} {{1}}",
-                  f"CONFIG.PSU__SAXIGP{gp}__DATA_WIDTH {{{HP_DATA_WIDTH}}}"]
+                  f"CONFIG.PSU__SAXIGP{gp}__DATA_WIDTH {{{cfg.hp_port_width}}}"]
     add("set_property -dict [list \\")
     for p in props:
         add(f"    {p} \\")
@@ -146,7 +146,7 @@ def project_tcl(cfg: AcceleratorConfig, top, *, verilog_name: str, jobs: int = 4
         "[get_bd_intf_pins axi_smc_ctrl/S00_AXI]")
     add("connect_bd_intf_net [get_bd_intf_pins axi_smc_ctrl/M00_AXI] "
         f"[get_bd_intf_pins {KERNEL}/{control.name}]")
-    add("# memory: each master -> SmartConnect -> S_AXI_HPn_FPD (128-bit)")
+    add(f"# memory: each master -> SmartConnect -> S_AXI_HPn_FPD ({cfg.hp_port_width}-bit)")
     slot = {n: 0 for n in used_hp}
     for iface, n in zip(masters, hp_of):
         add(f"connect_bd_intf_net [get_bd_intf_pins {KERNEL}/{iface.name}] "
@@ -247,10 +247,8 @@ def write_project(cfg: AcceleratorConfig, out_dir, *, ports: int | None = None,
     import shutil
     from pathlib import Path
 
-    from moevit.hw.top.wrapper import (DEFAULT_MEMORY_PORTS, PLACEHOLDER_NOTE, MoevitTop,
-                                       top_verilog)
+    from moevit.hw.top.wrapper import PLACEHOLDER_NOTE, MoevitTop, top_verilog
     board_part(cfg)
-    ports = DEFAULT_MEMORY_PORTS if ports is None else ports
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     top = MoevitTop(cfg, ports)

@@ -5,7 +5,7 @@ Edge-MoE's ``ViT_compute``:
 
 * ``ap_clk``, ``ap_rst_n`` (active low), ``interrupt`` (level high);
 * ``s_axi_control_<SIGNAL>``: the AXI4-Lite control slave (:mod:`moevit.hw.top.control`);
-* ``m_axi_gmem<k>_<SIGNAL>``, k < ``ports``: AXI4 masters (:mod:`moevit.hw.top.axi_master`),
+* ``m_axi_gmem<k>_<SIGNAL>``, k < ``cfg.mem_ports``: AXI4 masters (:mod:`moevit.hw.top.axi_master`),
   ``cfg.axi_width``-bit data, 64-bit addresses, ID signals present.
 
 Every port carries ``X_INTERFACE_INFO`` (and the first port of each interface
@@ -37,9 +37,6 @@ from moevit import regmap as rm
 TOP_NAME = "moevit_top"
 CONTROL_BUS = "s_axi_control"
 CLOCK, RESET, INTERRUPT = "ap_clk", "ap_rst_n", "interrupt"
-#: memory ports, one per PS S_AXI_HPn_FPD port (the ZCU104 PS has four HP ports).  Edge-MoE
-#: used five bundles; this belongs in AcceleratorConfig once the datapath decides it.
-DEFAULT_MEMORY_PORTS = 4
 ID_WIDTH = 1
 
 PLACEHOLDER_NOTE = (
@@ -89,10 +86,12 @@ class PlaceholderCore(Elaboratable):
 
 
 class MoevitTop(Elaboratable):
-    """``moevit_top`` for ``cfg`` with ``ports`` memory masters (see module doc)."""
+    """``moevit_top`` for ``cfg`` with ``ports`` memory masters (default ``cfg.mem_ports``;
+    see module doc)."""
 
-    def __init__(self, cfg: AcceleratorConfig, ports: int = DEFAULT_MEMORY_PORTS,
+    def __init__(self, cfg: AcceleratorConfig, ports: int | None = None,
                  max_outstanding: int = DEFAULT_OUTSTANDING):
+        ports = cfg.mem_ports if ports is None else ports
         if ports < 1:
             silence(self)
             raise ConfigError(f"memory ports {ports} must be >= 1")

@@ -75,7 +75,7 @@ def test_verilog_interfaces_are_complete(project):
     assert ctl["AWADDR"][1] == "input" and ctl["RDATA"][1] == "output"
     assert max(REGMAP.words().values()) < 1 << ctl["ARADDR"][2]
     masters = sorted(n for n in ifaces if n.startswith("m_axi_gmem"))
-    assert masters == [f"m_axi_gmem{k}" for k in range(4)]
+    assert masters == [f"m_axi_gmem{k}" for k in range(cfg.mem_ports)]
     for m in masters:
         s = ifaces[m]["signals"]
         assert int(params[m]["DATA_WIDTH"]) == cfg.axi_width == s["WDATA"][2] == s["RDATA"][2]
@@ -108,12 +108,13 @@ def test_tcl_matches_regmap_config_and_top(project):
     # control through HPM0_FPD, masters to HP0..3 at 128 bits, 300 MHz PL clock, the part
     assert re.search(r"zynq_ultra_ps_e_0/M_AXI_HPM0_FPD\] \s*\[get_bd_intf_pins axi_smc_ctrl/S00_AXI",
                      flat)
-    for k in range(4):
+    assert cfg.mem_ports == 4
+    for k in range(cfg.mem_ports):
         assert re.search(rf"moevit_top_0/m_axi_gmem{k}\] \s*\[get_bd_intf_pins axi_smc_hp{k}/S00_AXI",
                          flat)
         assert f"axi_smc_hp{k}/M00_AXI] [get_bd_intf_pins zynq_ultra_ps_e_0/S_AXI_HP{k}_FPD]" \
             in re.sub(r"\s+", " ", flat)
-        assert f"CONFIG.PSU__SAXIGP{k + 2}__DATA_WIDTH {{128}}" in flat
+        assert f"CONFIG.PSU__SAXIGP{k + 2}__DATA_WIDTH {{{cfg.hp_port_width}}}" in flat
     assert f"PL0_REF_CTRL__FREQMHZ {{{cfg.clock_mhz:g}}}" in flat
     assert f"set part {cfg.fpga_part}" in flat
     assert "zcu104:part0" in flat and "apply_board_preset" in flat
@@ -126,7 +127,7 @@ def test_tcl_matches_regmap_config_and_top(project):
 
 
 def test_more_masters_than_hp_ports_share_smartconnects(tmp_path):
-    files = vivado.write_project(preset("zcu104"), tmp_path, ports=6)
+    files = vivado.write_project(preset("zcu104").replace(mem_ports=6), tmp_path)
     flat = files["tcl"].read_text().replace("\\\n", " ")
     assert "CONFIG.NUM_SI {2} CONFIG.NUM_MI {1}] [get_bd_cells axi_smc_hp0]" in flat
     assert re.search(r"m_axi_gmem4\] \s*\[get_bd_intf_pins axi_smc_hp0/S01_AXI", flat)

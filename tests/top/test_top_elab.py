@@ -62,10 +62,13 @@ def test_master_errors(kw, msg):
 
 
 def test_top_interfaces():
-    top = MoevitTop(preset("zcu104"), ports=2)
+    top = MoevitTop(preset("zcu104").replace(mem_ports=2))
     silence(top)
     names = [i.name for i in top.interfaces()]
     assert names == ["s_axi_control", "m_axi_gmem0", "m_axi_gmem1"]
+    default = MoevitTop(preset("zcu104"))
+    silence(default)
+    assert len(default.interfaces()) == 1 + preset("zcu104").mem_ports
     assert top.interfaces()[0].addr_width == rm.ADDRESS_WIDTH
     with pytest.raises(ConfigError, match="memory ports 0"):
         MoevitTop(preset("zcu104"), ports=0)
