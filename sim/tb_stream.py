@@ -369,11 +369,13 @@ class StreamTB:
         await start_clock_reset(self.clk, self.rst, period_ns=self.period_ns)
 
     async def run(self, inputs, n_out: int, *, p_valid=1.0, p_ready=1.0,
-                  seed: int = 0, max_cycles: int | None = None) -> StreamRun:
+                  seed: int = 0, max_cycles: int | None = None,
+                  monitors=()) -> StreamRun:
         """Send ``inputs`` (unsigned ints) and collect ``n_out`` outputs.
 
         ``p_valid`` / ``p_ready``: the source's offer and the sink's ready pattern, a
         probability (Bernoulli per cycle) or a :class:`Pattern` (bursts, long stalls).
+        ``monitors``: :class:`StreamMonitor` s stepped along (e.g. on ``self.inp``).
         """
         pv, pr = as_pattern(p_valid), as_pattern(p_ready)
         if max_cycles is None:
@@ -382,7 +384,7 @@ class StreamTB:
         rng = np.random.default_rng(seed)
         src = StreamSource(self.inp, inputs, pv, rng)
         snk = StreamSink(self.out, n_out, pr, rng)
-        cycles = await drive_streams(self.clk, [src, snk], max_cycles=max_cycles,
+        cycles = await drive_streams(self.clk, [src, snk, *monitors], max_cycles=max_cycles,
                                      what="stream")
         return StreamRun(outputs=snk.items, in_cycles=src.cycles, out_cycles=snk.cycles,
                          cycles=cycles)

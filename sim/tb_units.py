@@ -30,7 +30,8 @@ import cocotb
 import numpy as np
 
 from moevit.sim.runner import tb_config, tb_params, write_metrics
-from moevit.sim.tb_stream import IDLE_CYCLES, Bursts, LongStalls, StreamTB, measure
+from moevit.sim.tb_stream import (IDLE_CYCLES, Bursts, LongStalls, StreamMonitor, StreamTB,
+                                  measure)
 from moevit.sim.vectors import VECTOR_SPECS, concat_fields
 
 
@@ -94,13 +95,15 @@ async def stream_unit(dut):
     await tb.start()
     t0 = time.monotonic()
     pv, pr = back_pressure(p)
-    r1 = await tb.run(v1.inputs, len(v1.expected), p_valid=pv, p_ready=pr, seed=seed + 1)
+    mon = StreamMonitor(tb.inp)  # a passive observer of the input port, not the driver
+    r1 = await tb.run(v1.inputs, len(v1.expected), p_valid=pv, p_ready=pr, seed=seed + 1,
+                      monitors=[mon])
     extra1 = await tb.expect_idle(idle, fail=False)
     mism, lines = _compare(spec, cfg, v1, r1.outputs + extra1, opts)
     n_corner = len(spec.make(cfg, corners).inputs)
     m = {"unit": spec.name, "vectors": len(v1.inputs), "mismatches": mism,
          "backpressure_cycles": r1.cycles, "pattern": p.get("pattern", "bernoulli"),
-         "inputs_taken": len(r1.in_cycles), "outputs_received": len(r1.outputs) + len(extra1),
+         "inputs_taken": len(mon.seen), "outputs_received": len(r1.outputs) + len(extra1),
          "extra_outputs": len(extra1)}
     if v2 is not None:
         r2 = await tb.run(v2.inputs, len(v2.expected), seed=seed + 2)
@@ -123,3 +126,5 @@ async def stream_unit(dut):
     assert m["mismatches"] == 0, (f"{m['mismatches']} mismatches in {m['outputs']} outputs"
                                   f" ({m['extra_outputs']} extra):\n" + "\n".join(lines))
     assert m["inputs_taken"] == m["vectors"], f"{m['inputs_taken']} of {m['vectors']} inputs taken"
+    assert [v for _, v in mon.seen] == v1.inputs[:len(mon.seen)], \
+        "the input port carried other items than the source sent"
