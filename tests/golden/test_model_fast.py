@@ -24,6 +24,10 @@ def test_mul_shift_against_python_ints():
 EXP_SPECIALS = np.array([0, -1, 1, FM_LO, FM_HI - 1, -(16 << 22), -(16 << 22) - 1,
                          (6 << 22) + 1000000, 26166291, 26166290, (15 << 22), 2**27, -2**27],
                         dtype=np.int64)
+# the saturation/overflow edges (+16, 15.94239 = the range check, ln 512, -16) and neighbours
+EXP_SPECIALS = np.unique(np.concatenate([EXP_SPECIALS] + [
+    e + np.arange(-2, 3) for e in (16 << 22, (15 << 22) + 0x78A014 // 2,
+                                   int(np.ceil(9 * np.log(2) * (1 << 22))), -(16 << 22), 0)]))
 
 
 def test_exp_numba_equals_numpy_grid_and_random():
@@ -32,6 +36,7 @@ def test_exp_numba_equals_numpy_grid_and_random():
     rng = np.random.default_rng(1)
     r = np.concatenate([rng.integers(FM_LO, FM_HI, 2_000_000), EXP_SPECIALS])
     assert np.array_equal(_fast.exp_array(r), hls_exp(r))
+    assert np.array_equal(_fast.exp_array(EXP_SPECIALS), hls_exp(EXP_SPECIALS))
 
 
 @pytest.mark.slow

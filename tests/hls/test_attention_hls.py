@@ -36,12 +36,19 @@ def test_cxx_exp_matches_golden_exp():
     from moevit.hw.hls_attention import hls_exp_cxx
     rng = np.random.default_rng(7)
     grid = np.arange(-(16 << 22) - 4096, 7 << 22, 61)  # every region incl. both saturations
-    x = np.concatenate([grid, rng.integers(-(1 << 31), 1 << 31, 500_000),
+    # saturation/overflow edges with neighbours: +16, 15.94239 (range check), ln 512, -16
+    edges = np.concatenate([e + np.arange(-2, 3) for e in (
+        16 << 22, (15 << 22) + 0x78A014 // 2, int(np.ceil(9 * np.log(2) * (1 << 22))),
+        -(16 << 22), 0)])
+    x = np.concatenate([grid, rng.integers(-(1 << 31), 1 << 31, 500_000), edges,
                         [0, -1, 1, -(1 << 31), (1 << 31) - 1, -(16 << 22), -(16 << 22) - 1]])
     got = hls_exp_cxx(x, preset("tiny"))
     want = hls_exp(x)
     assert np.array_equal(got, want), f"{(got != want).sum()} mismatches of {x.size}"
     assert got[np.where(x == 0)[0][0]] == 1 << 22
+    sat = (1 << 31) - 1
+    for e in (16 << 22, (16 << 22) - 1, (15 << 22) + 0x78A014 // 2):  # saturated, not wrapped
+        assert got[np.where(x == e)[0][0]] == sat, e
 
 
 @pytest.mark.slow

@@ -13,6 +13,7 @@ import pytest
 from moevit.config import preset
 from moevit import tools
 from moevit.sim.units import STREAM_UNITS, run_unit, unit_latency
+from moevit.sim.vectors import VECTOR_SPECS
 
 pytestmark = pytest.mark.rtl
 
@@ -24,6 +25,10 @@ SIM_RUNS = [("verilator", VERILATOR_VECTORS, 2026), ("icarus", ICARUS_VECTORS, 7
 
 def _check(m, unit, cfg, opts=None):
     assert m["mismatches"] == 0
+    # counts observed on the DUT's ports: every input taken, exactly the expected outputs
+    # (the sink stays ready after the last one: nothing extra arrives)
+    assert m["inputs_taken"] == m["vectors"]
+    assert m["outputs_received"] == m["outputs"] and m["extra_outputs"] == 0
     latency = unit_latency(unit, cfg, **(opts or {}))
     assert m["latency_cycles"] == latency
     assert m["latency_max_cycles"] == latency  # no back-pressure in the rate phase
@@ -37,7 +42,12 @@ def test_unit_rtl(sim, vectors, seed, unit):
     cfg = preset("edge-moe")
     m = run_unit(unit, cfg, sim=sim, vectors=vectors, seed=seed)
     _check(m, unit, cfg)
-    assert m["random_vectors"] >= vectors and m["corner_vectors"] > 0
+    # the vectors the testbench generated and sent (not the parameter echoed back)
+    spec = VECTOR_SPECS[unit]
+    n_corner = len(spec.make(cfg, spec.corners(cfg)).inputs)
+    assert m["corner_vectors"] == n_corner > 0
+    assert m["random_vectors"] >= vectors  # softmax rounds up to whole row groups
+    assert m["vectors"] == n_corner + m["random_vectors"] == m["inputs_taken"]
     assert m["items_per_cycle"] == 1.0
 
 
