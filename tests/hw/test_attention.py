@@ -52,8 +52,10 @@ def test_cycle_formula_edge_moe_p4():
 
 
 def test_geometry_rejects_more_lanes_than_tokens():
-    with pytest.raises(ConfigError, match="attn_parallel 16 exceeds the 9 tokens"):
-        geometry(preset("tiny").replace(attn_parallel=16))
+    # a 16x32 image: 2 patches + cls = 3 tokens, fewer than P = 4 lanes
+    cfg = preset("tiny").replace(image_height=16, image_width=32)
+    with pytest.raises(ConfigError, match="attn_parallel 4 exceeds the 3 tokens"):
+        geometry(cfg)
 
 
 # ---------------------------------------------------------------------------- cycle model

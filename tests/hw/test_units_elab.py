@@ -46,6 +46,7 @@ def test_softmax_rejects_too_few_rows_for_full_rate():
 
 
 def test_exp_refuses_other_formats():
-    cfg = CFG.replace(name="fm24", formats=Formats(fm=FixedFormat(24, 8)), axi_width=192)
+    cfg = CFG.replace(name="fm24", formats=Formats(fm=FixedFormat(24, 8)), axi_width=192,
+                      layernorm_eps=2.0 ** -16)  # eps must be >= one ULP of the format
     with pytest.raises(ConfigError, match=r"ap_fixed<32,10> only"):
         get_unit("exp").build(cfg)
