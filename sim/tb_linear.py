@@ -332,6 +332,9 @@ async def linear_bit_exact(dut):
             passes, mem, want = rate_phase(cfg, rng, p.get("rate_layer", "fc1+fc2"))
         else:
             raise ValueError(f"unknown phase {phase!r}")
+        if p.get("corrupt"):  # harness self-test: one wrong expectation must fail the run
+            first = next(iter(want.values()))
+            first[0, 0] ^= 1
         prog = Program(cfg, g, passes, mem)
         t_golden = time.monotonic() - t0
         t0 = time.monotonic()

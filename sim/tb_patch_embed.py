@@ -108,6 +108,9 @@ async def patch_embed_bit_exact(dut):
             passes, want_tap = [ps], {}
         else:
             raise ValueError(f"unknown phase {phase!r}")
+        if p.get("corrupt"):  # harness self-test: one wrong expectation must fail the run
+            first = next(iter(want.values()))
+            first[0, 0] ^= 1
         prog = Program(cfg, g, passes, mem)
         t_sim0 = time.monotonic()
         if phase == "rate":
