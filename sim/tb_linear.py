@@ -33,7 +33,8 @@ from cocotb.triggers import FallingEdge, ReadOnly
 from moevit.golden import linear as gl
 from moevit.golden.kernels import GeluSpec, gelu
 from moevit.golden.moe import moe_forward, route
-from moevit.hw.units.linear_schedule import geometry, linear_format, pass_cycles
+from moevit.hw.units.linear_schedule import (
+    geometry, linear_format, load_cycles, pass_cycles)
 from moevit.sim.linear_host import Pass, Program, expert_passes
 from moevit.sim.runner import tb_config, tb_params, write_metrics
 from moevit.sim.tb_stream import start_clock_reset
@@ -387,16 +388,22 @@ def _rate_metrics(g, prog, fired):
     for n, c in enumerate(fired["y"]):
         y_end[prog.pass_of_beat(n)] = c
     first_y = fired["y"][0]
+    model = 0
+    out["weights_load_hidden"] = []
     for k, ps in enumerate(prog.passes):
         c0 = fired["cmd"][k]
-        pc = pass_cycles(g, ps.n_in, ps.n_out, len(ps.rows), gelu=ps.gelu)
+        # pass 0's weights were preloaded; pass k > 0 loads from the k-1'th weight command
+        ready = 0 if k == 0 else \
+            fired["wcmd"][k - 1] + load_cycles(g, ps.n_in, ps.n_out) - c0
+        pc = pass_cycles(g, ps.n_in, ps.n_out, len(ps.rows), gelu=ps.gelu,
+                         weights_ready=max(0, ready))
         out["pass_cycles"].append(y_end[k] - c0 + 1)
         out["model_pass_cycles"].append(pc.cycles)
+        out["weights_load_hidden"].append(ready <= g.in_beats(ps.n_in) + 1)
+        model += pc.issue_cycles if k < len(prog.passes) - 1 else pc.cycles
     steps = sum(len(ps.rows) * (ps.n_in // g.tile_in) * (ps.n_out // g.tile_out)
                 for ps in prog.passes)
     span = y_end[len(prog.passes) - 1] - fired["cmd"][0] + 1
-    model = sum(pass_cycles(g, ps.n_in, ps.n_out, len(ps.rows), gelu=ps.gelu).issue_cycles
-                for ps in prog.passes[:-1]) + out["model_pass_cycles"][-1]
     out.update(span_cycles=span, model_cycles=model, steps_per_cycle=round(steps / span, 4),
                cmd_cycles=[c - fired["cmd"][0] for c in fired["cmd"]],
                latency_cycles=first_y - fired["cmd"][0])

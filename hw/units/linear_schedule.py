@@ -200,12 +200,22 @@ class PassCycles:
         return self.steps / self.cycles
 
 
-def pass_cycles(g: LinearGeometry, n_in: int, n_out: int, tokens: int, *, gelu: bool = False,
-                gelu_latency: int = 4) -> PassCycles:
-    """Cycles of one pass with every stream at full rate and the weights already loaded.
+def load_cycles(g: LinearGeometry, n_in: int, n_out: int) -> int:
+    """Cycles from a weight-load command's handshake (bank free, streams at full rate) to
+    the first cycle a step may use the bank: the weight and bias beats stream in parallel
+    from the next cycle, then the bank's full flag is set."""
+    return max(g.weight_beats(n_in, n_out), g.bias_beats(n_out)) + 2
 
-    * The first step issues once the first input row is in the row cache: ``in_beats``
-      beats from the cycle after the command handshake, then the row's full flag.
+
+def pass_cycles(g: LinearGeometry, n_in: int, n_out: int, tokens: int, *, gelu: bool = False,
+                gelu_latency: int = 4, weights_ready: int = 0) -> PassCycles:
+    """Cycles of one pass with every stream at full rate.
+
+    * The first step issues once the first input row is in the row cache (``in_beats``
+      beats from the cycle after the command handshake, then the row's full flag) and the
+      weight bank is loaded (``weights_ready`` cycles after the command handshake, see
+      :func:`load_cycles`; 0 when the weights were loaded during the previous pass, i.e.
+      the load is hidden).
     * Steady state: a token takes max(out_tiles × in_tiles steps, in_beats beats, out-tile
       drain) cycles -- the row cache is double-buffered, so the next row loads during the
       current token's steps; out-tiles drain at ``tile_out/8`` beats per cycle.
@@ -217,7 +227,7 @@ def pass_cycles(g: LinearGeometry, n_in: int, n_out: int, tokens: int, *, gelu: 
     steps = tokens * ot * it
     in_beats = g.in_beats(n_in)
     per_token = max(ot * it, in_beats, ot * max(it, g.out_beats_per_tile))
-    first = in_beats + 1
+    first = max(in_beats + 1, weights_ready)
     post = OUT_PIPE_STAGES + (gelu_latency if g.fmt.gelu else 0)
     tail = acc_stage(g) + FIFO_LATENCY + g.out_beats_per_tile - 1 + post
     issue = first + (tokens - 1) * per_token + ot * it

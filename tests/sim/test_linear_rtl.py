@@ -78,6 +78,7 @@ def test_linear_edge_moe_fc1_full_rate():
     m = run_unit("linear", cfg, seed=5, params={"phases": ["rate"]})
     _check_linear(m, cfg, ["rate"])
     assert m["phases"]["rate"]["steps_per_cycle"] >= 0.98
+    assert m["phases"]["rate"]["weights_load_hidden"] == [True, True]
 
 
 @pytest.mark.slow
