@@ -45,7 +45,8 @@ from amaranth.lib.wiring import In, Out
 from moevit.config import AcceleratorConfig
 from moevit.hw.units.gelu import Gelu
 from moevit.hw.units.linear_schedule import (
-    PRE_TREE_STAGES, TREE_LEVELS_PER_STAGE, WEIGHT_BITS, LinearFormat, LinearGeometry, geometry,
+    OUT_PIPE_STAGES, PRE_TREE_STAGES, TREE_LEVELS_PER_STAGE, WEIGHT_BITS, LinearFormat,
+    LinearGeometry, geometry,
     linear_format, tree_stages)
 from moevit.hw.units.pipeline import StallPipeline
 
@@ -75,6 +76,13 @@ def fifo_depth(g: LinearGeometry) -> int:
     """Output tiles the FIFO holds: enough credits to cover the pipeline even with one
     in-tile per out-tile (a power of two)."""
     need = PRE_TREE_STAGES + tree_stages(g.tile_in) + 6
+    return 1 << (need - 1).bit_length()
+
+
+def out_fifo_depth(g: LinearGeometry) -> int:
+    """Output beats the output FIFO holds: the credit loop through the GELU lanes and the
+    score pipeline (a power of two)."""
+    need = OUT_PIPE_STAGES + (4 if g.fmt.gelu else 0) + 6
     return 1 << (need - 1).bit_length()
 
 
@@ -222,7 +230,8 @@ class Linear(wiring.Component):
         row_beats = Signal(range(g.in_beats(g.max_in) + 1), name="c_row_beats")
         rows_left = Signal(range(g.tokens + 1), name="c_rows_left")
         m.d.comb += self.cmd.ready.eq(~act)
-        with m.If(self.cmd.valid & ~act):
+        cmd_take = self.cmd.valid & ~act
+        with m.If(cmd_take):
             m.d.sync += [act.eq(1), rows_left.eq(cp.tokens)]
             m.d.sync += [c[k].eq(getattr(cp, k)) for k in c]
             if TI >= g.x_per_beat:
@@ -266,16 +275,21 @@ class Linear(wiring.Component):
         ob = Signal(range(g.max_out_tiles), name="ob")
         n = Signal(range(g.tokens), name="tok_n")
         tile = Signal(range(g.max_tiles), name="tile")
-        first = ib == 0
+        # the issue conditions are registers (computed from next-state values), so ``fire``
+        # is one LUT of flip-flops ahead of its fan-out (timing)
+        first = Signal(init=1, name="ib_first")
+        row_ok = Signal(name="row_ok")
+        bank_ok = Signal(name="bank_ok")
+        credit = Signal(init=1, name="credit_ok")
         fire = Signal(name="fire")
-        m.d.comb += fire.eq(act & rfull.bit_select(csel, 1) & wfull.bit_select(c["bank"], 1)
-                            & (~first | (used < depth)))
+        m.d.comb += fire.eq(act & row_ok & bank_ok & (~first | credit))
         last_ib = ib == c["in_tiles"] - 1
         last_ob = ob == c["out_tiles"] - 1
         end_tok = last_ib & last_ob
         last_n = n == c["tokens"] - 1
         with m.If(fire):
-            m.d.sync += [ib.eq(Mux(last_ib, 0, ib + 1)), tile.eq(Mux(end_tok, 0, tile + 1))]
+            m.d.sync += [ib.eq(Mux(last_ib, 0, ib + 1)), tile.eq(Mux(end_tok, 0, tile + 1)),
+                         first.eq(last_ib)]
             with m.If(last_ib):
                 m.d.sync += ob.eq(Mux(last_ob, 0, ob + 1))
             with m.If(end_tok):
@@ -285,6 +299,10 @@ class Linear(wiring.Component):
         m.d.comb += [clr_r.eq(Mux(fire & end_tok, _onehot(csel), 0)),
                      clr_full.eq(Mux(fire & end_tok & last_n & ~c["keep"], _onehot(c["bank"]),
                                      0))]
+        wfull_next = (wfull | set_full) & ~clr_full
+        rfull_next = (rfull | set_r) & ~clr_r
+        m.d.sync += [bank_ok.eq(wfull_next.bit_select(Mux(cmd_take, cp.bank, c["bank"]), 1)),
+                     row_ok.eq(rfull_next.bit_select(Mux(fire & end_tok, ~csel, csel), 1))]
 
         wrd = []
         for r, mem in enumerate(self._wmems):
@@ -388,59 +406,86 @@ class Linear(wiring.Component):
             m.d.sync += k.eq(Mux(k == obpt - 1, 0, k + 1))
         m.d.comb += tile_fifo.r_en.eq(pop)
         take = fire & first
-        m.d.sync += used.eq(used + take - pop)
+        used_next = Signal.like(used, name="credits_next")
+        m.d.comb += used_next.eq(used + take - pop)
+        m.d.sync += [used.eq(used_next), credit.eq(used_next < depth)]
 
-        # ------------------------------------------------ GELU lanes (lockstep) + meta FIFO
-        post_in = data.StructLayout({"raw": W, "g": W, "meta": meta})
-        src = _Port(post_in, "post_in")
+        # ------------------------------------------------ GELU lanes + score (free-running)
+        # The serializer issues a beat only with a credit of the output FIFO, so the GELU
+        # lanes and the score pipeline never stall (no ready path runs through them).
+        out_depth = out_fifo_depth(g)
+        out_fifo = fifo.SyncFIFOBuffered(width=W + g.token_bits + 1, depth=out_depth)
+        m.submodules.out_fifo = out_fifo
+        o_used = Signal(range(out_depth + 1), name="out_credits_used")
+        o_credit = Signal(init=1, name="out_credit_ok")
+        m.d.comb += ser.ready.eq(o_credit)
+        o_pop = out_fifo.r_en & out_fifo.r_rdy
+        o_next = Signal.like(o_used, name="out_credits_next")
+        m.d.comb += o_next.eq(o_used + ser_fire - o_pop)
+        m.d.sync += [o_used.eq(o_next), o_credit.eq(o_next < out_depth)]
+
+        def delay(value, n, name):
+            for k in range(n):
+                r = Signal(Value.cast(value).shape(), name=f"{name}_d{k + 1}")
+                m.d.sync += r.eq(value)
+                value = r
+            return value
+
         if fmt.gelu:
             lanes = [Gelu(cfg) for _ in range(fb)]
             for j, ln in enumerate(lanes):
                 m.submodules[f"gelu{j}"] = ln
-            side = fifo.SyncFIFO(width=W + meta.size, depth=Gelu.latency + 2)
-            m.submodules.gelu_side = side
-            m.d.comb += ser.ready.eq(lanes[0].i.ready & side.w_rdy)
-            for j, ln in enumerate(lanes):
-                m.d.comb += [ln.i.valid.eq(ser.valid & side.w_rdy),
+                m.d.comb += [ln.i.valid.eq(ser_fire),
                              ln.i.payload.eq(beat[FM_W * j:FM_W * (j + 1)]),
-                             ln.o.ready.eq(src.ready)]
-            m.d.comb += [side.w_en.eq(ser_fire), side.w_data.eq(Cat(beat, rmeta)),
-                         src.valid.eq(lanes[0].o.valid),
-                         src.payload.raw.eq(side.r_data[:W]),
-                         src.payload.meta.eq(side.r_data[W:]),
-                         src.payload.g.eq(Cat(*[ln.o.payload for ln in lanes])),
-                         side.r_en.eq(src.valid & src.ready)]
+                             ln.o.ready.eq(1)]
+            lat = lanes[0].latency
+            g_valid = delay(ser_fire, lat, "gelu_valid")
+            raw = delay(beat, lat, "gelu_raw")
+            gm = delay(rmeta, lat, "gelu_meta")
+            gval = Cat(*[ln.o.payload for ln in lanes])
         else:
-            m.d.comb += [ser.ready.eq(src.ready), src.valid.eq(ser.valid),
-                         src.payload.raw.eq(beat), src.payload.g.eq(beat),
-                         src.payload.meta.eq(rmeta)]
+            g_valid, raw, gm, gval = ser_fire, beat, rmeta, beat
+        gm = Value.cast(gm)
+        gmeta = Signal(meta, name="post_meta")
+        m.d.comb += gmeta.eq(gm)
 
-        # ------------------------------------------------ output pipeline: select, ×score, +d
-        add_in = src.payload.meta.add
-        pipe = StallPipeline(m, src, self.y, input_allow=~add_in | self.d.valid, prefix="out_")
-        m.d.comb += self.d.ready.eq(pipe.valid & add_in)
-        sel_g = src.payload.meta.gelu if fmt.gelu else Const(0, 1)
-        v = pipe.reg(Mux(sel_g, src.payload.g, src.payload.raw), "v")
-        pipe.carry("d", Mux(add_in, self.d.payload, 0))
-        pipe.carry("p", src.payload.meta.score)
-        pipe.carry("scale", src.payload.meta.scale if fmt.score else Const(0, 1))
-        pipe.carry("token", src.payload.meta.token)
-        pipe.next()
-        words = [v[FM_W * j:FM_W * (j + 1)].as_signed() for j in range(fb)]
-        if fmt.score:
-            prods = [pipe.reg(wv * pipe["p"], f"prod{j}") for j, wv in enumerate(words)]
-        else:
-            prods = words
-        pipe.carry("v", v)
-        pipe.next()
-        words = [pipe["v"][FM_W * j:FM_W * (j + 1)].as_signed() for j in range(fb)]
-        dd = [pipe["d"][FM_W * j:FM_W * (j + 1)].as_signed() for j in range(fb)]
+        # stage 1: select GELU or raw; stage 2: registered y·p; stage 3: ⌊·/2^22⌋ or y
+        v1 = Signal(W, name="post_v")
+        p1 = Signal(signed(FM_W), name="post_p")
+        m.d.sync += [v1.eq(Mux(gmeta.gelu, gval, raw) if fmt.gelu else raw),
+                     p1.eq(gmeta.score)]
+        meta1 = delay(Cat(g_valid, gmeta.scale, gmeta.add, gmeta.token), 1, "post_m1")
+        words = [v1[FM_W * j:FM_W * (j + 1)].as_signed() for j in range(fb)]
+        prods = []
+        for j, wv in enumerate(words):
+            if fmt.score:
+                pr = Signal(signed(2 * FM_W), name=f"post_prod{j}")
+                m.d.sync += pr.eq(wv * p1)
+                prods.append(pr)
+        v2 = delay(v1, 1, "post_v2")
+        meta2 = delay(meta1, 1, "post_m2")
+        scale2 = meta2[1] if fmt.score else Const(0, 1)
         outs = []
         for j in range(fb):
-            scaled = (prods[j] >> frac)[:FM_W].as_signed() if fmt.score else words[j]
-            outs.append((Mux(pipe["scale"], scaled, words[j]) + dd[j])[:FM_W])
-        yd = pipe.reg(Cat(*outs), "ydata")
-        ytok = pipe.reg(pipe["token"], "ytoken")
+            wj = v2[FM_W * j:FM_W * (j + 1)]
+            sj = (prods[j] >> frac)[:FM_W] if fmt.score else wj
+            outs.append(Mux(scale2, sj, wj))
+        m.d.comb += [out_fifo.w_data.eq(delay(Cat(*outs, meta2[2], meta2[3:]), 1, "post_y")),
+                     out_fifo.w_en.eq(delay(meta2[0], 1, "post_valid"))]
+
+        # ------------------------------------------------ join with d (accumulate) -> y
+        fl = data.StructLayout({"data": W, "add": 1, "token": unsigned(g.token_bits)})
+        head = Signal(fl, name="out_head")
+        m.d.comb += head.eq(out_fifo.r_data)
+        src = _Port(1, "join")
+        m.d.comb += src.valid.eq(out_fifo.r_rdy)
+        pipe = StallPipeline(m, src, self.y, input_allow=~head.add | self.d.valid, prefix="y_")
+        m.d.comb += [out_fifo.r_en.eq(src.ready), self.d.ready.eq(pipe.valid & head.add)]
+        dd = Mux(head.add, self.d.payload, 0)
+        ysum = Cat(*[(head.data[FM_W * j:FM_W * (j + 1)] + dd[FM_W * j:FM_W * (j + 1)])[:FM_W]
+                     for j in range(fb)])
+        yd = pipe.reg(ysum, "ydata")
+        ytok = pipe.reg(head.token, "ytoken")
         pipe.next()
         out = Signal(self.y.payload.shape())
         m.d.comb += [out.data.eq(yd), out.token.eq(ytok)]

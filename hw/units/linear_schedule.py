@@ -220,7 +220,8 @@ def pass_cycles(g: LinearGeometry, n_in: int, n_out: int, tokens: int, *, gelu: 
       drain) cycles -- the row cache is double-buffered, so the next row loads during the
       current token's steps; out-tiles drain at ``tile_out/8`` beats per cycle.
     * Tail: the last step's accumulator update (:func:`acc_stage`), the output tile FIFO,
-      the serializer (``tile_out/8`` beats), the GELU lanes when used, the output pipeline.
+      the serializer (``tile_out/8`` beats), the GELU lanes when used, the select / score
+      pipeline, the output FIFO and the join with ``d`` (the y register).
     """
     g.check_shape(n_in, n_out, tokens)
     it, ot = n_in // g.tile_in, n_out // g.tile_out
@@ -229,7 +230,7 @@ def pass_cycles(g: LinearGeometry, n_in: int, n_out: int, tokens: int, *, gelu: 
     per_token = max(ot * it, in_beats, ot * max(it, g.out_beats_per_tile))
     first = max(in_beats + 1, weights_ready)
     post = OUT_PIPE_STAGES + (gelu_latency if g.fmt.gelu else 0)
-    tail = acc_stage(g) + FIFO_LATENCY + g.out_beats_per_tile - 1 + post
+    tail = acc_stage(g) + 2 * FIFO_LATENCY + g.out_beats_per_tile - 1 + post + JOIN_STAGES
     issue = first + (tokens - 1) * per_token + ot * it
     cycles = first + (tokens - 1) * per_token + ot * max(it, g.out_beats_per_tile) + tail
     return PassCycles(steps, cycles, first, per_token, tail, issue)
@@ -237,5 +238,8 @@ def pass_cycles(g: LinearGeometry, n_in: int, n_out: int, tokens: int, *, gelu: 
 
 #: output tile FIFO: write to first readable cycle (SyncFIFOBuffered)
 FIFO_LATENCY = 2
-#: output pipeline after the GELU lanes: select, score product, add + output register
+#: output pipeline after the GELU lanes: select, score product, floor/select (then the
+#: output FIFO)
 OUT_PIPE_STAGES = 3
+#: the y register that adds the ``d`` row
+JOIN_STAGES = 1
