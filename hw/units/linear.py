@@ -131,30 +131,31 @@ class Linear(wiring.Component):
         busy = Signal(name="ld_busy")
         bank = Signal(name="ld_bank")
         l_it = Signal.like(p.in_tiles, name="ld_in_tiles")
+        l_ot = Signal.like(p.out_tiles, name="ld_out_tiles")
         attn = Signal(name="ld_attn_bias")
-        w_left = Signal(range(g.max_tiles * TI * TO // wpb + 1), name="ld_w_left")
-        b_left = Signal(range(g.max_out + 1), name="ld_b_left")
+        w_done = Signal(name="ld_w_done")  # every weight beat of the load is in
+        b_done = Signal(name="ld_b_done")
         cpt, bpt = TI // wpb, TO // wpb  # weight beats per tile row, bias beats per tile
         ck = Signal(range(cpt), name="ld_chunk")
         wib = Signal(range(g.max_in_tiles), name="ld_ib")
         wr = Signal(range(TO), name="ld_row")
         wobase = Signal(range(g.max_tiles + 1), name="ld_ob_base")
+        wob = Signal(range(g.max_out_tiles), name="ld_ob")
         bck = Signal(range(bpt), name="ld_bchunk")
         bob = Signal(range(g.max_out_tiles), name="ld_bob")
         m.d.comb += self.wcmd.ready.eq(~busy)
         with m.If(self.wcmd.valid & ~busy):
             m.d.sync += [busy.eq(1), bank.eq(p.bank), l_it.eq(p.in_tiles), attn.eq(p.attn_bias),
-                         w_left.eq(p.in_tiles * p.out_tiles * (TI * TO // wpb)),
-                         b_left.eq(p.out_tiles * bpt), ck.eq(0), wib.eq(0), wr.eq(0),
-                         wobase.eq(0), bck.eq(0), bob.eq(0)]
+                         l_ot.eq(p.out_tiles), w_done.eq(0), b_done.eq(0), ck.eq(0), wib.eq(0),
+                         wr.eq(0), wob.eq(0), wobase.eq(0), bck.eq(0), bob.eq(0)]
         free = ~wfull.bit_select(bank, 1)
-        w_go = busy & free & (w_left != 0)
-        b_go = busy & free & (b_left != 0)
+        w_go = busy & free & ~w_done
+        b_go = busy & free & ~b_done
         m.d.comb += [self.w.ready.eq(w_go), self.b.ready.eq(b_go)]
         w_fire = self.w.valid & w_go
         b_fire = self.b.valid & b_go
-        m.d.comb += set_full.eq(Mux(busy & (w_left == 0) & (b_left == 0), _onehot(bank), 0))
-        with m.If(busy & (w_left == 0) & (b_left == 0)):
+        m.d.comb += set_full.eq(Mux(busy & w_done & b_done, _onehot(bank), 0))
+        with m.If(busy & w_done & b_done):
             m.d.sync += busy.eq(0)
 
         # weights: beat n = W[ob*TO + r][(ib*cpt + ck)*wpb ...]: tile ob*in_tiles + ib, row r
@@ -168,7 +169,6 @@ class Linear(wiring.Component):
                          wp.en.eq(Cat(*[en & (ck == k) for k in range(cpt)]) if cpt > 1 else en)]
             wports.append(wp)
         with m.If(w_fire):
-            m.d.sync += w_left.eq(w_left - 1)
             last_ck, last_ib, last_r = ck == cpt - 1, wib == l_it - 1, wr == TO - 1
             m.d.sync += ck.eq(Mux(last_ck, 0, ck + 1))
             with m.If(last_ck):
@@ -176,7 +176,9 @@ class Linear(wiring.Component):
                 with m.If(last_ib):
                     m.d.sync += wr.eq(Mux(last_r, 0, wr + 1))
                     with m.If(last_r):
-                        m.d.sync += wobase.eq(wobase + l_it)
+                        m.d.sync += [wobase.eq(wobase + l_it), wob.eq(wob + 1)]
+                        with m.If(wob == l_ot - 1):
+                            m.d.sync += w_done.eq(1)
 
         # biases: 16 int16 per beat, widened exactly to wt_wbias (attention bias << 2)
         sh_attn = f.wt_wbias.frac - f.wt_attn_bias.frac
@@ -191,9 +193,11 @@ class Linear(wiring.Component):
                      bp.en.eq(Cat(*[b_fire & (bck == k) for k in range(bpt)]) if bpt > 1
                               else b_fire)]
         with m.If(b_fire):
-            m.d.sync += [b_left.eq(b_left - 1), bck.eq(Mux(bck == bpt - 1, 0, bck + 1))]
+            m.d.sync += bck.eq(Mux(bck == bpt - 1, 0, bck + 1))
             with m.If(bck == bpt - 1):
                 m.d.sync += bob.eq(bob + 1)
+                with m.If(bob == l_ot - 1):
+                    m.d.sync += b_done.eq(1)
 
     # ---------------------------------------------------------------- elaborate
     def elaborate(self, platform):
@@ -227,7 +231,7 @@ class Linear(wiring.Component):
         act = Signal(name="c_active")
         c = {k: Signal.like(getattr(cp, k), name=f"c_{k}") for k in
              ("bank", "in_tiles", "out_tiles", "tokens", "gelu", "score", "add", "keep")}
-        row_beats = Signal(range(g.in_beats(g.max_in) + 1), name="c_row_beats")
+        row_last = Signal(range(g.in_beats(g.max_in) + 1), name="c_row_last")  # beats - 1
         rows_left = Signal(range(g.tokens + 1), name="c_rows_left")
         m.d.comb += self.cmd.ready.eq(~act)
         cmd_take = self.cmd.valid & ~act
@@ -235,9 +239,9 @@ class Linear(wiring.Component):
             m.d.sync += [act.eq(1), rows_left.eq(cp.tokens)]
             m.d.sync += [c[k].eq(getattr(cp, k)) for k in c]
             if TI >= g.x_per_beat:
-                m.d.sync += row_beats.eq(cp.in_tiles * (TI // g.x_per_beat))
+                m.d.sync += row_last.eq(cp.in_tiles * (TI // g.x_per_beat) - 1)
             else:
-                m.d.sync += row_beats.eq(cp.in_tiles >> _log2(g.x_per_beat // TI))
+                m.d.sync += row_last.eq((cp.in_tiles >> _log2(g.x_per_beat // TI)) - 1)
 
         # ------------------------------------------------ input-row loader (double-buffered)
         rfull = Signal(2, name="rfull")
@@ -257,7 +261,7 @@ class Linear(wiring.Component):
                      xwp.data.eq(Cat(*([self.x.payload.data] * bpw))),
                      xwp.en.eq(Cat(*[x_fire & (lane == k) for k in range(bpw)]) if bpw > 1
                                else x_fire)]
-        row_done = x_fire & (xk == row_beats - 1)
+        row_done = x_fire & (xk == row_last)
         m.d.comb += set_r.eq(Mux(row_done, _onehot(lsel), 0))
         with m.If(x_fire):
             m.d.sync += xk.eq(Mux(row_done, 0, xk + 1))
@@ -283,10 +287,19 @@ class Linear(wiring.Component):
         credit = Signal(init=1, name="credit_ok")
         fire = Signal(name="fire")
         m.d.comb += fire.eq(act & row_ok & bank_ok & (~first | credit))
-        last_ib = ib == c["in_tiles"] - 1
-        last_ob = ob == c["out_tiles"] - 1
+        # "last" flags of the three loop counters, kept one step ahead (registers)
+        last_ib, last_ob, last_n = (Signal(name=f"{k}_last") for k in ("ib", "ob", "n"))
         end_tok = last_ib & last_ob
-        last_n = n == c["tokens"] - 1
+        c_it, c_ot, c_tok = c["in_tiles"], c["out_tiles"], c["tokens"]
+        with m.If(cmd_take):
+            m.d.sync += [last_ib.eq(cp.in_tiles == 1), last_ob.eq(cp.out_tiles == 1),
+                         last_n.eq(cp.tokens == 1)]
+        with m.If(fire):
+            m.d.sync += last_ib.eq(Mux(last_ib, c_it == 1, ib + 2 == c_it))
+            with m.If(last_ib):
+                m.d.sync += last_ob.eq(Mux(last_ob, c_ot == 1, ob + 2 == c_ot))
+            with m.If(end_tok):
+                m.d.sync += last_n.eq(Mux(last_n, c_tok == 1, n + 2 == c_tok))
         with m.If(fire):
             m.d.sync += [ib.eq(Mux(last_ib, 0, ib + 1)), tile.eq(Mux(end_tok, 0, tile + 1)),
                          first.eq(last_ib)]

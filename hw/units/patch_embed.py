@@ -53,7 +53,8 @@ class PatchEmbed(wiring.Component):
             wiring.connect(m, wiring.flipped(getattr(self, name)), getattr(eng, name))
         row_beats = self.cfg.dim // g.feature_block
         cls_left = Signal(range(row_beats + 1), name="cls_left")
-        pending = Signal(range(g.tokens * row_beats + 1), name="pending_beats")
+        pending = Signal(range(g.tokens + 1), name="pending_rows")  # engine rows still due
+        beat = Signal(range(row_beats), name="out_beat")
         idle = (cls_left == 0) & (pending == 0)
         # command: forced modes; taken only when the previous image has fully left
         m.d.comb += [eng.cmd.payload.eq(self.cmd.payload), eng.cmd.payload.add.eq(1),
@@ -72,10 +73,11 @@ class PatchEmbed(wiring.Component):
                      eng.y.ready.eq(self.y.ready & ~in_cls)]
         eng_out = eng.y.valid & eng.y.ready
         with m.If(take):
-            m.d.sync += [cls_left.eq(row_beats),
-                         pending.eq(self.cmd.payload.tokens * row_beats)]
+            m.d.sync += [cls_left.eq(row_beats), pending.eq(self.cmd.payload.tokens)]
         with m.Elif(in_cls & self.d.valid & self.y.ready):
             m.d.sync += cls_left.eq(cls_left - 1)
         with m.If(eng_out):
-            m.d.sync += pending.eq(pending - 1)
+            m.d.sync += beat.eq(Mux(beat == row_beats - 1, 0, beat + 1))
+            with m.If(beat == row_beats - 1):
+                m.d.sync += pending.eq(pending - 1)
         return m
