@@ -251,9 +251,7 @@ class Linear(wiring.Component):
         xk = Signal(range(g.in_beats(g.max_in)), name="x_beat")
         meta_tok = [Signal(g.token_bits, name=f"row{k}_token") for k in range(2)]
         meta_sc = [Signal(signed(FM_W), name=f"row{k}_score") for k in range(2)]
-        # x.ready = act & rows left & the loading bank empty, as a register computed from
-        # the next-state values below (same cycle behaviour, no logic before its fan-out)
-        x_go = Signal(name="x_ready")
+        x_go = act & (rows_left != 0) & ~rfull.bit_select(lsel, 1)
         m.d.comb += self.x.ready.eq(x_go)
         x_fire = self.x.valid & x_go
         bpw, tpw = g.beats_per_xword, g.tiles_per_xword
@@ -316,10 +314,6 @@ class Linear(wiring.Component):
                                      0))]
         wfull_next = (wfull | set_full) & ~clr_full
         rfull_next = (rfull | set_r) & ~clr_r
-        act_next = Mux(cmd_take, 1, act & ~(fire & end_tok & last_n))
-        rows_next = Mux(cmd_take, cp.tokens, rows_left - row_done)
-        m.d.sync += x_go.eq(act_next & (rows_next != 0)
-                            & ~rfull_next.bit_select(lsel ^ row_done, 1))
         m.d.sync += [bank_ok.eq(wfull_next.bit_select(Mux(cmd_take, cp.bank, c["bank"]), 1)),
                      row_ok.eq(rfull_next.bit_select(Mux(fire & end_tok, ~csel, csel), 1))]
 
