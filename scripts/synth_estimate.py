@@ -29,7 +29,8 @@ from moevit.hw.verilog import CAVEAT, write_verilog, yosys_estimate  # noqa: E40
 from moevit import tools  # noqa: E402
 from moevit.sim.units import UNITS, get_unit, run_unit  # noqa: E402
 
-DEFAULT_UNITS = ["exp", "gelu", "recip", "div", "sqrt", "rsqrt", "softmax"]
+DEFAULT_UNITS = ["exp", "gelu", "recip", "div", "sqrt", "rsqrt", "softmax", "linear",
+                 "patch_embed"]
 COLUMNS = ["latency_cycles", "items_per_cycle", "LUT", "FF", "DSP48E2", "BRAM36", "URAM",
            "LUTRAM", "CARRY"]
 

@@ -241,6 +241,12 @@ _TESTBENCH_UNITS = [
     ("attention", "moevit.hw.units.attention", "Attention",
      "multi-head attention: Q·Kᵀ, staggered P lanes, online softmax, softmax·V (spec §4.5)",
      "moevit.sim.tb_attention", ()),
+    ("linear", "moevit.hw.units.linear", "Linear",
+     "unified linear engine: ping/pong weight tiles, direct/gather/scatter/score-accumulate, "
+     "GELU (spec §4.3)", "moevit.sim.tb_linear", ()),
+    ("patch_embed", "moevit.hw.units.patch_embed", "PatchEmbed",
+     "patch embedding on the linear engine: uint8 pixels, cls row, pos_embed (spec §4.1)",
+     "moevit.sim.tb_patch_embed", ()),
 ]
 for _name, _mod, _cls, _desc in _BUILTIN_UNITS:
     register_unit(UnitSpec(_name, _lazy(_mod, _cls), description=_desc,
