@@ -212,7 +212,8 @@ def stages(cfg: AcceleratorConfig, batch: int = 1, routing: dict | None = None) 
     def linear(name, layer, n_in, n_out, tokens, weights, act_bytes, gelu=False, kind="linear"):
         buf = ("ping", "pong")[linear_count[0] % 2]
         linear_count[0] += 1
-        out.append(Stage(name, kind, layer, U.linear_cycles(cfg, tokens, n_in, n_out, gelu),
+        cycles = U.linear_cycles(cfg, tokens, n_in, n_out, gelu, patch=kind == "patch_embed")
+        out.append(Stage(name, kind, layer, cycles,
                          weights, act_bytes, tokens * n_in * n_out, buf))
 
     def lin_weights(n_in, n_out):

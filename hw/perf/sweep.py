@@ -11,6 +11,7 @@ import itertools
 
 from moevit.config import AcceleratorConfig
 from moevit.errors import ConfigError
+from moevit.hw.units import linear_schedule as LS
 from moevit.hw.perf import cycle_model, resources
 
 TARGET_MS = 10.0
@@ -20,12 +21,16 @@ PS = (1, 2, 4, 8)
 
 
 def candidates(cfg: AcceleratorConfig, tiles=TILES, ps=PS):
-    """Every valid (tile_in, tile_out, P) variant of ``cfg``."""
+    """Every valid (tile_in, tile_out, P) variant of ``cfg`` that the linear engine and the
+    patch-embedding instance can be built with (tiles are whole 256-bit weight beats)."""
     for tin, tout, p in itertools.product(tiles, tiles, ps):
         try:
-            yield cfg.replace(linear_tile_in=tin, linear_tile_out=tout, attn_parallel=p)
+            c = cfg.replace(linear_tile_in=tin, linear_tile_out=tout, attn_parallel=p)
+            LS.geometry(c)
+            LS.geometry(c, LS.patch_format(c))
         except ConfigError:
             continue
+        yield c
 
 
 def evaluate(cfg: AcceleratorConfig, batch: int = 16, routing="uniform") -> dict:

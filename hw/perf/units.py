@@ -1,12 +1,11 @@
 """Cycle counts of each compute unit for one stage of the schedule, from the config alone.
 
 Attention comes from :mod:`moevit.hw.units.attention_schedule` (a cycle-by-cycle replay
-asserted equal to the RTL in tests/hw).  The linear engine, LayerNorm, residual add, patch
-embedding and MoE gate have no RTL in this checkout yet (issue 10 builds them with their own
-cycle models): their figures here are *rate models* — the steady-state rate each unit must
-reach (one linear tile step per clock; one 8-wide feature block per clock for LayerNorm, the
-residual add and the gate) plus a fill/drain tail named below.  Replace the tails by the
-units' own models when they land; the rates are the units' acceptance targets.
+asserted equal to the RTL in tests/hw) and the linear engine and patch embedding from
+:mod:`moevit.hw.units.linear_schedule` (checked against the RTL's cycle counts within 1 % in
+tests/sim).  LayerNorm, the residual add and the MoE gate are *rate models* here — the
+steady-state rate each unit must reach (one 8-wide feature block per clock) plus a fill/drain
+tail named below.
 """
 
 from __future__ import annotations
@@ -15,12 +14,10 @@ from functools import lru_cache
 
 from moevit.config import AcceleratorConfig
 from moevit.errors import ConfigError
+from moevit.hw.units import linear_schedule as LS
 from moevit.hw.units.attention_schedule import cycles_per_layer
 from moevit.hw.units.gelu import Gelu
 
-#: linear-engine fill/drain (assumption): registered 32x16 product (2), the tile_in-input adder
-#: tree (log2 levels, one register each), accumulate (1), output register (1); + GELU latency
-LINEAR_FIXED_TAIL = 4
 #: LayerNorm tail (assumption): one token's statistics pass (FB beats) before its first output
 #: beat, plus sqrt + trunc0 divide for 1/sqrt(var) (Rsqrt, 77 cycles in bench/units.json)
 LAYERNORM_RSQRT_LATENCY = 77
@@ -41,18 +38,19 @@ def linear_steps(cfg: AcceleratorConfig, tokens: int, n_in: int, n_out: int) -> 
             * _tiles(n_in, cfg.linear_tile_in, "input width"))
 
 
-def linear_tail(cfg: AcceleratorConfig, gelu: bool) -> int:
-    """Fill/drain cycles of one linear-engine pass (an assumption until issue 10's model)."""
-    tree = (cfg.linear_tile_in - 1).bit_length()
-    return LINEAR_FIXED_TAIL + tree + (Gelu.latency if gelu else 0)
-
-
 def linear_cycles(cfg: AcceleratorConfig, tokens: int, n_in: int, n_out: int,
-                  gelu: bool = False) -> int:
-    """One pass of the linear engine over ``tokens`` rows (0 tokens: the pass is skipped)."""
+                  gelu: bool = False, patch: bool = False) -> int:
+    """Passes of the linear engine (``patch``: the patch-embedding instance) over ``tokens``
+    rows, from its RTL-checked cycle model; more rows than one image holds (the batched
+    schedule) run as back-to-back passes of at most ``cfg.tokens`` rows with the weights kept.
+    0 tokens: the pass is skipped."""
     if tokens == 0:
         return 0
-    return linear_steps(cfg, tokens, n_in, n_out) + linear_tail(cfg, gelu)
+    g = LS.geometry(cfg, LS.patch_format(cfg) if patch else LS.linear_format(cfg))
+    full, rest = divmod(tokens, cfg.tokens)
+    passes = [LS.pass_cycles(g, n_in, n_out, n, gelu=gelu, gelu_latency=Gelu.latency)
+              for n in [cfg.tokens] * full + ([rest] if rest else [])]
+    return sum(p.issue_cycles for p in passes[:-1]) + passes[-1].cycles
 
 
 def block_cycles(cfg: AcceleratorConfig, tokens: int | None = None) -> int:
