@@ -98,3 +98,35 @@ class StallPipeline:
     def latency(self) -> int:
         """Cycles from the input handshake to output valid (output ready)."""
         return self.stage
+
+
+
+def adder_trees(pipe: StallPipeline, trees, width: int, name: str,
+                levels_per_stage: int = 2) -> list[Value]:
+    """Sum each list of ``trees`` (stage-k values, all lists of one length) modulo 2^width
+    with balanced trees of 2-input adders, registering the partial sums after every
+    ``levels_per_stage`` levels (the pipeline advances); returns the combinational sums of
+    the last levels (1 to ``levels_per_stage`` levels after the last register).  Wrapping
+    each partial sum is exact because the whole sum is taken modulo 2^width (spec §3.2
+    rule 7)."""
+    trees = [[Value.cast(t)[:width] for t in terms] for terms in trees]
+    level = 0
+    while len(trees[0]) > 1:
+        if level and level % levels_per_stage == 0:
+            trees = [[pipe.reg(t, f"{name}{k}_{j}", shape=width) for j, t in enumerate(terms)]
+                     for k, terms in enumerate(trees)]
+            pipe.next()
+        trees = [[(terms[j] + terms[j + 1])[:width] if j + 1 < len(terms) else terms[j]
+                  for j in range(0, len(terms), 2)] for terms in trees]
+        level += 1
+    return [terms[0] for terms in trees]
+
+
+def tree_levels(n: int) -> int:
+    """Adder levels of :func:`adder_trees` for ``n`` terms."""
+    return max(0, (n - 1).bit_length())
+
+
+def tree_registers(n: int, levels_per_stage: int = 2) -> int:
+    """Pipeline registers (stages) :func:`adder_trees` inserts for ``n`` terms."""
+    return max(0, (tree_levels(n) - 1) // levels_per_stage)
