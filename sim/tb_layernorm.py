@@ -23,6 +23,7 @@ from cocotb.triggers import FallingEdge, ReadOnly
 
 from moevit.config import AcceleratorConfig
 from moevit.golden.layernorm import layernorm, layernorm_stats
+from moevit.sim.blocks import block_beats, pack, unpack
 from moevit.sim.runner import tb_config, tb_params, write_metrics
 from moevit.sim.tb_stream import start_clock_reset
 
@@ -30,24 +31,6 @@ FM_MIN, FM_MAX = -(1 << 31), (1 << 31) - 1
 #: var values of the rstd wrap edge: sqrt_rhu(16) = 2^13 -> 2^44 / 2^13 = 2^31 wraps to -2^31;
 #: var 17 is the first that does not wrap; var 4 (eps only) gives 2^32 -> 0
 WRAP_EDGE_VARS = (4, 15, 16, 17, 18)
-
-
-def pack(values, width: int, per_beat: int) -> list[int]:
-    """Raw ints (a multiple of ``per_beat``) -> beats of ``per_beat`` x ``width`` bits,
-    element 0 in the low bits."""
-    v = np.asarray(values, dtype=np.int64).reshape(-1, per_beat) & ((1 << width) - 1)
-    return [sum(int(e) << (width * j) for j, e in enumerate(row)) for row in v]
-
-
-def unpack(beats, width: int, per_beat: int) -> np.ndarray:
-    mask = (1 << width) - 1
-    out = np.array([[(b >> (width * j)) & mask for j in range(per_beat)] for b in beats],
-                   dtype=np.int64).reshape(-1)
-    return np.where(out >= 1 << (width - 1), out - (1 << width), out)
-
-
-def block_beats(x, cfg: AcceleratorConfig) -> list[int]:
-    return pack(x, cfg.formats.fm.width, cfg.feature_block)
 
 
 def param_beats(gain, bias, cfg: AcceleratorConfig) -> list[int]:

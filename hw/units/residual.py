@@ -19,9 +19,9 @@ def block_layout(cfg: AcceleratorConfig) -> data.ArrayLayout:
 
 
 def residual_cycles(cfg: AcceleratorConfig, blocks: int) -> int:
-    """Cycles from the first input handshake to the last output handshake for ``blocks``
+    """Cycles from the first input handshake to the last output handshake (both counted) for ``blocks``
     blocks with unthrottled streams: one block per clock plus the latency."""
-    return blocks + Residual.latency - 1 if blocks else 0
+    return blocks + Residual.latency if blocks else 0
 
 
 class Residual(wiring.Component):
