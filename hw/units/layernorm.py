@@ -33,17 +33,17 @@ Every multiplier has registered inputs and a registered product; adder trees hav
 
 from __future__ import annotations
 
-from amaranth import Cat, Module, Mux, Signal, signed
-from amaranth.lib import data, fifo, memory, stream, wiring
+from amaranth import Cat, Module, Mux, Signal
+from amaranth.lib import fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from moevit.config import AcceleratorConfig
 from moevit.errors import ConfigError
 from moevit.golden.layernorm import inv_dim_raw
-from moevit.hw.units.common import fm_shape, silence
+from moevit.hw.units.common import silence
 from moevit.hw.units.divide import recip_stages
 from moevit.hw.units.pipeline import StallPipeline, adder_trees, tree_registers
-from moevit.hw.units.residual import block_layout
+from moevit.hw.units.residual import block_shape, lane
 from moevit.hw.units.sqrt import sqrt_geometry, sqrt_stages
 
 #: adder levels between pipeline registers in the statistics sums
@@ -116,7 +116,7 @@ class LayerNorm(wiring.Component):
             silence(self)
             raise ConfigError(f"LayerNorm: tokens per call must be >= 1 (got {tokens})")
         self.per_beat, self.blocks_per_beat = per_beat, bpb
-        blk = block_layout(cfg)
+        blk = block_shape(cfg)
         super().__init__({"x": In(stream.Signature(blk)),
                           "p": In(stream.Signature(cfg.axi_width)),
                           "o": Out(stream.Signature(blk))})
@@ -131,9 +131,10 @@ class LayerNorm(wiring.Component):
         cfg = self.cfg
         w, frac, n = cfg.formats.fm.width, cfg.formats.fm.frac, cfg.feature_block
         pipe = StallPipeline(m, xs, st, prefix="st_")
-        pipe.carry("last", xs.payload.last)
-        pipe.carry("first", xs.payload.first)
-        x = [pipe.reg(xs.payload.x[j], f"x{j}") for j in range(n)]
+        nb = n * w
+        pipe.carry("last", xs.payload[nb + 1])
+        pipe.carry("first", xs.payload[nb])
+        x = [pipe.reg(lane(xs.payload, j, w), f"x{j}") for j in range(n)]
         pipe.next()
         # X·c: registered input, registered product
         c = inv_dim_raw(cfg)
@@ -185,22 +186,19 @@ class LayerNorm(wiring.Component):
         fb = cfg.feature_blocks
         gw, gfrac, bfrac = cfg.formats.wt_norm.width, cfg.formats.wt_norm.frac, \
             cfg.formats.wt_bias.frac
-        blk = block_layout(cfg)
+        blk = block_shape(cfg)
 
         # ---- fork: every input block goes to the token buffer and the statistics
         in_db = Signal(range(fb), name="in_db")
-        xs = stream.Signature(data.StructLayout(
-            {"x": blk, "first": 1, "last": 1})).create(path=("xs",))
+        xs = stream.Signature(blk.width + 2).create(path=("xs",))   # {x, first, last}
         st = stream.Signature(2 * w).create(path=("st",))
-        m.submodules.buf = buf = fifo.SyncFIFOBuffered(width=blk.size, depth=block_fifo_depth(cfg))
+        m.submodules.buf = buf = fifo.SyncFIFOBuffered(width=blk.width, depth=block_fifo_depth(cfg))
         m.submodules.sfifo = sfifo = fifo.SyncFIFOBuffered(
             width=2 * w, depth=block_fifo_depth(cfg) // fb + 2)
         m.d.comb += [
             self.x.ready.eq(buf.w_rdy & xs.ready),
             xs.valid.eq(self.x.valid & buf.w_rdy),
-            xs.payload.x.eq(self.x.payload),
-            xs.payload.first.eq(in_db == 0),
-            xs.payload.last.eq(in_db == fb - 1),
+            xs.payload.eq(Cat(self.x.payload, in_db == 0, in_db == fb - 1)),
             buf.w_en.eq(self.x.valid & xs.ready),
             buf.w_data.eq(self.x.payload),
         ]
@@ -267,7 +265,7 @@ class LayerNorm(wiring.Component):
         r_in = sfifo.r_data[w:].as_signed()
         xin = ot.payload
         # stage 1: registered X, mean, r; gain/bias rows read
-        xr = [pipe.reg(xin[j], f"x{j}") for j in range(n)]
+        xr = [pipe.reg(lane(xin, j, w), f"x{j}") for j in range(n)]
         mean = pipe.reg(mean_in, "mean")
         r = pipe.reg(r_in, "r")
         sel = pipe.reg(out_db[:sel_bits], "sel") if sel_bits else None
@@ -296,11 +294,9 @@ class LayerNorm(wiring.Component):
             pipe.drop(f"g{j}")
         pipe.next()
         # stage 4: + bias (exact widening), registered output
-        y = Signal(blk, name="y")
-        for j in range(n):
-            y2 = (p2[j] >> gfrac)[:w]
-            m.d.comb += y[j].eq((y2 + (pipe[f"b{j}"] << (frac - bfrac)))[:w])
-        yr = pipe.reg(y.as_value(), "y", shape=blk.size)
+        y = Cat(*[((p2[j] >> gfrac)[:w] + (pipe[f"b{j}"] << (frac - bfrac)))[:w]
+                  for j in range(n)])
+        yr = pipe.reg(y, "y", shape=blk.width)
         pipe.next()
         pipe.finish(yr)
         assert pipe.latency == NORM_STAGES, pipe.latency

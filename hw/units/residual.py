@@ -5,17 +5,23 @@ as in DRAM).  One block per clock; the sum is registered (latency 1).
 
 from __future__ import annotations
 
-from amaranth import Module
-from amaranth.lib import data, stream, wiring
+from amaranth import Cat, Module, unsigned
+from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from moevit.config import AcceleratorConfig
-from moevit.hw.units.common import fm_shape
 
 
-def block_layout(cfg: AcceleratorConfig) -> data.ArrayLayout:
-    """One feature block: ``cfg.feature_block`` fm_t, element 0 in the low bits (one AXI beat)."""
-    return data.ArrayLayout(fm_shape(cfg), cfg.feature_block)
+def block_shape(cfg: AcceleratorConfig):
+    """One feature block as plain bits: ``cfg.feature_block`` fm_t, element 0 in the low bits
+    (one AXI beat).  Plain bits rather than an ``ArrayLayout``: Amaranth names every element of
+    an array port (``\\o__payload[0]``), and yosys 0.23's ``-abc9`` flow asserts on those."""
+    return unsigned(cfg.feature_block * cfg.formats.fm.width)
+
+
+def lane(block, j: int, width: int):
+    """Element ``j`` (signed) of a block value."""
+    return block.word_select(j, width).as_signed()
 
 
 def residual_cycles(cfg: AcceleratorConfig, blocks: int) -> int:
@@ -35,7 +41,7 @@ class Residual(wiring.Component):
 
     def __init__(self, cfg: AcceleratorConfig):
         self.cfg = cfg
-        blk = block_layout(cfg)
+        blk = block_shape(cfg)
         super().__init__({"x": In(stream.Signature(blk)), "y": In(stream.Signature(blk)),
                           "o": Out(stream.Signature(blk))})
 
@@ -47,7 +53,8 @@ class Residual(wiring.Component):
         m.d.comb += [self.x.ready.eq(free & self.y.valid), self.y.ready.eq(free & self.x.valid)]
         with m.If(free):
             m.d.sync += self.o.valid.eq(take)
+        x, y = self.x.payload, self.y.payload
+        s = Cat(*[(lane(x, j, w) + lane(y, j, w))[:w] for j in range(self.cfg.feature_block)])
         with m.If(take):
-            m.d.sync += [self.o.payload[j].eq((self.x.payload[j] + self.y.payload[j])[:w])
-                         for j in range(self.cfg.feature_block)]
+            m.d.sync += self.o.payload.eq(s)
         return m
