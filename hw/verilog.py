@@ -53,6 +53,35 @@ def write_verilog(component, path: Path, name: str) -> Path:
     return path
 
 
+def parse_stat(text: str) -> dict[str, int]:
+    """Cell-type counts from the last ``stat`` report in a yosys log."""
+    block = text.rsplit("Number of cells:", 1)
+    if len(block) < 2:
+        raise ValueError("no `stat` report in the yosys log")
+    cells: dict[str, int] = {}
+    for line in block[1].splitlines()[1:]:
+        mt = re.match(r"^\s+(\$?[\w$]+)\s+(\d+)\s*$", line)
+        if mt:
+            cells[mt.group(1)] = int(mt.group(2))
+        elif line.strip() and cells:
+            break
+    return cells
+
+
+def summarise(cells: dict[str, int]) -> dict[str, float | int]:
+    """LUT (logic + LUTRAM + SRL), FF, DSP48E2, BRAM (36 Kb equivalents), URAM, carry cells."""
+    # INV cells become LUT1s in Vivado
+    lut_logic = sum(n for c, n in cells.items() if re.fullmatch(r"LUT[1-6]|INV", c))
+    lutram = sum(n for c, n in cells.items() if _LUTRAM.match(c))
+    srl = sum(n for c, n in cells.items() if c.startswith("SRL"))
+    ff = sum(n for c, n in cells.items() if re.fullmatch(r"FD[CEPRS]E?(_1)?", c))
+    bram = cells.get("RAMB36E2", 0) + 0.5 * cells.get("RAMB18E2", 0)
+    return {"LUT": lut_logic + lutram + srl, "LUT_logic": lut_logic, "LUTRAM": lutram,
+            "SRL": srl, "FF": ff, "DSP48E2": cells.get("DSP48E2", 0), "BRAM36": bram,
+            "URAM": cells.get("URAM288", 0),
+            "CARRY": cells.get("CARRY8", 0) + cells.get("CARRY4", 0)}
+
+
 def parse_sta(text: str) -> dict:
     """The latest arrival (ps) of yosys ``sta`` and its path: ``sta_ps``, ``sta_from`` and
     ``sta_to`` (the wires the path starts and ends at; a path into a cell without timing
