@@ -15,6 +15,7 @@ from amaranth.lib import wiring
 from moevit.config import AcceleratorConfig
 from moevit.golden.kernels import GeluSpec
 from moevit.hw.units.common import fm_shape, require_fm, stream_signature
+from moevit.hw.units.exp import ROM_SPLIT_BITS
 from moevit.hw.units.pipeline import StallPipeline
 
 
@@ -51,7 +52,7 @@ class Gelu(wiring.Component):
         pipe.carry("t", Cat(xa[:sh]) << (frac - sh))
         pipe.next()
         # ---- stage 2: ROM read (T[i], T[i+1])
-        ab = pipe.rom(pairs, idx, "delta", width=2 * tw)
+        ab = pipe.rom(pairs, idx, "delta", width=2 * tw, split_bits=ROM_SPLIT_BITS)
         pipe.next()
         # ---- stage 3: b - a registered (the multiplier input)
         a, b = ab[:tw], ab[tw:2 * tw]

@@ -23,7 +23,7 @@ in stage k gives data in stage k+1.
 
 from __future__ import annotations
 
-from amaranth import Module, Signal, Value
+from amaranth import Array, Module, Signal, Value
 from amaranth.lib import memory
 
 
@@ -79,10 +79,26 @@ class StallPipeline:
             self.trace[key].append((self.stage, v, val))
         return v
 
-    def rom(self, values, addr, name: str, width: int | None = None) -> Value:
-        """Synchronous ROM read of ``values[addr]`` (enable = advance), data in stage k+1."""
+    def rom(self, values, addr, name: str, width: int | None = None,
+            split_bits: int | None = None) -> Value:
+        """Synchronous ROM read of ``values[addr]`` (enable = advance), data in stage k+1.
+
+        With ``split_bits`` and a wider address, the ROM is split into sub-ROMs addressed by
+        the low ``split_bits`` bits (one LUT level each for 6); the high address bits are
+        registered alongside and select among the sub-ROM outputs in stage k+1 (a mux)."""
         values = [int(v) for v in values]
         width = width or max(1, max(values).bit_length())
+        addr = Value.cast(addr)
+        if split_bits is None or len(addr) <= split_bits:
+            return self._rom(values, addr, name, width)
+        n_sub = 1 << (len(addr) - split_bits)
+        sub = 1 << split_bits
+        parts = [self._rom(values[j * sub:(j + 1) * sub] or [0], addr[:split_bits],
+                           f"{name}_{j}", width) for j in range(n_sub)]
+        hi = self.reg(addr[split_bits:], f"{name}_hi")
+        return Array(parts)[hi]
+
+    def _rom(self, values, addr, name, width):
         mem = memory.Memory(shape=width, depth=len(values), init=values)
         self.m.submodules[f"{self.prefix}rom_{name}"] = mem
         port = mem.read_port(domain="sync")
