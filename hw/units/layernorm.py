@@ -214,51 +214,57 @@ class LayerNorm(wiring.Component):
         gmem = memory.Memory(shape=cfg.axi_width, depth=2 << row_bits, init=[])
         bmem = memory.Memory(shape=cfg.axi_width, depth=2 << row_bits, init=[])
         m.submodules.gain_mem, m.submodules.bias_mem = gmem, bmem
-        full = Signal(2, name="bank_full")
+        # banks loaded and not yet used up (0..2), with registered "any" / "room" flags
+        loaded = Signal(range(3), name="banks_loaded")
+        have, room = Signal(name="bank_ready"), Signal(name="bank_room", init=1)
         wbank, rbank = Signal(name="wbank"), Signal(name="rbank")
-        pbeat = Signal(range(2 * rows), name="pbeat")
-        is_bias = pbeat >= rows
-        prow = Mux(is_bias, pbeat - rows, pbeat)[:row_bits]
+        pbeat, p_last = _counter(m, 2 * rows, "pbeat")
+        is_bias = Signal(name="p_is_bias")          # registered: pbeat >= rows
+        prow = Signal(row_bits, name="prow")        # registered: pbeat mod rows
         pfire = self.p.valid & self.p.ready
         gwp, bwp = gmem.write_port(), bmem.write_port()
-        m.d.comb += [self.p.ready.eq(~full.bit_select(wbank, 1)),
+        m.d.comb += [self.p.ready.eq(room),
                      gwp.addr.eq(Cat(prow, wbank)), gwp.data.eq(self.p.payload),
                      gwp.en.eq(pfire & ~is_bias),
                      bwp.addr.eq(Cat(prow, wbank)), bwp.data.eq(self.p.payload),
                      bwp.en.eq(pfire & is_bias)]
-        set_bank = Signal(2)
-        clr_bank = Signal(2)
+        inc = pfire & p_last
         with m.If(pfire):
-            m.d.sync += pbeat.eq(Mux(pbeat == 2 * rows - 1, 0, pbeat + 1))
-            with m.If(pbeat == 2 * rows - 1):
-                m.d.comb += set_bank.eq(1 << wbank)
+            m.d.sync += [*pbeat.next_value, prow.eq(Mux(prow == rows - 1, 0, prow + 1)),
+                         is_bias.eq(Mux(p_last, 0, Mux(prow == rows - 1, 1, is_bias)))]
+            with m.If(p_last):
                 m.d.sync += wbank.eq(~wbank)
 
         # ---- normalise
         ot = stream.Signature(blk).create(path=("ot",))
-        out_db = Signal(range(fb), name="out_db")
-        out_tok = Signal(range(self.tokens), name="out_tok")
-        allow = sfifo.r_rdy & full.bit_select(rbank, 1)
+        allow = sfifo.r_rdy & have
         m.d.comb += [ot.valid.eq(buf.r_rdy), ot.payload.eq(buf.r_data)]
         pipe = StallPipeline(m, ot, self.o, input_allow=allow, prefix="nm_")
         m.d.comb += buf.r_en.eq(ot.ready)
         ofire = ot.valid & ot.ready
-        last_blk = out_db == fb - 1
-        last_tok = out_tok == self.tokens - 1
+        out_db, last_blk = _counter(m, fb, "out_db")
+        at_end = Signal(name="call_end", init=fb * self.tokens == 1)  # last block of a call
+        ends = Signal(range(self.tokens), name="out_tok")
         m.d.comb += sfifo.r_en.eq(ofire & last_blk)
+        dec = ofire & at_end
         with m.If(ofire):
-            m.d.sync += out_db.eq(Mux(last_blk, 0, out_db + 1))
+            m.d.sync += out_db.next_value
+            # at_end for the next block: last block of the last token of the call
+            nxt_last_blk = (out_db.value == fb - 2) if fb > 1 else 1
+            nxt_last_tok = (ends == self.tokens - 2) if self.tokens > 1 else 1
             with m.If(last_blk):
-                m.d.sync += out_tok.eq(Mux(last_tok, 0, out_tok + 1))
-                with m.If(last_tok):
-                    m.d.comb += clr_bank.eq(1 << rbank)
-                    m.d.sync += rbank.eq(~rbank)
-        m.d.sync += full.eq((full | set_bank) & ~clr_bank)
+                m.d.sync += ends.eq(Mux(ends == self.tokens - 1, 0, ends + 1))
+            m.d.sync += at_end.eq(Mux(last_blk, int(fb == 1) & nxt_last_tok,
+                                      nxt_last_blk & (ends == self.tokens - 1)))
+            with m.If(at_end):
+                m.d.sync += rbank.eq(~rbank)
+        nxt = loaded + inc - dec
+        m.d.sync += [loaded.eq(nxt), have.eq(nxt != 0), room.eq(nxt != 2)]
 
         bpb = self.blocks_per_beat
         sel_bits = (bpb - 1).bit_length()
         grp, brp = gmem.read_port(domain="sync"), bmem.read_port(domain="sync")
-        raddr = Cat(out_db[sel_bits:] if sel_bits else out_db, rbank)
+        raddr = Cat(out_db.value[sel_bits:] if sel_bits else out_db.value, rbank)
         m.d.comb += [grp.addr.eq(raddr), grp.en.eq(pipe.advance),
                      brp.addr.eq(raddr), brp.en.eq(pipe.advance)]
         mean_in = sfifo.r_data[:w].as_signed()
@@ -268,7 +274,7 @@ class LayerNorm(wiring.Component):
         xr = [pipe.reg(lane(xin, j, w), f"x{j}") for j in range(n)]
         mean = pipe.reg(mean_in, "mean")
         r = pipe.reg(r_in, "r")
-        sel = pipe.reg(out_db[:sel_bits], "sel") if sel_bits else None
+        sel = pipe.reg(out_db.value[:sel_bits], "sel") if sel_bits else None
         pipe.next()
         gl = n * gw
 
@@ -302,3 +308,19 @@ class LayerNorm(wiring.Component):
         assert pipe.latency == NORM_STAGES, pipe.latency
         return m
 
+
+
+class _Count:
+    """A wrapping counter register ``value`` (0..n-1); ``next_value`` is its increment."""
+
+    def __init__(self, value, next_value):
+        self.value, self.next_value = value, next_value
+
+
+def _counter(m, n: int, name: str):
+    """(counter, last): a 0..n-1 counter whose ``last`` flag (value == n-1) is a register
+    of its own, so control logic does not wait for a comparator."""
+    v = Signal(range(max(n, 2)), name=name)
+    last = Signal(name=f"{name}_last", init=n == 1)
+    nxt = [v.eq(Mux(last, 0, v + 1)), last.eq((v == n - 2) if n > 1 else 1)]
+    return _Count(v, nxt), last

@@ -99,12 +99,13 @@ def test_layernorm_cycle_model(name, calls):
     assert extra == 0
 
 
-def test_layernorm_short_calls_and_parameter_banks(tiny_cfg):
-    """Calls of 2 tokens: the parameters of the next call load into the other bank while the
-    current call drains; a third call must wait for the first bank to be released."""
+@pytest.mark.parametrize("tokens", [1, 2])
+def test_layernorm_short_calls_and_parameter_banks(tiny_cfg, tokens):
+    """Calls of 1 or 2 tokens: the parameters of the next call load into the other bank while
+    the current call drains; a third call must wait for the first bank to be released."""
     rng = np.random.default_rng(3)
-    calls = [make_call(tiny_cfg, 2, rng, corners=False) for _ in range(5)]
-    got, _, extra = _run_ln(tiny_cfg, calls, p=0.7, seed=9, tokens=2)
+    calls = [make_call(tiny_cfg, tokens, rng, corners=False) for _ in range(5)]
+    got, _, extra = _run_ln(tiny_cfg, calls, p=0.7, seed=9, tokens=tokens)
     assert np.array_equal(got, np.concatenate([expected(c, tiny_cfg) for c in calls]))
     assert extra == 0
 

@@ -73,13 +73,28 @@ def test_unit_in_amaranth_sim(unit, n):
 
 
 def test_softmax_hazard_stall_in_amaranth_sim():
-    """3 interleaved rows (< MIN_INTERLEAVE): the hazard check must hold scores back until the
-    row's previous update is written (or forwardable); results stay exact."""
+    """1 row (< MIN_INTERLEAVE): every score follows its row's previous one directly, so the
+    hazard check must hold each back a cycle until the previous sum is written (forwarded);
+    results stay exact."""
+    from moevit.hw.units.softmax import MIN_INTERLEAVE
+    assert MIN_INTERLEAVE == 2
     spec = VECTOR_SPECS["softmax"]
     rng = np.random.default_rng(5)
-    fields = concat_fields("softmax", spec.corners(CFG, rows=3), spec.random(CFG, 1000, rng,
-                                                                           rows=3))
+    fields = concat_fields("softmax", spec.corners(CFG, rows=1), spec.random(CFG, 1000, rng,
+                                                                           rows=1))
     vec = spec.make(CFG, fields)
-    comp = get_unit("softmax").build(CFG, rows=3, full_rate=False)
+    comp = get_unit("softmax").build(CFG, rows=1, full_rate=False)
     got = _simulate(comp, vec.inputs, len(vec.expected), seed=4, p=0.9)
+    assert got == vec.expected
+
+
+def test_softmax_minimum_interleave_in_amaranth_sim():
+    """MIN_INTERLEAVE = 2 rows: the sum is forwarded from the write stage on every score."""
+    spec = VECTOR_SPECS["softmax"]
+    rng = np.random.default_rng(6)
+    fields = concat_fields("softmax", spec.corners(CFG, rows=2), spec.random(CFG, 1000, rng,
+                                                                           rows=2))
+    vec = spec.make(CFG, fields)
+    got = _simulate(get_unit("softmax").build(CFG, rows=2), vec.inputs, len(vec.expected),
+                    seed=8, p=0.95)
     assert got == vec.expected
