@@ -63,6 +63,16 @@ def measure_unit(name: str, cfg, row: dict) -> None:
     m = run_unit(name, cfg, vectors=2000, seed=1)
     row.update(latency_cycles=m.get("latency_cycles"), items_per_cycle=m.get("items_per_cycle"),
                latency_source="measured (Verilator)")
+    # the run itself: exactness, cycles against the unit's cycle model, simulation speed
+    cycles = sum(int(m.get(k) or 0) for k in ("backpressure_cycles", "cycles",
+                                              "layer_cycles") if k in m)
+    run = {k: m[k] for k in ("vectors", "outputs", "mismatches", "extra_outputs", "cycles",
+                             "model_cycles", "ideal_cycles", "layer_cycles", "tokens", "dim",
+                             "simulator_version", "wall_s", "tb_seconds") if k in m}
+    if cycles and m.get("wall_s"):
+        run["simulated_cycles"] = cycles
+        run["cycles_per_wall_s"] = round(cycles / m["wall_s"])
+    row["verilator_run"] = run
 
 
 def markdown(rows: list[dict], cfg, other: dict | None = None) -> str:

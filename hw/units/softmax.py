@@ -48,8 +48,9 @@ def default_rows(cfg: AcceleratorConfig) -> int:
 
 def softmax_latency(cfg: AcceleratorConfig) -> int:
     """OnlineSoftmax latency: cycles from a row's last score to its result (input register,
-    max loop, exp argument, exp, sum·e, the 2F+1-bit reciprocal, output register)."""
-    return LOOP_STAGES + 2 * cfg.formats.fm.frac + 3
+    max loop, exp argument, exp, sum·e, the new sum registered, the 2F+1-bit reciprocal,
+    output register)."""
+    return LOOP_STAGES + 2 * cfg.formats.fm.frac + 4
 
 
 class OnlineSoftmax(wiring.Component):
@@ -148,8 +149,11 @@ class OnlineSoftmax(wiring.Component):
         m.d.comb += allow.eq(inp.first | ~Cat(*conflicts).any())
         for n in ("total", "e", "new_max", "first"):
             pipe.drop(n)
-        # ---- reciprocal of the running sum (only the last one leaves the unit)
-        r = recip_stages(pipe, new_total, frac, w)
+        # ---- reciprocal of the running sum (only the last one leaves the unit), from a
+        # register (its zero test and |sum| would otherwise follow the adders)
+        nt = pipe.reg(new_total, "new_total")
+        pipe.next()
+        r = recip_stages(pipe, nt, frac, w)
         out = pipe.reg(Cat(r, pipe["max"], pipe["row"]), "out", shape=self.out_layout.size)
         last = pipe.reg(pipe["last"], "last_out")
         pipe.next()
