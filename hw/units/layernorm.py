@@ -214,16 +214,15 @@ class LayerNorm(wiring.Component):
         gmem = memory.Memory(shape=cfg.axi_width, depth=2 << row_bits, init=[])
         bmem = memory.Memory(shape=cfg.axi_width, depth=2 << row_bits, init=[])
         m.submodules.gain_mem, m.submodules.bias_mem = gmem, bmem
-        # banks loaded and not yet used up (0..2), with registered "any" / "room" flags
-        loaded = Signal(range(3), name="banks_loaded")
-        have, room = Signal(name="bank_ready"), Signal(name="bank_room", init=1)
+        # banks loaded and not yet used up: registered flags "at least one" / "two"
+        have, two = Signal(name="bank_ready"), Signal(name="banks_full")
         wbank, rbank = Signal(name="wbank"), Signal(name="rbank")
-        pbeat, p_last = _counter(m, 2 * rows, "pbeat")
+        pbeat, p_last, _ = _counter(m, 2 * rows, "pbeat")
         is_bias = Signal(name="p_is_bias")          # registered: pbeat >= rows
         prow = Signal(row_bits, name="prow")        # registered: pbeat mod rows
         pfire = self.p.valid & self.p.ready
         gwp, bwp = gmem.write_port(), bmem.write_port()
-        m.d.comb += [self.p.ready.eq(room),
+        m.d.comb += [self.p.ready.eq(~two),
                      gwp.addr.eq(Cat(prow, wbank)), gwp.data.eq(self.p.payload),
                      gwp.en.eq(pfire & ~is_bias),
                      bwp.addr.eq(Cat(prow, wbank)), bwp.data.eq(self.p.payload),
@@ -242,24 +241,24 @@ class LayerNorm(wiring.Component):
         pipe = StallPipeline(m, ot, self.o, input_allow=allow, prefix="nm_")
         m.d.comb += buf.r_en.eq(ot.ready)
         ofire = ot.valid & ot.ready
-        out_db, last_blk = _counter(m, fb, "out_db")
+        out_db, last_blk, db_pre = _counter(m, fb, "out_db")
+        tok, tok_last, tok_pre = _counter(m, self.tokens, "out_tok")
         at_end = Signal(name="call_end", init=fb * self.tokens == 1)  # last block of a call
-        ends = Signal(range(self.tokens), name="out_tok")
         m.d.comb += sfifo.r_en.eq(ofire & last_blk)
         dec = ofire & at_end
         with m.If(ofire):
             m.d.sync += out_db.next_value
-            # at_end for the next block: last block of the last token of the call
-            nxt_last_blk = (out_db.value == fb - 2) if fb > 1 else 1
-            nxt_last_tok = (ends == self.tokens - 2) if self.tokens > 1 else 1
             with m.If(last_blk):
-                m.d.sync += ends.eq(Mux(ends == self.tokens - 1, 0, ends + 1))
-            m.d.sync += at_end.eq(Mux(last_blk, int(fb == 1) & nxt_last_tok,
-                                      nxt_last_blk & (ends == self.tokens - 1)))
+                m.d.sync += tok.next_value
+            # the next block ends the call: last block of the last token
+            m.d.sync += at_end.eq(Mux(last_blk, int(fb == 1) & (tok_pre if self.tokens > 1
+                                                                else 1),
+                                      (db_pre if fb > 1 else 1) & tok_last))
             with m.If(at_end):
                 m.d.sync += rbank.eq(~rbank)
-        nxt = loaded + inc - dec
-        m.d.sync += [loaded.eq(nxt), have.eq(nxt != 0), room.eq(nxt != 2)]
+        up, down = inc & ~dec, dec & ~inc
+        m.d.sync += [have.eq(Mux(up, 1, Mux(down, two, have))),
+                     two.eq(Mux(up, have, Mux(down, 0, two)))]
 
         bpb = self.blocks_per_beat
         sel_bits = (bpb - 1).bit_length()
@@ -318,9 +317,11 @@ class _Count:
 
 
 def _counter(m, n: int, name: str):
-    """(counter, last): a 0..n-1 counter whose ``last`` flag (value == n-1) is a register
-    of its own, so control logic does not wait for a comparator."""
+    """(counter, last, prelast): a 0..n-1 counter whose flags value == n-1 and value == n-2
+    are registers of their own, so control logic does not wait for comparators."""
     v = Signal(range(max(n, 2)), name=name)
     last = Signal(name=f"{name}_last", init=n == 1)
-    nxt = [v.eq(Mux(last, 0, v + 1)), last.eq((v == n - 2) if n > 1 else 1)]
-    return _Count(v, nxt), last
+    pre = Signal(name=f"{name}_prelast", init=n == 2)
+    nxt = [v.eq(Mux(last, 0, v + 1)), last.eq((v == n - 2) if n > 1 else 1),
+           pre.eq(Mux(last, int(n == 2), (v == n - 3) if n > 2 else 0))]
+    return _Count(v, nxt), last, pre
