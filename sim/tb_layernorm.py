@@ -122,6 +122,10 @@ async def layernorm_bit_exact(dut):
     pv, pr = float(p.get("p_valid", 0.7)), float(p.get("p_ready", 0.7))
     tokens = int(p.get("tokens", cfg.tokens))
     calls = int(p.get("calls", 2))
+    for port in ('x', 'p'):  # defined inputs before reset (Icarus starts them at X)
+        getattr(dut, f"{port}__valid").value = 0
+        getattr(dut, f"{port}__payload").value = 0
+    dut.o__ready.value = 0
     await start_clock_reset(dut.clk, dut.rst)
     ports = {n: Port(dut, n, "amaranth") for n in ("x", "p", "o")}
     fb = cfg.feature_blocks

@@ -79,6 +79,10 @@ async def residual_bit_exact(dut):
     rng = np.random.default_rng(int(p.get("seed", 1)))
     pv, pr = float(p.get("p_valid", 0.7)), float(p.get("p_ready", 0.7))
     tokens = int(p.get("tokens", cfg.tokens))
+    for port in ('x', 'y'):  # defined inputs before reset (Icarus starts them at X)
+        getattr(dut, f"{port}__valid").value = 0
+        getattr(dut, f"{port}__payload").value = 0
+    dut.o__ready.value = 0
     await start_clock_reset(dut.clk, dut.rst)
     ports = {n: Port(dut, n, "amaranth") for n in ("x", "y", "o")}
     z = np.load(p["vectors_npz"]) if p.get("vectors_npz") else None
