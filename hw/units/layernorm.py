@@ -50,8 +50,9 @@ from moevit.hw.units.sqrt import sqrt_geometry, sqrt_stages
 TREE_LEVELS_PER_STAGE = 2
 #: normalise pipeline: input register, X - mean, ·r, ·gain, +bias (output register)
 NORM_STAGES = 5
-#: cycles a block or statistics entry spends in an amaranth SyncFIFOBuffered when it is empty
-FIFO_LATENCY = 2
+#: cycles from the statistics pipeline's output to the normalise input: the stats FIFO
+#: (an amaranth SyncFIFOBuffered, 2 when empty) and the two head registers ``next``/``cur``
+FIFO_LATENCY = 4
 
 
 def _param_geometry(cfg: AcceleratorConfig) -> tuple[int, int]:
@@ -236,7 +237,13 @@ class LayerNorm(wiring.Component):
 
         # ---- normalise
         ot = stream.Signature(blk).create(path=("ot",))
-        allow = sfifo.r_rdy & have
+        # the token's (mean, r) come from registers: the FIFO refills ``next`` on its own
+        # (registered condition) and ``next`` moves to ``cur`` when a token ends, so the
+        # output handshake never reaches into the FIFO's read logic
+        cur = Signal(2 * w, name="stats_cur")
+        nxt_s = Signal(2 * w, name="stats_next")
+        cur_valid, nxt_valid = Signal(name="stats_cur_valid"), Signal(name="stats_next_valid")
+        allow = cur_valid & have
         m.d.comb += [ot.valid.eq(buf.r_rdy), ot.payload.eq(buf.r_data)]
         pipe = StallPipeline(m, ot, self.o, input_allow=allow, prefix="nm_")
         m.d.comb += buf.r_en.eq(ot.ready)
@@ -244,7 +251,15 @@ class LayerNorm(wiring.Component):
         out_db, last_blk, db_pre = _counter(m, fb, "out_db")
         tok, tok_last, tok_pre = _counter(m, self.tokens, "out_tok")
         at_end = Signal(name="call_end", init=fb * self.tokens == 1)  # last block of a call
-        m.d.comb += sfifo.r_en.eq(ofire & last_blk)
+        consume = ofire & last_blk
+        move = (consume | ~cur_valid) & nxt_valid
+        m.d.comb += sfifo.r_en.eq(~nxt_valid)
+        with m.If(sfifo.r_rdy & ~nxt_valid):
+            m.d.sync += [nxt_s.eq(sfifo.r_data), nxt_valid.eq(1)]
+        with m.If(move):
+            m.d.sync += [cur.eq(nxt_s), cur_valid.eq(1), nxt_valid.eq(0)]
+        with m.Elif(consume):
+            m.d.sync += cur_valid.eq(0)
         dec = ofire & at_end
         with m.If(ofire):
             m.d.sync += out_db.next_value
@@ -266,8 +281,8 @@ class LayerNorm(wiring.Component):
         raddr = Cat(out_db.value[sel_bits:] if sel_bits else out_db.value, rbank)
         m.d.comb += [grp.addr.eq(raddr), grp.en.eq(pipe.advance),
                      brp.addr.eq(raddr), brp.en.eq(pipe.advance)]
-        mean_in = sfifo.r_data[:w].as_signed()
-        r_in = sfifo.r_data[w:].as_signed()
+        mean_in = cur[:w].as_signed()
+        r_in = cur[w:].as_signed()
         xin = ot.payload
         # stage 1: registered X, mean, r; gain/bias rows read
         xr = [pipe.reg(lane(xin, j, w), f"x{j}") for j in range(n)]
