@@ -7,7 +7,13 @@ script), so a design that did not change is not synthesised again.
 
 Caveat: Yosys does not pack pipeline registers into the DSP48E2 (A/B/M/P registers) for
 UltraScale+, so they stay in fabric: FF counts are upper bounds; DSP and BRAM counts are
-right.  No timing is estimated.
+right.
+
+Timing proxy: the synthesis runs with ``-abc9`` and ends with ``sta``; its latest arrival
+(ps, :func:`parse_sta`) is recorded as ``sta_ps``.  Yosys 0.23 times ``xcup`` with the 7-series
+cell delays and has no timing arcs for CARRY4/CARRY8, MUXF7/8 and DSP48E2: the number is the
+clock buffer + clock-to-Q + LUT levels of the worst register-to-register (or port) path, a
+logic-depth proxy, not a Vivado timing result.
 """
 
 from __future__ import annotations
@@ -25,7 +31,9 @@ from moevit.errors import ToolNotFoundError
 
 CAVEAT = ("Yosys synth_xilinx -family xcup estimates (not Vivado): Yosys leaves UltraScale+ "
           "DSP48E2 pipeline registers in fabric, so FF counts are upper bounds; DSP and BRAM "
-          "counts are right; no timing is checked.")
+          "counts are right.  sta_ps is Yosys `sta` after synth_xilinx -abc9 (7-series cell "
+          "delays, no carry/MUXF/DSP timing arcs): a logic-depth proxy, not a Vivado timing "
+          "result.")
 
 _LUTRAM = re.compile(r"^RAM(32|64|128|256)")
 
@@ -74,8 +82,33 @@ def summarise(cells: dict[str, int]) -> dict[str, float | int]:
             "CARRY": cells.get("CARRY8", 0) + cells.get("CARRY4", 0)}
 
 
+def parse_sta(text: str) -> dict:
+    """The latest arrival (ps) of yosys ``sta`` and its path: ``sta_ps``, ``sta_from`` and
+    ``sta_to`` (the wires the path starts and ends at; a path into a cell without timing
+    arcs, e.g. a CARRY4, ends at an unnamed net), ``sta_luts`` (LUT cells on it)."""
+    mt = re.search(r"Latest arrival time in '[^']*' is (\d+):\n((?:(?:[ \t]+\S|Warning:).*\n)+)",
+                   text)
+    if not mt:
+        raise ValueError("no `sta` report (\"Latest arrival time\") in the yosys log")
+    cells, wires = [], []              # the report lists the path from its end backwards
+    for ln in mt.group(2).splitlines():
+        if ln.startswith("Warning:"):
+            continue
+        cell = re.match(r"^\s+\d+ (?:\S+ )?\((\S+)\)", ln)
+        if cell:
+            cells.append(cell.group(1))
+        else:
+            wires.append((len(cells), ln.strip()))
+    start = next((w for n, w in wires if n < len(cells) and cells[n].endswith("C->Q")),
+                 wires[-1][1] if wires else "")
+    return {"sta_ps": int(mt.group(1)), "sta_from": start,
+            "sta_to": wires[0][1] if wires else "",
+            "sta_luts": sum(1 for c in cells if c.startswith("LUT"))}
+
+
 def _yosys_script(verilog: Path, top: str, family: str) -> str:
-    return f"read_verilog -sv {verilog}; synth_xilinx -family {family} -top {top} -flatten; stat"
+    return (f"read_verilog -sv {verilog}; synth_xilinx -family {family} -top {top} -flatten "
+            f"-abc9; stat; sta")
 
 
 def _cache_dir(verilog: Path, top: str, family: str, exe: str) -> Path:
@@ -112,8 +145,9 @@ def cached_yosys_estimate(verilog: Path, top: str, *, yosys: str | None = None,
 def yosys_estimate(verilog: Path, top: str, *, yosys: str | None = None,
                    family: str = "xcup", log: Path | None = None,
                    timeout: int = 1800, cache: bool = True) -> dict:
-    """Synthesise ``verilog`` with ``synth_xilinx -family <family>``; returns the summary
-    (see :func:`summarise`) plus ``cells`` and ``seconds`` (of the synthesis run).
+    """Synthesise ``verilog`` with ``synth_xilinx -family <family> -flatten -abc9`` and time
+    it with ``sta``; returns the summary (see :func:`summarise`), the timing proxy (see
+    :func:`parse_sta`), ``cells`` and ``seconds`` (of the synthesis run).
 
     With ``cache`` (default) a result for the same Verilog text, top, family and yosys is
     returned from ``build/yosys/`` without running yosys (``log`` then gets the cached log).
@@ -139,6 +173,7 @@ def yosys_estimate(verilog: Path, top: str, *, yosys: str | None = None,
                            "\n".join((out.stderr + text).splitlines()[-20:]))
     cells = parse_stat(text)
     res = summarise(cells)
+    res.update(parse_sta(text))
     res.update(cells=cells, seconds=round(time.monotonic() - t0, 1))
     if cache:
         d = _cache_dir(verilog, top, family, exe)

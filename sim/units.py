@@ -247,6 +247,12 @@ _TESTBENCH_UNITS = [
     ("patch_embed", "moevit.hw.units.patch_embed", "PatchEmbed",
      "patch embedding on the linear engine: uint8 pixels, cls row, pos_embed (spec §4.1)",
      "moevit.sim.tb_patch_embed", ()),
+    ("layernorm", "moevit.hw.units.layernorm", "LayerNorm",
+     "LayerNorm: one-pass pre-scaled statistics, sqrt + trunc0 rstd, gain, bias (spec §4.2)",
+     "moevit.sim.tb_layernorm", ("tokens",)),
+    ("residual", "moevit.hw.units.residual", "Residual",
+     "residual add wrap32(x + y), one 8-wide block per clock (spec §4.7)",
+     "moevit.sim.tb_residual", ()),
 ]
 for _name, _mod, _cls, _desc in _BUILTIN_UNITS:
     register_unit(UnitSpec(_name, _lazy(_mod, _cls), description=_desc,

@@ -50,8 +50,9 @@ def divide_stages(pipe: StallPipeline, num_top, shift: int, den_abs, neg, zero,
             bit = Const(0, 1)
         t = Cat(bit, rem)                          # (rem << 1) | next numerator bit
         den = pipe[names[0]]
-        ge = t >= den
-        rem_n = Mux(ge, t - den, t)[:dw]
+        diff = t - den                              # one subtractor: its sign is the
+        ge = ~diff[-1]                              # comparison (a single carry chain)
+        rem_n = Mux(ge, diff[:dw], t[:dw])
         q_n = ge if q is None else Cat(ge, q)[:out_width]   # shift the quotient bit in
         last = k == num_bits - 1
         if not last:

@@ -16,6 +16,8 @@ from moevit.hw.units.pipeline import StallPipeline
 
 #: stages from the argument register to the combinational result (exp_stages)
 EXP_STAGES = 7
+#: the 256-entry ROMs (T1, T2) are read as eight 32-entry ROMs (5-input functions) + a mux
+ROM_SPLIT_BITS = 5
 
 
 def exp_stages(pipe: StallPipeline, x, prefix: str = "exp_"):
@@ -38,8 +40,8 @@ def exp_stages(pipe: StallPipeline, x, prefix: str = "exp_"):
     ipart = x.as_signed() >> 22              # floor(x)
     frac2 = Cat(Const(0, 1), x[0:22])        # (2x) mod 2^23
     ovf = (ipart < -16) | (ipart >= 16) | ((ipart == 15) & (frac2 >= 0x78A014))
-    t1 = pipe.rom(TABLES["T1"], ind1, p + "T1")
-    t2 = pipe.rom(TABLES["T2"], ind2, p + "T2")
+    t1 = pipe.rom(TABLES["T1"], ind1, p + "T1", split_bits=ROM_SPLIT_BITS)
+    t2 = pipe.rom(TABLES["T2"], ind2, p + "T2", split_bits=ROM_SPLIT_BITS)
     t3 = pipe.rom(TABLES["T3"], ind3, p + "T3")
     t4h = pipe.rom(TABLES["T4h"], ind4, p + "T4h")
     t4l = pipe.rom(TABLES["T4l"], ind4, p + "T4l")

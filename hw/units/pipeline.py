@@ -23,7 +23,7 @@ in stage k gives data in stage k+1.
 
 from __future__ import annotations
 
-from amaranth import Module, Signal, Value
+from amaranth import Array, Module, Signal, Value
 from amaranth.lib import memory
 
 
@@ -79,10 +79,26 @@ class StallPipeline:
             self.trace[key].append((self.stage, v, val))
         return v
 
-    def rom(self, values, addr, name: str, width: int | None = None) -> Value:
-        """Synchronous ROM read of ``values[addr]`` (enable = advance), data in stage k+1."""
+    def rom(self, values, addr, name: str, width: int | None = None,
+            split_bits: int | None = None) -> Value:
+        """Synchronous ROM read of ``values[addr]`` (enable = advance), data in stage k+1.
+
+        With ``split_bits`` and a wider address, the ROM is split into sub-ROMs addressed by
+        the low ``split_bits`` bits (one LUT level each for 6); the high address bits are
+        registered alongside and select among the sub-ROM outputs in stage k+1 (a mux)."""
         values = [int(v) for v in values]
         width = width or max(1, max(values).bit_length())
+        addr = Value.cast(addr)
+        if split_bits is None or len(addr) <= split_bits:
+            return self._rom(values, addr, name, width)
+        n_sub = 1 << (len(addr) - split_bits)
+        sub = 1 << split_bits
+        parts = [self._rom(values[j * sub:(j + 1) * sub] or [0], addr[:split_bits],
+                           f"{name}_{j}", width) for j in range(n_sub)]
+        hi = self.reg(addr[split_bits:], f"{name}_hi")
+        return Array(parts)[hi]
+
+    def _rom(self, values, addr, name, width):
         mem = memory.Memory(shape=width, depth=len(values), init=values)
         self.m.submodules[f"{self.prefix}rom_{name}"] = mem
         port = mem.read_port(domain="sync")
@@ -98,3 +114,35 @@ class StallPipeline:
     def latency(self) -> int:
         """Cycles from the input handshake to output valid (output ready)."""
         return self.stage
+
+
+
+def adder_trees(pipe: StallPipeline, trees, width: int, name: str,
+                levels_per_stage: int = 2) -> list[Value]:
+    """Sum each list of ``trees`` (stage-k values, all lists of one length) modulo 2^width
+    with balanced trees of 2-input adders, registering the partial sums after every
+    ``levels_per_stage`` levels (the pipeline advances); returns the combinational sums of
+    the last levels (1 to ``levels_per_stage`` levels after the last register).  Wrapping
+    each partial sum is exact because the whole sum is taken modulo 2^width (spec §3.2
+    rule 7)."""
+    trees = [[Value.cast(t)[:width] for t in terms] for terms in trees]
+    level = 0
+    while len(trees[0]) > 1:
+        if level and level % levels_per_stage == 0:
+            trees = [[pipe.reg(t, f"{name}{k}_{j}", shape=width) for j, t in enumerate(terms)]
+                     for k, terms in enumerate(trees)]
+            pipe.next()
+        trees = [[(terms[j] + terms[j + 1])[:width] if j + 1 < len(terms) else terms[j]
+                  for j in range(0, len(terms), 2)] for terms in trees]
+        level += 1
+    return [terms[0] for terms in trees]
+
+
+def tree_levels(n: int) -> int:
+    """Adder levels of :func:`adder_trees` for ``n`` terms."""
+    return max(0, (n - 1).bit_length())
+
+
+def tree_registers(n: int, levels_per_stage: int = 2) -> int:
+    """Pipeline registers (stages) :func:`adder_trees` inserts for ``n`` terms."""
+    return max(0, (tree_levels(n) - 1) // levels_per_stage)

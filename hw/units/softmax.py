@@ -1,16 +1,22 @@
 """``OnlineSoftmax``: the single-pass softmax statistics of spec §4.5.3 for interleaved rows.
 
 Input items carry a score, a row id and first/last flags; the unit keeps (sum, max) per row
-in a small state memory and, at each row's last score, emits ``(hls_recip(sum), max, row)``.
+and, at each row's last score, emits ``(hls_recip(sum), max, row)``.
 
-The loop-carried dependency (read state -> exp -> multiply/add -> write state) is
-``LOOP_STAGES`` = 9 stages deep; a write-forwarding path from the write stage to the read
-stage shortens the distance two items of the same row must keep to
-``MIN_INTERLEAVE`` = 8 items.  Interleaving R >= 8 independent rows (the attention unit has
-P x head lanes = 4 x 4 = 16) runs at one score per cycle.  Fewer rows still give exact
-results: a hazard check holds the input (inserting bubbles) while the row's previous score is
-in the loop, so the rate drops to R/8.  Constructing the unit for fewer rows raises
-:class:`ConfigError` unless ``full_rate=False`` acknowledges the slowdown.
+The state is split into two loops, each short:
+
+* the **max** loop (``max`` memory): read, compare with the score, write, all in stage 1 —
+  a one-stage read-modify-write, so consecutive items of the same row are fine;
+* the **sum** loop (``sum`` memory): the exp argument is formed from the old max in stages
+  1-2, exp runs in its own pipeline, and the sum is read only where it is needed
+  (``SUM_READ_STAGE``), registered with e, multiplied (registered product) and written
+  two stages later; a write-forwarding path from the write stage to the read stage makes
+  the minimum same-row distance ``MIN_INTERLEAVE`` = 2 items.
+
+A hazard check holds an item back (a bubble) while the previous item of its row is right
+ahead of it, so any interleave is exact; R >= 2 rows run at one score per cycle, one row at
+1/2.  Constructing the unit for fewer rows raises :class:`ConfigError` unless
+``full_rate=False`` acknowledges the slowdown.
 """
 
 from __future__ import annotations
@@ -25,10 +31,14 @@ from moevit.hw.units.divide import recip_stages
 from moevit.hw.units.exp import EXP_STAGES, exp_stages
 from moevit.hw.units.pipeline import StallPipeline
 
-#: stages from the state read (stage 1) to the state write
-LOOP_STAGES = EXP_STAGES + 2
-#: minimum same-row distance (items) for one score per cycle (write forwarding saves one)
-MIN_INTERLEAVE = LOOP_STAGES - 1
+#: stage of the sum read: input register (1), max loop + difference (-> 2), exp argument
+#: (-> 3), the exp pipeline (EXP_STAGES)
+SUM_READ_STAGE = 3 + EXP_STAGES
+#: stages from the state read (stage 1) to the sum write
+LOOP_STAGES = SUM_READ_STAGE + 2
+#: minimum same-row distance (items) for one score per cycle: the sum is read at
+#: SUM_READ_STAGE and written (forwarded) at SUM_READ_STAGE + 2
+MIN_INTERLEAVE = 2
 
 
 def default_rows(cfg: AcceleratorConfig) -> int:
@@ -37,9 +47,10 @@ def default_rows(cfg: AcceleratorConfig) -> int:
 
 
 def softmax_latency(cfg: AcceleratorConfig) -> int:
-    """OnlineSoftmax latency: cycles from a row's last score to its result (the state loop,
-    the 2F+1-bit reciprocal, input and output registers)."""
-    return LOOP_STAGES + 2 * cfg.formats.fm.frac + 3
+    """OnlineSoftmax latency: cycles from a row's last score to its result (input register,
+    max loop, exp argument, exp, sum·e, the new sum registered, the 2F+1-bit reciprocal,
+    output register)."""
+    return LOOP_STAGES + 2 * cfg.formats.fm.frac + 4
 
 
 class OnlineSoftmax(wiring.Component):
@@ -77,61 +88,72 @@ class OnlineSoftmax(wiring.Component):
         allow = Signal(name="no_hazard")
         pipe = StallPipeline(m, self.i, self.o, input_allow=allow)
         inp = self.i.payload
+        depth = 1 << self.row_bits
+        m.submodules.max_state = max_mem = memory.Memory(shape=w, depth=depth, init=[])
+        m.submodules.sum_state = sum_mem = memory.Memory(shape=w, depth=depth, init=[])
+        max_rd, max_wr = max_mem.read_port(domain="comb"), max_mem.write_port()
+        sum_rd, sum_wr = sum_mem.read_port(domain="comb"), sum_mem.write_port()
 
-        state = memory.Memory(shape=2 * w, depth=1 << self.row_bits, init=[])
-        m.submodules.state = state
-        rd = state.read_port(domain="comb")
-        wr = state.write_port()
-
-        # ---- stage 1: registered input, state read (or forwarded), exp argument
+        # ---- stage 1: registered input; max loop (read, compare, write in one stage)
         pipe.carry("s", inp.score)
         pipe.carry("row", inp.row)
         pipe.carry("first", inp.first)
         pipe.carry("last", inp.last)
         pipe.next()
         s, row, first = pipe["s"], pipe["row"], pipe["first"]
-        pipe.drop("first")
-        fwd_hit = Signal(name="fwd_hit")
-        fwd_data = Signal(2 * w, name="fwd_data")
-        m.d.comb += rd.addr.eq(row)
-        stored = Mux(fwd_hit, fwd_data, rd.data)
-        total = Mux(first, 0, stored[:w].as_signed())
-        bias = Mux(first, fm_min, stored[w:].as_signed())
+        m.d.comb += max_rd.addr.eq(row)
+        bias = Mux(first, fm_min, max_rd.data.as_signed())
         d = bias - s                                   # exact 33-bit difference
         new_max = d < 0
-        arg = Mux(new_max, d, -d)[:w].as_signed()      # wrap32
-        pipe.carry("total", total)
-        pipe.carry("bias", bias)
+        new_bias = Mux(new_max, s, bias)
+        m.d.comb += [max_wr.addr.eq(row), max_wr.data.eq(new_bias),
+                     max_wr.en.eq(pipe.valid & pipe.advance)]
+        dr = pipe.reg(d, "d")
+        pipe.drop("s")
         pipe.carry("new_max", new_max)
-        e = exp_stages(pipe, arg)
-        # (stages 2..1+EXP_STAGES are the exp pipeline)
-        # ---- stage 1+EXP_STAGES: sum * e
-        prod = pipe.reg(pipe["total"] * e, "prod")
-        pipe.carry("e", e)
+        pipe.carry("max", new_bias)
         pipe.next()
-        # ---- stage LOOP_STAGES: new state, written back
+        # ---- stage 2: exp argument wrap32(-|d|)
+        arg = pipe.reg(Mux(pipe["new_max"], dr, -dr)[:w].as_signed(), "arg")
+        pipe.next()
+        # ---- stages 3 .. 2+EXP_STAGES: exp
+        e = exp_stages(pipe, arg)
+        # ---- stage SUM_READ_STAGE: sum read (or forwarded), registered with e
+        assert pipe.stage == SUM_READ_STAGE
+        fwd_hit = Signal(name="fwd_hit")
+        fwd_data = Signal(w, name="fwd_data")
+        m.d.comb += sum_rd.addr.eq(pipe["row"])
+        total = Mux(pipe["first"], 0, Mux(fwd_hit, fwd_data, sum_rd.data).as_signed())
+        read_row, read_valid = pipe["row"], pipe.valid
+        tr = pipe.reg(total, "total", shape=signed(w))
+        er = pipe.reg(e, "e", shape=unsigned(w - 1))
+        pipe.next()
+        # ---- SUM_READ_STAGE + 1: sum·e (registered inputs and product)
+        prod = pipe.reg(tr * er, "prod")
+        pipe.carry("total", tr)
+        pipe.carry("e", er)
+        pipe.next()
+        # ---- LOOP_STAGES: new sum, written back (and forwarded to the reader)
         total, e = pipe["total"], pipe["e"]
         new_total = Mux(pipe["new_max"], ((prod >> frac) + one)[:w], (total + e)[:w]).as_signed()
-        new_bias = Mux(pipe["new_max"], pipe["s"], pipe["bias"])
         assert pipe.stage == LOOP_STAGES
-        m.d.comb += [wr.addr.eq(pipe["row"]), wr.data.eq(Cat(new_total, new_bias)),
-                     wr.en.eq(pipe.valid & pipe.advance)]
-        # write forwarding: the item being written feeds the item reading the same row
-        m.d.comb += [fwd_hit.eq(pipe.valid & (pipe["row"] == row)),
-                     fwd_data.eq(Cat(new_total, new_bias))]
-        # hazard: a same-row item in stages 1..LOOP_STAGES-1 (not yet written, not
-        # forwardable when this item reaches stage 1) holds the input back
+        m.d.comb += [sum_wr.addr.eq(pipe["row"]), sum_wr.data.eq(new_total),
+                     sum_wr.en.eq(pipe.valid & pipe.advance),
+                     fwd_hit.eq(pipe.valid & (pipe["row"] == read_row) & read_valid),
+                     fwd_data.eq(new_total)]
+        # hazard: the row's previous score right ahead (stage 1) would reach the sum read
+        # one stage before the write: hold this one back a cycle
         conflicts = [v & (r == inp.row) for stage, v, r in pipe.trace["row"]
-                     if 1 <= stage <= LOOP_STAGES - 2]
-        assert len(conflicts) == LOOP_STAGES - 2
+                     if 1 <= stage <= MIN_INTERLEAVE - 1]
+        assert len(conflicts) == MIN_INTERLEAVE - 1
         m.d.comb += allow.eq(inp.first | ~Cat(*conflicts).any())
-        pipe.drop("total")
-        pipe.drop("e")
-        pipe.drop("new_max")
-        pipe.drop("s")
-        pipe.carry("max", new_bias)
-        # ---- reciprocal of the running sum (only the last one leaves the unit)
-        r = recip_stages(pipe, new_total, frac, w)
+        for n in ("total", "e", "new_max", "first"):
+            pipe.drop(n)
+        # ---- reciprocal of the running sum (only the last one leaves the unit), from a
+        # register (its zero test and |sum| would otherwise follow the adders)
+        nt = pipe.reg(new_total, "new_total")
+        pipe.next()
+        r = recip_stages(pipe, nt, frac, w)
         out = pipe.reg(Cat(r, pipe["max"], pipe["row"]), "out", shape=self.out_layout.size)
         last = pipe.reg(pipe["last"], "last_out")
         pipe.next()

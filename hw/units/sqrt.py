@@ -48,8 +48,9 @@ def sqrt_stages(pipe: StallPipeline, v, width: int, frac: int, prefix: str = "sq
         hi, lo = bit(2 * k), bit(2 * k + 1)
         rem2 = Cat(lo, hi, rem)                          # (rem << 2) | next two bits
         trial = Cat(Const(1, 2), root) if root is not None else Const(1, 2)  # (root<<2)|1
-        ge = rem2 >= trial
-        rem_n = Mux(ge, rem2 - trial, rem2)[:rw]
+        diff = rem2 - trial                              # one subtractor: its sign is the
+        ge = ~diff[-1]                                   # comparison (a single carry chain)
+        rem_n = Mux(ge, diff[:rw], rem2[:rw])
         root_n = ge if root is None else Cat(ge, root)
         if k < rbits - 1:
             rem = pipe.reg(rem_n, prefix + "rem", shape=rw)

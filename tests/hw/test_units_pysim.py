@@ -74,9 +74,9 @@ def test_unit_in_amaranth_sim_bursts_and_long_stalls(unit, pattern):
 
 @pytest.mark.parametrize("rows", [1, 2, 3])
 def test_softmax_hazard_stall_in_amaranth_sim(rows):
-    """1, 2 or 3 interleaved rows (< MIN_INTERLEAVE): the hazard check must hold scores back
-    until the row's previous update is written (or forwardable), whichever loop stage that
-    update is in (1 row: the very next stage too); results stay exact."""
+    """1, 2 or 3 interleaved rows with the hazard check on (full_rate=False): it must hold
+    scores back until the row's previous update is written (or forwardable), whichever loop
+    stage that update is in (1 row: the very next stage too); results stay exact."""
     spec = VECTOR_SPECS["softmax"]
     rng = np.random.default_rng(5)
     n = 1000 if rows == 3 else 300
@@ -139,3 +139,17 @@ def test_extra_output_is_caught_in_amaranth_sim():
     items = list(range(1, 21))
     got, extra, taken = _simulate(Doubler(), items, len(items), seed=1)
     assert len(extra) > 0 and taken < len(items)
+
+
+def test_softmax_minimum_interleave_in_amaranth_sim():
+    """MIN_INTERLEAVE = 2 rows at full rate: the sum is forwarded from the write stage on
+    every score."""
+    from moevit.hw.units.softmax import MIN_INTERLEAVE
+    assert MIN_INTERLEAVE == 2
+    spec = VECTOR_SPECS["softmax"]
+    rng = np.random.default_rng(6)
+    fields = concat_fields("softmax", spec.corners(CFG, rows=2), spec.random(CFG, 1000, rng,
+                                                                           rows=2))
+    vec = spec.make(CFG, fields)
+    _check(*_simulate(get_unit("softmax").build(CFG, rows=2), vec.inputs, len(vec.expected),
+                      seed=8, p=0.95), vec)

@@ -6,7 +6,8 @@ import pytest
 
 from moevit.config import preset
 from moevit.errors import ToolNotFoundError
-from moevit.hw.verilog import (cached_yosys_estimate, parse_stat, summarise, write_verilog,
+from moevit.hw.verilog import (cached_yosys_estimate, parse_sta, parse_stat, summarise,
+                               write_verilog,
                                yosys_estimate)
 from moevit.tools import find_yosys
 from moevit.sim.units import get_unit
@@ -60,3 +61,33 @@ def test_yosys_estimate_of_the_delay_unit(tmp_path, monkeypatch):
     v2.write_text(v.read_text())
     assert yosys_estimate(v2, "delay", log=tmp_path / "d2.log") == res
     assert (tmp_path / "d2.log").read_text() == (tmp_path / "d.log").read_text()
+
+
+STA = """
+4. Executing STA pass (static timing analysis).
+Warning: Module 'CARRY4' has no timing arcs!
+Latest arrival time in 'u' is 1522:
+    1522 (<unknown>)
+Warning: Critical-path does not terminate in a recognised endpoint.
+           $abc$1$aiger$15538b
+    1522 $auto$abc9$103207 (LUT4.I2->O)
+           $techmap106281.A [2]
+    1030 $abc$lut$15504 (LUT5.I0->O)
+           \\recip_den_s46 [31]
+     399 $auto$ff.cc:266:slice$14121 (FDRE.C->Q)
+           $abc$102035$iopadmap$clk
+      96 $auto$clkbufmap.cc:261:execute$111895 (BUFG.I->O)
+           $auto$clkbufmap.cc:262:execute$111896
+       0 $iopadmap$recip.clk (IBUF.I->O)
+       0   \\clk (<primary input>)
+
+Arrival histogram:
+"""
+
+
+def test_parse_sta_path():
+    r = parse_sta(STA)
+    assert r == {"sta_ps": 1522, "sta_from": "\\recip_den_s46 [31]",
+                 "sta_to": "$abc$1$aiger$15538b", "sta_luts": 2}
+    with pytest.raises(ValueError, match="no `sta` report"):
+        parse_sta("no timing here")

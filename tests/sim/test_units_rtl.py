@@ -52,24 +52,24 @@ def test_unit_rtl(sim, vectors, seed, unit):
 
 
 def test_softmax_minimum_interleave_full_rate():
-    """tiny: 4 lanes x 2 head lanes = 8 rows = the minimum interleave; the write-forwarding
-    path is exercised on every score and the rate is still one score per cycle."""
+    """MIN_INTERLEAVE = 2 interleaved rows: the sum write-forwarding path is exercised on every
+    score and the rate is still one score per cycle (tiny preset)."""
     tools.require_simulator("verilator")
     cfg = preset("tiny")
-    from moevit.hw.units.softmax import MIN_INTERLEAVE, default_rows
-    assert default_rows(cfg) == MIN_INTERLEAVE
-    m = run_unit("softmax", cfg, vectors=20_000, seed=11)
-    _check(m, "softmax", cfg)
+    from moevit.hw.units.softmax import MIN_INTERLEAVE
+    opts = {"rows": MIN_INTERLEAVE}
+    m = run_unit("softmax", cfg, vectors=20_000, seed=11, opts=opts)
+    _check(m, "softmax", cfg, opts)
     assert m["items_per_cycle"] == 1.0
 
 
 @pytest.mark.slow
 def test_softmax_too_few_rows_stalls_but_stays_exact():
-    """3 interleaved rows: the hazard check inserts bubbles (rate ~3/8), results exact.
+    """1 row: the hazard check inserts a bubble before every score (rate 1/2), results exact.
     (slow: a separate Verilator build; tests/hw/test_units_pysim.py covers the exactness.)"""
     tools.require_simulator("verilator")
     cfg = preset("edge-moe")
-    opts = {"rows": 3, "full_rate": False}
+    opts = {"rows": 1, "full_rate": False}
     m = run_unit("softmax", cfg, vectors=10_000, seed=12, opts=opts)
     _check(m, "softmax", cfg, opts)
-    assert 0.3 < m["items_per_cycle"] < 0.5
+    assert 0.45 < m["items_per_cycle"] <= 0.5
