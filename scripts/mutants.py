@@ -74,6 +74,10 @@ ATTN_RTL = ("tests/hw/test_attention.py", "-k", "icarus_tiny or schedule or cycl
 HLS_EXP = ("tests/hls/test_attention_hls.py", "-k", "cxx_exp_matches")
 HLS_ATTN = ("tests/hls/test_attention_hls.py", "-k", "tiny_random or edge_moe_layer")
 
+LINEAR_RTL = ("tests/sim/test_linear_rtl.py", "-k", "test_linear_tiny and icarus")
+LAYERNORM = ("tests/hw/test_layernorm.py", "-k", "layernorm")
+RESIDUAL = ("tests/hw/test_layernorm.py", "-k", "residual")
+
 M = Mutant
 MUTANTS: list[Mutant] = [
     # ------------------------------------------------------------ fixed-point core
@@ -312,6 +316,30 @@ MUTANTS: list[Mutant] = [
     M("hls_attn_exp_arg_swapped", "hw/hls/attention.cpp",
       "moevit_exp(fm_t(cur[o * HL + h] - mx[o][h]))", "moevit_exp(fm_t(mx[o][h] - cur[o * HL + h]))",
       HLS_ATTN, "C++ exp argument max - s instead of s - max"),
+    # ------------------------------------------------------------ datapath units (issue 10)
+    M("rtl_linear_product_floor", "hw/units/linear.py",
+      "m.d.sync += p.eq((xs[i] * wv) >> fmt.shift)",
+      "m.d.sync += p.eq((xs[i] * wv) >> (fmt.shift + 1))", LINEAR_RTL,
+      "linear engine: per-product floor one bit too far"),
+    M("rtl_linear_bias_dropped", "hw/units/linear.py", "Mux(cs[\"first\"], bias, acc)",
+      "Mux(cs[\"first\"], 0, acc)", LINEAR_RTL,
+      "linear engine: accumulator starts at 0 instead of the bias tile"),
+    M("rtl_linear_score_floor", "hw/units/linear.py", "sj = (prods[j] >> frac)[:FM_W]",
+      "sj = (prods[j] >> (frac - 1))[:FM_W]", LINEAR_RTL,
+      "linear engine: gate-score multiply floored one bit short"),
+    M("rtl_layernorm_eps_dropped", "hw/units/layernorm.py",
+      "(msq >> frac)[:w] + cfg.layernorm_eps_raw)", "(msq >> frac)[:w])", LAYERNORM,
+      "LayerNorm: var without + eps"),
+    M("rtl_layernorm_gain_floor", "hw/units/layernorm.py",
+      "y1 = [(p1[j] >> frac)[:w].as_signed() for j in range(n)]",
+      "y1 = [(p1[j] >> (frac + 1))[:w].as_signed() for j in range(n)]", LAYERNORM,
+      "LayerNorm: ·rstd product floored one bit too far"),
+    M("rtl_layernorm_mean_not_subtracted", "hw/units/layernorm.py",
+      "(xr[j] - mean)[:w].as_signed()", "(xr[j] - 0)[:w].as_signed()", LAYERNORM,
+      "LayerNorm: the mean is not subtracted"),
+    M("rtl_residual_no_wrap", "hw/units/residual.py",
+      "(lane(x, j, w) + lane(y, j, w))[:w]", "(lane(x, j, w) + lane(y, j, w))[1:w + 1]",
+      RESIDUAL, "residual add: sum taken one bit up instead of wrapped"),
 ]
 
 
@@ -446,10 +474,15 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--check", action="store_true", help="only check that every snippet matches")
     ap.add_argument("-k", dest="select", default="", help="run mutants whose name contains this")
-    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "mutants.md")
+    ap.add_argument("--out", type=Path, default=None,
+                    help="table file (default: bench/mutants.md for a full run; a -k selection "
+                         "writes build/mutants/selection.md so the recorded table stays whole)")
     ap.add_argument("--timeout", type=int, default=600, help="seconds per mutant")
     ap.add_argument("--scratch", type=Path, default=ROOT / "build" / "mutants")
     a = ap.parse_args(argv)
+    if a.out is None:
+        a.out = (ROOT / "build" / "mutants" / "selection.md" if a.select
+                 else ROOT / "bench" / "mutants.md")
 
     chosen = [m for m in MUTANTS if a.select in m.name]
     stale = [(m, why) for m in chosen for line, why in [locate(m)] if line is None]
