@@ -98,6 +98,9 @@ _TESTBENCH_UNITS = [
     ("attention", "moevit.hw.units.attention", "Attention",
      "multi-head attention: Q·Kᵀ, staggered P lanes, online softmax, softmax·V (spec §4.5)",
      "moevit.sim.tb_attention", ()),
+    ("moe_gate", "moevit.hw.units.moe_gate", "MoeGate",
+     "MoE gate: logits, online softmax, strict top-k, trunc0 probabilities, expert queues "
+     "(spec §4.6)", "moevit.sim.tb_moe_gate", ()),
 ]
 for _name, _mod, _cls, _desc in _BUILTIN_UNITS:
     register_unit(UnitSpec(_name, _lazy(_mod, _cls), description=_desc))
