@@ -225,12 +225,15 @@ async def moe_gate_bit_exact(dut):
                         nonempty=len(rt.metaqueue))
     wall = time.monotonic() - t0
     outputs = sum(len(q) for q in rt.queues)
+    corner = sum(not n.startswith(("random", "golden")) for n in names)
     metrics = dict(
         preset=cfg.name, tokens=g.tokens, experts=g.experts, top_k=g.top_k, dim=g.dim,
         slots=g.slots, layers=n_layers, layer_names=names, p_valid=pv, p_ready=pr, **totals,
         mismatches=sum(totals.values()), extra_outputs=extra,
         overflow_flags=overflow_seen,
-        vectors=n_layers * g.tokens, corner_vectors=0, outputs=outputs,
+        vectors=n_layers * g.tokens, corner_vectors=corner * g.tokens,
+        random_vectors=sum(n.startswith("random") for n in names) * g.tokens,
+        outputs=outputs,
         cycles=int(cycles), model_cycles=model["cycles"], ideal_cycles=g.ideal_cycles,
         model=model, input_span_cycles=int(x_fire[-1] - x_fire[0] + 1),
         items_per_cycle=round(len(x_fire) / (x_fire[-1] - x_fire[0] + 1), 4),

@@ -126,9 +126,16 @@ class MoeGate(wiring.Component):
         # ============================================================ logits (MAC)
         tok = Signal(range(T + 1))          # tokens of this layer fully accepted
         db = Signal(range(NB))
-        free_lim = Signal(range(T + D + R + 1), init=D)   # tokens < this may enter
+        # x is open while the weights are loaded, the layer has tokens left and the logit
+        # buffer has room: xroom = (first token that may not enter yet) - tok - 1 counts
+        # the room, its sign bit closes x (registered flags, no comparator on x.ready)
+        layer_open = Signal(init=1)
+        xroom = Signal(signed(max(T, D).bit_length() + 2), init=D - 1)
         x_open = Signal()
-        m.d.comb += x_open.eq(loaded & (tok != T) & (tok < free_lim))
+        m.d.comb += x_open.eq(loaded & layer_open & ~xroom[-1])
+        tok_in = Signal()                    # a token's last block is taken this cycle
+        grp_out = Signal()                   # the scan finished a group this cycle
+        m.d.sync += xroom.eq(xroom - tok_in + Mux(grp_out, R, 0))
         sink = stream.Signature(1).create()
         m.d.comb += sink.ready.eq(1)
         pipe = StallPipeline(m, self.x, sink, input_allow=x_open, prefix="mac_")
@@ -136,8 +143,9 @@ class MoeGate(wiring.Component):
             m.d.sync += db.eq(Mux(db == NB - 1, 0, db + 1))
             with m.If(db == NB - 1):
                 m.d.sync += tok.eq(tok + 1)
+                m.d.comb += tok_in.eq(1)
                 with m.If(tok == T - 1):
-                    m.d.sync += loaded.eq(0)
+                    m.d.sync += [loaded.eq(0), layer_open.eq(0)]
         bpb = g.blocks_per_beat
         rports = []
         for e in range(E):
@@ -202,6 +210,8 @@ class MoeGate(wiring.Component):
         m.d.comb += [lw.addr.eq(pipe["slot"]), lw.data.eq(Cat(*acc_new)), lw.en.eq(write_tok)]
         with m.If(write_tok):
             m.d.sync += tok_written.eq(tok_written + 1)
+        tok_wr = Signal()
+        m.d.comb += tok_wr.eq(write_tok)
         assert pipe.stage == g.mac_stages, (pipe.stage, g.mac_stages)
         m.d.comb += [sink.valid.eq(0), sink.payload.eq(0)]
 
@@ -216,10 +226,14 @@ class MoeGate(wiring.Component):
         sr = Signal(range(R))
         tbase = Signal(range(g.groups * R + 1))   # sg * R
         sbase = Signal(range(D))                  # sg * R mod D
+        # pending = tokens written - tokens the current group needs; its sign bit holds
+        # the scan (a register, not a comparison on the valid path)
         need = Signal(range(T + 1), init=min(R, T))
+        pending = Signal(signed(T.bit_length() + 2), init=-min(R, T))
+        scan_more = Signal(init=1)
         src = stream.Signature(1).create()
-        m.d.comb += [src.payload.eq(0),
-                     src.valid.eq((sg != g.groups) & (tok_written >= need))]
+        m.d.comb += [src.payload.eq(0), src.valid.eq(scan_more & ~pending[-1])]
+        need_next = Mux(need + R > T, T, need + R)
         sp = StallPipeline(m, src, exp_sc.i, prefix="scan_")
         with m.If(sp.valid):
             m.d.sync += sr.eq(Mux(sr == R - 1, 0, sr + 1))
@@ -228,8 +242,11 @@ class MoeGate(wiring.Component):
                 with m.If(se == E - 1):
                     m.d.sync += [sg.eq(sg + 1), tbase.eq(tbase + R),
                                  sbase.eq((sbase + R)[:len(sbase)] if D > 1 else 0),
-                                 need.eq(Mux(need + R > T, T, need + R)),
-                                 free_lim.eq(free_lim + R)]
+                                 need.eq(need_next)]
+                    m.d.comb += grp_out.eq(1)
+                    with m.If(sg == g.groups - 1):
+                        m.d.sync += scan_more.eq(0)
+        m.d.sync += pending.eq(pending + tok_wr - Mux(grp_out, need_next - need, 0))
         lr = lbuf.read_port(domain="sync")
         m.d.comb += [lr.addr.eq((sbase + sr)[:len(lw.addr)]), lr.en.eq(sp.advance)]
         token0 = tbase + sr
@@ -348,10 +365,15 @@ class MoeGate(wiring.Component):
         m.submodules.exp_num = num_sc
         # the R tokens of a group finish on consecutive items; a FIFO absorbs the burst
         # and the serialiser emits top_k items per token without gaps
-        sfifo = fifo.SyncFIFO(width=Shape.cast(sum_layout).width, depth=R + 1)
+        # Nothing downstream stalls (the queue writer takes every result), so the
+        # serialiser drains a token every top_k <= E cycles and a group's R tokens leave
+        # within the E·R cycles before the next group's: the FIFO never holds more than R,
+        # and the sum pipeline's ready is a constant (no ready chain back to the scan).
+        assert K <= E
+        sfifo = fifo.SyncFIFO(width=Shape.cast(sum_layout).width, depth=2 * R)
         m.submodules.sums_fifo = sfifo
         m.d.comb += [sfifo.w_data.eq(sums_out.payload), sfifo.w_en.eq(sums_out.valid),
-                     sums_out.ready.eq(sfifo.w_rdy)]
+                     sums_out.ready.eq(1)]
         cur = data.View(sum_layout, sfifo.r_data)
         kj = Signal(range(K))
         ov = Signal()
@@ -393,7 +415,8 @@ class MoeGate(wiring.Component):
         m.d.comb += [self.overflow.eq(overflow), div_sc.o.ready.eq(1)]
         do = div_sc.o.payload
         ex_ = do.side.expert
-        full = lens[ex_] == T
+        fulls = Array(Signal(name=f"full{e}") for e in range(E))
+        full = fulls[ex_]
         w_en = Signal()
         w_addr = Signal(range(g.queue_words))
         w_data = Signal(self.entry_layout)
@@ -405,7 +428,9 @@ class MoeGate(wiring.Component):
             with m.If(full):
                 m.d.sync += overflow.eq(1)
             with m.Else():
-                m.d.sync += lens[ex_].eq(lens[ex_] + 1)
+                for e in range(E):
+                    with m.If(ex_ == e):
+                        m.d.sync += [lens[e].eq(lens[e] + 1), fulls[e].eq(lens[e] == T - 1)]
         m.d.comb += [qw.addr.eq(w_addr), qw.data.eq(w_data), qw.en.eq(w_en)]
         with m.If(w_any):
             m.d.sync += entries.eq(entries + 1)
@@ -423,8 +448,13 @@ class MoeGate(wiring.Component):
         assert rpipe.latency == READ_STAGES
 
         # ============================================================ meta, release
-        nonempty = Signal(E)
-        m.d.comb += nonempty.eq(Cat(*[lens[e] != 0 for e in range(E)]))
+        nonempty = Signal(E)           # registered: set with a queue's first entry
+        with m.If(div_sc.o.valid & ~full):
+            m.d.sync += nonempty.bit_select(ex_, 1).eq(1)
+        last_ne = Signal(range(E))     # highest non-empty expert (stable once routed)
+        for e in range(E):
+            with m.If(nonempty[e]):
+                m.d.sync += last_ne.eq(e)
         me = Signal(range(E))
         meta_done = Signal()
         mv = Signal()
@@ -436,14 +466,17 @@ class MoeGate(wiring.Component):
         with m.If(routed & ~meta_done & mcan):
             with m.If(nonempty.bit_select(me, 1)):
                 m.d.sync += [mv.eq(1), md.expert.eq(me), md.length.eq(lens[me]),
-                             md.last.eq((nonempty >> (me + 1)) == 0)]
+                             md.last.eq(me == last_ne)]
             m.d.sync += me.eq(Mux(me == E - 1, 0, me + 1))
             with m.If(me == E - 1):
                 m.d.sync += meta_done.eq(1)
         m.d.comb += self.release.ready.eq(meta_done & (~mv | self.meta.ready))
         with m.If(release):
-            m.d.sync += [tok.eq(0), free_lim.eq(D), tok_written.eq(0), sg.eq(0), se.eq(0),
-                         sr.eq(0), tbase.eq(0), sbase.eq(0), need.eq(min(R, T)),
-                         entries.eq(0), overflow.eq(0), meta_done.eq(0), me.eq(0)]
+            m.d.sync += [tok.eq(0), layer_open.eq(1), xroom.eq(D - 1), tok_written.eq(0),
+                         sg.eq(0), se.eq(0), sr.eq(0), tbase.eq(0), sbase.eq(0),
+                         need.eq(min(R, T)), pending.eq(-min(R, T)), scan_more.eq(1),
+                         entries.eq(0), overflow.eq(0), meta_done.eq(0), me.eq(0),
+                         nonempty.eq(0), last_ne.eq(0)]
             m.d.sync += [lens[e].eq(0) for e in range(E)]
+            m.d.sync += [fulls[e].eq(0) for e in range(E)]
         return m

@@ -9,7 +9,7 @@ clock, so the wrapper keeps the unit's rate and latency whatever its pipeline de
 
 from __future__ import annotations
 
-from amaranth import Module, Shape
+from amaranth import Module, Shape, Signal
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -37,13 +37,17 @@ class SideChannel(wiring.Component):
         m = Module()
         u = self.unit
         m.submodules[self.unit_name] = u
-        q = fifo.SyncFIFOBuffered(width=self.side_width, depth=u.latency + 2)
+        q = fifo.SyncFIFOBuffered(width=self.side_width, depth=u.latency + 3)
         m.submodules.side = q
         take = self.i.valid & self.i.ready
+        # registered "room for one more": at most one entry arrives per cycle, so room two
+        # entries deep last cycle is room now (keeps the FIFO level off the ready path)
+        room = Signal(init=1)
+        m.d.sync += room.eq(q.level < q.depth - 1)
         m.d.comb += [
             u.i.payload.eq(self.i.payload.x),
-            u.i.valid.eq(self.i.valid & q.w_rdy),
-            self.i.ready.eq(u.i.ready & q.w_rdy),
+            u.i.valid.eq(self.i.valid & room),
+            self.i.ready.eq(u.i.ready & room),
             q.w_data.eq(self.i.payload.side),
             q.w_en.eq(take),
             self.o.valid.eq(u.o.valid & q.r_rdy),
