@@ -271,7 +271,7 @@ class MoeGate(wiring.Component):
         cur_ix = [Mux(first, 0, lix[j][r_]) for j in range(K)]
         d = cur_b - s                                     # exact W+1 bits
         new_max = d < 0
-        arg = Mux(new_max, d, -d)[:W].as_signed()         # wrap32
+        arg = Mux(new_max, d, s - cur_b)[:W].as_signed()  # wrap32(±d), both in parallel
         new_b = Mux(new_max, s, cur_b)
         # strict insertion: gt is monotone (the list is descending), so entry j takes the
         # new score where gt[j] first holds, the entry above where gt[j-1] also holds
@@ -306,8 +306,9 @@ class MoeGate(wiring.Component):
         m.d.comb += [ep.side.ix[j].eq(o_ix[j]) for j in range(K)]
 
         # ============================================================ sum loop
-        sum_layout = data.StructLayout({"S": signed(W), "max": signed(W),
-                                        **self._list_layout(), "token": unsigned(g.token_bits)})
+        sum_layout = data.StructLayout({
+            "S": signed(W), "arg": data.ArrayLayout(signed(W), K),
+            "ix": data.ArrayLayout(unsigned(g.expert_bits), K), "token": unsigned(g.token_bits)})
         sums_out = stream.Signature(sum_layout).create()
         up = StallPipeline(m, exp_sc.o, sums_out, prefix="sum_")
         xi = exp_sc.o.payload
@@ -319,6 +320,10 @@ class MoeGate(wiring.Component):
             up.carry(f"ix{j}", xi.side.ix[j])
         up.next()
         # ---- stage 1: read the slot's running sum; register the product operands
+        for j in range(K):   # numerator exp arguments wrap32(g_k - M), off the serialiser
+            up.carry(f"arg{j}", (up[f"sc{j}"] - up["max"])[:W].as_signed())
+            up.drop(f"sc{j}")
+        up.drop("max")
         sums = Array(Signal(signed(W), name=f"sum{r}") for r in range(R))
         total = Mux(up["first"], 0, sums[up["slot"]])
         a = up.reg(total, "a", shape=signed(W))
@@ -354,8 +359,8 @@ class MoeGate(wiring.Component):
         assert up.stage == SUM_STAGES
         sp_ = sums_out.payload
         m.d.comb += [sums_out.valid.eq(up.valid & outv), sp_.S.eq(o_total),
-                     sp_.max.eq(up["max"]), sp_.token.eq(up["token"])]
-        m.d.comb += [sp_.sc[j].eq(up[f"sc{j}"]) for j in range(K)]
+                     sp_.token.eq(up["token"])]
+        m.d.comb += [sp_.arg[j].eq(up[f"arg{j}"]) for j in range(K)]
         m.d.comb += [sp_.ix[j].eq(up[f"ix{j}"]) for j in range(K)]
 
         # ============================================================ serialiser
@@ -386,7 +391,7 @@ class MoeGate(wiring.Component):
             m.d.sync += ov.eq(0)
         with m.If(can & sfifo.r_rdy):
             m.d.sync += [ov.eq(1),
-                         od_x.eq((cur.sc[kj] - cur.max)[:W]),
+                         od_x.eq(cur.arg[kj]),
                          od_side.expert.eq(cur.ix[kj]),
                          od_side.token.eq(cur.token), od_side.S.eq(cur.S),
                          kj.eq(Mux(kj == K - 1, 0, kj + 1))]
