@@ -59,18 +59,23 @@ def resources(cfg) -> dict:
     return res
 
 
-def sta(cfg) -> dict:
-    """Logit-only latest arrival (ps) and the critical path (cached per Verilog text)."""
-    v = _verilog(cfg)
-    key = hashlib.sha256(v.read_bytes()).hexdigest()[:16]
+#: the instantiated arithmetic units (timed on their own: another module re-pipelines them)
+UNIT_MODULES = ("moe_gate.exp_scan.exp", "moe_gate.exp_num.exp", "moe_gate.div.div")
+
+
+def sta(verilog: Path, top: str, blackbox: tuple = ()) -> dict:
+    """Logic-only latest arrival (ps) and the critical path, ``blackbox`` modules excluded
+    (cached per Verilog text and blackbox list)."""
+    key = hashlib.sha256(verilog.read_bytes() + "|".join(blackbox).encode()).hexdigest()[:16]
     d = tools.build_root() / "yosys-sta" / key
     res_file = d / "result.json"
     if res_file.is_file():
         return json.loads(res_file.read_text())
     d.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
-    out = subprocess.run([tools.find_yosys(), "-p", f"read_verilog -sv {v}; synth_xilinx "
-                          f"-family xcup -top {UNIT} -flatten -abc9; sta"],
+    bb = f"blackbox {' '.join(blackbox)}; " if blackbox else ""
+    out = subprocess.run([tools.find_yosys(), "-p", f"read_verilog -sv {verilog}; {bb}"
+                          f"synth_xilinx -family xcup -top {top} -flatten -abc9; sta"],
                          capture_output=True, text=True, timeout=7200)
     (d / "yosys.log").write_text(out.stdout + out.stderr)
     mt = re.search(r"Latest arrival time in '\S+' is (\d+):\n((?:.*\n){0,40})", out.stdout)
@@ -78,8 +83,21 @@ def sta(cfg) -> dict:
         raise RuntimeError(f"no sta report in {d / 'yosys.log'}")
     path = [ln.strip() for ln in mt.group(2).splitlines() if re.match(r"\s+\d+ ", ln)]
     res = {"latest_arrival_ps": int(mt.group(1)), "critical_path": path[:16],
-           "seconds": round(time.monotonic() - t0, 1)}
+           "blackbox": list(blackbox), "seconds": round(time.monotonic() - t0, 1)}
     res_file.write_text(json.dumps(res, indent=1))
+    return res
+
+
+def timing(cfg) -> dict:
+    from moevit.hw.units.divide import Divide
+    from moevit.hw.units.exp import Exp
+    from moevit.hw.verilog import write_verilog
+    d = tools.build_root() / "yosys-sta" / cfg.digest
+    units = {"exp": Exp(cfg), "div": Divide(cfg)}
+    res = {"own_logic": sta(_verilog(cfg), UNIT, UNIT_MODULES)}
+    for name, comp in units.items():
+        res[f"{name}_unit"] = sta(write_verilog(comp, d / f"{name}.v", name), name)
+    res["unit_bound_ps"] = max(r["latest_arrival_ps"] for r in res.values())
     return res
 
 
@@ -104,7 +122,7 @@ def main(argv=None) -> int:
                             for p in ("edge-moe", "zcu104")}
         print(json.dumps(res["resources"], indent=1))
     if not args.no_sta:
-        res["timing_proxy"] = dict(sta(preset("edge-moe")), target_ps=1600,
+        res["timing_proxy"] = dict(timing(preset("edge-moe")), target_ps=1600,
                                    tool="yosys synth_xilinx -family xcup -flatten -abc9; sta "
                                         "(logic only: DSP48E2 and CARRY8 cells untimed)")
         print(json.dumps(res["timing_proxy"], indent=1))

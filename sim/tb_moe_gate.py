@@ -235,6 +235,8 @@ async def moe_gate_bit_exact(dut):
         random_vectors=sum(n.startswith("random") for n in names) * g.tokens,
         outputs=outputs,
         cycles=int(cycles), model_cycles=model["cycles"], ideal_cycles=g.ideal_cycles,
+        latency_cycles=int(fired[id(P["release"])][0] - x_fire[-1]),
+        latency_max_cycles=int(fired[id(P["release"])][0] - x_fire[-1]),
         model=model, input_span_cycles=int(x_fire[-1] - x_fire[0] + 1),
         items_per_cycle=round(len(x_fire) / (x_fire[-1] - x_fire[0] + 1), 4),
         blocks_per_cycle_overall=round(g.ideal_cycles / cycles, 4),
