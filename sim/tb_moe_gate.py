@@ -29,9 +29,8 @@ from cocotb.triggers import FallingEdge, ReadOnly
 
 from moevit.golden.linear import linear_ref
 from moevit.golden.moe import route
-from moevit.hw.units.divide import Divide
-from moevit.hw.units.exp import Exp
-from moevit.hw.units.moe_gate_geometry import MoeGateGeometry, gate_cycles
+from moevit.hw.units.moe_gate import gate_model
+from moevit.hw.units.moe_gate_geometry import MoeGateGeometry
 from moevit.sim.moe_gate_vectors import default_layers, save_layers
 from moevit.sim.runner import tb_config, tb_params, write_metrics
 from moevit.sim.tb_attention import Port, run_streams
@@ -221,8 +220,7 @@ async def moe_gate_bit_exact(dut):
     totals["mismatches_meta"] += mm["mismatches_meta"]
     errors += [f"rerun: {e}" for e in errs if e.startswith("meta")]
     extra = await watch_idle(dut, [P["meta"], P["rd_resp"]], int(p.get("idle_cycles", 200)))
-    model = gate_cycles(cfg, exp_latency=Exp(cfg).latency, div_latency=Divide(cfg).latency,
-                        nonempty=len(rt.metaqueue))
+    model = gate_model(cfg, nonempty=len(rt.metaqueue))
     wall = time.monotonic() - t0
     outputs = sum(len(q) for q in rt.queues)
     corner = sum(not n.startswith(("random", "golden")) for n in names)

@@ -35,13 +35,22 @@ from moevit.hw.units.common import silence
 from moevit.hw.units.divide import Divide
 from moevit.hw.units.exp import Exp
 from moevit.hw.units.moe_gate_geometry import (READ_STAGES, SCAN_STAGES, SUM_LOOP_STAGES,
-                                               SUM_STAGES, WRITE_STAGES, MoeGateGeometry)
+                                               SUM_STAGES, MoeGateGeometry, gate_cycles)
 from moevit.hw.units.pipeline import StallPipeline
 from moevit.hw.units.side_channel import SideChannel
 
 #: split point of the sum-loop product: sum = ah·2^17 + al, e = bh·2^17 + bl, so that every
 #: partial product fits one DSP48E2 (27 × 18)
 SUM_SPLIT = 17
+
+
+def gate_model(cfg: AcceleratorConfig, **kw) -> dict:
+    """:func:`~moevit.hw.units.moe_gate_geometry.gate_cycles` with the latencies of the
+    ``Exp`` and ``Divide`` units this config instantiates."""
+    exp, div = Exp(cfg), Divide(cfg)
+    silence(exp)   # built only to read their latency
+    silence(div)
+    return gate_cycles(cfg, exp_latency=exp.latency, div_latency=div.latency, **kw)
 
 
 class MoeGate(wiring.Component):

@@ -1,23 +1,18 @@
 """MoE gate (spec §4.6): geometry and config errors, the cycle model, the split-product
 identity the logit MAC relies on, and elaboration for every preset (no simulator needed)."""
 
-import warnings
-
 import numpy as np
 import pytest
 
 from moevit.config import FixedFormat, Formats, preset
 from moevit.errors import ConfigError
 from moevit.golden.fixed import floor_shift, wrap32
-from moevit.hw.units.divide import Divide
-from moevit.hw.units.exp import Exp
-from moevit.hw.units.moe_gate_geometry import SUM_LOOP_STAGES, MoeGateGeometry, gate_cycles
+from moevit.hw.units.moe_gate import gate_model
+from moevit.hw.units.moe_gate_geometry import SUM_LOOP_STAGES, MoeGateGeometry
 
 
 def _model(cfg):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return gate_cycles(cfg, exp_latency=Exp(cfg).latency, div_latency=Divide(cfg).latency)
+    return gate_model(cfg)
 
 
 def test_edge_moe_geometry():
