@@ -40,7 +40,7 @@ def corner_layers(cfg: AcceleratorConfig, rng) -> list:
     fw = cfg.formats.wt_linear.frac
     layers = []
     x, wg = random_layer(cfg, rng)
-    layers.append(("random_with_ties", x, wg, None))
+    layers.append(("ties_duplicate_row_zero_token", x, wg, None))
     layers.append(("all_logits_equal", x, np.zeros_like(wg), None))
     xe = rng.choice(np.array([xlo, xhi, 0, 1, -1], dtype=np.int64), size=(T, D))
     we = rng.choice(np.array([wlo, whi, 0, 1, -1], dtype=np.int64), size=(E, D))
