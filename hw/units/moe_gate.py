@@ -446,9 +446,10 @@ class MoeGate(wiring.Component):
                     with m.If(ex_ == e):
                         m.d.sync += [lens[e].eq(lens[e] + 1), fulls[e].eq(lens[e] == T - 1)]
         m.d.comb += [qw.addr.eq(w_addr), qw.data.eq(w_data), qw.en.eq(w_en)]
-        with m.If(w_any):
+        with m.If(w_any):   # routed: a register set with the last entry (no comparator)
             m.d.sync += entries.eq(entries + 1)
-        m.d.comb += routed.eq(entries == T * K)
+            with m.If(entries == T * K - 1):
+                m.d.sync += routed.eq(1)
 
         # ---- read port: {expert, index} -> {token, score}
         rpipe = StallPipeline(m, self.rd_req, self.rd_resp, prefix="rd_")
@@ -471,6 +472,11 @@ class MoeGate(wiring.Component):
                 m.d.sync += last_ne.eq(e)
         me = Signal(range(E))
         meta_done = Signal()
+        # the meta scan shifts a copy of the non-empty mask: bit 0 is expert me's (a FF)
+        scan_mask = Signal(E)
+        with m.If(~routed):
+            new_bit = Mux(div_sc.o.valid & ~full, (Const(1, E) << ex_)[:E], 0)
+            m.d.sync += scan_mask.eq(nonempty | new_bit)
         mv = Signal()
         md = Signal(self.meta_layout)
         m.d.comb += [self.meta.valid.eq(mv), self.meta.payload.eq(md)]
@@ -478,7 +484,8 @@ class MoeGate(wiring.Component):
         with m.If(self.meta.ready):
             m.d.sync += mv.eq(0)
         with m.If(routed & ~meta_done & mcan):
-            with m.If(nonempty.bit_select(me, 1)):
+            m.d.sync += scan_mask.eq(scan_mask >> 1)
+            with m.If(scan_mask[0]):
                 m.d.sync += [mv.eq(1), md.expert.eq(me), md.length.eq(lens[me]),
                              md.last.eq(me == last_ne)]
             m.d.sync += me.eq(Mux(me == E - 1, 0, me + 1))
@@ -489,7 +496,7 @@ class MoeGate(wiring.Component):
             m.d.sync += [tok.eq(0), layer_open.eq(1), xroom.eq(D - 1), tok_written.eq(0),
                          sg.eq(0), se.eq(0), sr.eq(0), tbase.eq(0), sbase.eq(0),
                          need.eq(min(R, T)), pending.eq(-min(R, T)), scan_more.eq(1),
-                         entries.eq(0), overflow.eq(0), meta_done.eq(0), me.eq(0),
+                         entries.eq(0), routed.eq(0), overflow.eq(0), meta_done.eq(0), me.eq(0),
                          nonempty.eq(0), last_ne.eq(0)]
             m.d.sync += [lens[e].eq(0) for e in range(E)]
             m.d.sync += [fulls[e].eq(0) for e in range(E)]

@@ -15,9 +15,11 @@ from amaranth.lib.wiring import In, Out
 
 
 class SideChannel(wiring.Component):
-    """``i``: {x: unit input, side}; ``o``: {y: unit output, side}."""
+    """``i``: {x: unit input, side}; ``o``: {y: unit output, side}.  The unit's latency
+    must be at least 2 (the buffered FIFO's read latency)."""
 
     def __init__(self, unit, side_shape, *, name: str = "unit"):
+        assert unit.latency >= 2, "SideChannel needs a unit latency >= 2"
         self.unit = unit
         self.unit_name = name
         self.side_shape = side_shape
@@ -50,10 +52,14 @@ class SideChannel(wiring.Component):
             self.i.ready.eq(u.i.ready & room),
             q.w_data.eq(self.i.payload.side),
             q.w_en.eq(take),
-            self.o.valid.eq(u.o.valid & q.r_rdy),
+            # the side entry went in with the item, >= latency cycles before its result:
+            # it is at the FIFO head whenever the unit's output is valid, so r_rdy stays
+            # off the valid/ready path (a constant ready downstream folds the unit's stall
+            # logic away)
+            self.o.valid.eq(u.o.valid),
             self.o.payload.y.eq(u.o.payload),
             self.o.payload.side.eq(q.r_data),
-            u.o.ready.eq(self.o.ready & q.r_rdy),
+            u.o.ready.eq(self.o.ready),
             q.r_en.eq(self.o.valid & self.o.ready),
         ]
         return m
