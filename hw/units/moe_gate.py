@@ -438,13 +438,14 @@ class MoeGate(wiring.Component):
         m.d.sync += [w_any.eq(div_sc.o.valid), w_en.eq(div_sc.o.valid & ~full),
                      w_addr.eq(base[ex_] + lens[ex_]), w_data.token.eq(do.side.token),
                      w_data.score.eq(do.y)]
-        with m.If(div_sc.o.valid):
-            with m.If(full):
-                m.d.sync += overflow.eq(1)
-            with m.Else():
-                for e in range(E):
-                    with m.If(ex_ == e):
-                        m.d.sync += [lens[e].eq(lens[e] + 1), fulls[e].eq(lens[e] == T - 1)]
+        with m.If(div_sc.o.valid & full):
+            m.d.sync += overflow.eq(1)
+        # per-expert enables from the expert's own flag (no E:1 multiplexer on the way)
+        inc = Signal(E)
+        m.d.comb += inc.eq(Cat(*[div_sc.o.valid & (ex_ == e) & ~fulls[e] for e in range(E)]))
+        for e in range(E):
+            with m.If(inc[e]):
+                m.d.sync += [lens[e].eq(lens[e] + 1), fulls[e].eq(lens[e] == T - 1)]
         m.d.comb += [qw.addr.eq(w_addr), qw.data.eq(w_data), qw.en.eq(w_en)]
         with m.If(w_any):   # routed: a register set with the last entry (no comparator)
             m.d.sync += entries.eq(entries + 1)
@@ -464,8 +465,7 @@ class MoeGate(wiring.Component):
 
         # ============================================================ meta, release
         nonempty = Signal(E)           # registered: set with a queue's first entry
-        with m.If(div_sc.o.valid & ~full):
-            m.d.sync += nonempty.bit_select(ex_, 1).eq(1)
+        m.d.sync += nonempty.eq(nonempty | inc)
         last_ne = Signal(range(E))     # highest non-empty expert (stable once routed)
         for e in range(E):
             with m.If(nonempty[e]):
@@ -475,8 +475,7 @@ class MoeGate(wiring.Component):
         # the meta scan shifts a copy of the non-empty mask: bit 0 is expert me's (a FF)
         scan_mask = Signal(E)
         with m.If(~routed):
-            new_bit = Mux(div_sc.o.valid & ~full, (Const(1, E) << ex_)[:E], 0)
-            m.d.sync += scan_mask.eq(nonempty | new_bit)
+            m.d.sync += scan_mask.eq(nonempty | inc)
         mv = Signal()
         md = Signal(self.meta_layout)
         m.d.comb += [self.meta.valid.eq(mv), self.meta.payload.eq(md)]
