@@ -438,7 +438,9 @@ class MoeGate(wiring.Component):
         m.d.sync += [w_any.eq(div_sc.o.valid), w_en.eq(div_sc.o.valid & ~full),
                      w_addr.eq(base[ex_] + lens[ex_]), w_data.token.eq(do.side.token),
                      w_data.score.eq(do.y)]
-        with m.If(div_sc.o.valid & full):
+        dropped = Signal()   # registered first: keeps the E:1 flag multiplexer off the CE
+        m.d.sync += dropped.eq(div_sc.o.valid & full)
+        with m.If(dropped):
             m.d.sync += overflow.eq(1)
         # per-expert enables from the expert's own flag (no E:1 multiplexer on the way)
         inc = Signal(E)
