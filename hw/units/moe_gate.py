@@ -421,7 +421,12 @@ class MoeGate(wiring.Component):
         qmem = memory.Memory(shape=self.entry_layout, depth=g.queue_words, init=[])
         m.submodules.queues = qmem
         qw = qmem.write_port()
-        base = Array(Const(e * T, range(g.queue_words + 1)) for e in range(E))
+        QS = g.queue_stride
+        base = Array(Const(e * QS, range(g.queue_words + 1)) for e in range(E))
+        # per-expert write pointers e·stride + length: a full queue keeps pointing at its
+        # spare slot, so the writer never needs the full flag (the entry is dropped there)
+        wptr = Array(Signal(range(g.queue_words), init=e * QS, name=f"wptr{e}")
+                     for e in range(E))
         lens = Array(Signal(range(T + 1), name=f"len{e}") for e in range(E))
         entries = Signal(range(T * K + 1))
         routed = Signal()
@@ -435,8 +440,8 @@ class MoeGate(wiring.Component):
         w_addr = Signal(range(g.queue_words))
         w_data = Signal(self.entry_layout)
         w_any = Signal()
-        m.d.sync += [w_any.eq(div_sc.o.valid), w_en.eq(div_sc.o.valid & ~full),
-                     w_addr.eq(base[ex_] + lens[ex_]), w_data.token.eq(do.side.token),
+        m.d.sync += [w_any.eq(div_sc.o.valid), w_en.eq(div_sc.o.valid),
+                     w_addr.eq(wptr[ex_]), w_data.token.eq(do.side.token),
                      w_data.score.eq(do.y)]
         dropped = Signal()   # registered first: keeps the E:1 flag multiplexer off the CE
         m.d.sync += dropped.eq(div_sc.o.valid & full)
@@ -447,7 +452,8 @@ class MoeGate(wiring.Component):
         m.d.comb += inc.eq(Cat(*[div_sc.o.valid & (ex_ == e) & ~fulls[e] for e in range(E)]))
         for e in range(E):
             with m.If(inc[e]):
-                m.d.sync += [lens[e].eq(lens[e] + 1), fulls[e].eq(lens[e] == T - 1)]
+                m.d.sync += [lens[e].eq(lens[e] + 1), fulls[e].eq(lens[e] == T - 1),
+                             wptr[e].eq(wptr[e] + 1)]
         m.d.comb += [qw.addr.eq(w_addr), qw.data.eq(w_data), qw.en.eq(w_en)]
         with m.If(w_any):   # routed: a register set with the last entry (no comparator)
             m.d.sync += entries.eq(entries + 1)
@@ -501,4 +507,5 @@ class MoeGate(wiring.Component):
                          nonempty.eq(0), last_ne.eq(0)]
             m.d.sync += [lens[e].eq(0) for e in range(E)]
             m.d.sync += [fulls[e].eq(0) for e in range(E)]
+            m.d.sync += [wptr[e].eq(e * QS) for e in range(E)]
         return m

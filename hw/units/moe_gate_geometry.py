@@ -133,9 +133,14 @@ class MoeGateGeometry:
         return max(1, _clog2(self.slots))
 
     @property
+    def queue_stride(self) -> int:
+        """Entries per queue: ``tokens`` plus one spare that absorbs a dropped entry."""
+        return self.tokens + 1
+
+    @property
     def queue_words(self) -> int:
-        """Queue memory entries: E queues of ``tokens`` entries (expert e at e·tokens)."""
-        return self.experts * self.tokens
+        """Queue memory entries: E queues of ``queue_stride`` (expert e at e·stride)."""
+        return self.experts * self.queue_stride
 
     @property
     def ideal_cycles(self) -> int:

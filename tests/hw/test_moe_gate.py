@@ -23,7 +23,7 @@ def test_edge_moe_geometry():
     assert g.multipliers == 16 * 8                         # E x feature_block per clock
     assert g.slots == SUM_LOOP_STAGES == 4
     assert g.buffer_tokens & (g.buffer_tokens - 1) == 0 and g.buffer_tokens >= 2 * g.slots
-    assert g.queue_words == 16 * 129                       # spec §6.3: 16 x 129 entries
+    assert g.queue_words == 16 * (129 + 1)   # spec §6.3: 16 x 129 entries, + 1 spare each
 
 
 @pytest.mark.parametrize("name", ["tiny", "edge-moe", "zcu104"])
