@@ -435,7 +435,6 @@ class MoeGate(wiring.Component):
         do = div_sc.o.payload
         ex_ = do.side.expert
         fulls = Array(Signal(name=f"full{e}") for e in range(E))
-        full = fulls[ex_]
         w_en = Signal()
         w_addr = Signal(range(g.queue_words))
         w_data = Signal(self.entry_layout)
@@ -443,10 +442,11 @@ class MoeGate(wiring.Component):
         m.d.sync += [w_any.eq(div_sc.o.valid), w_en.eq(div_sc.o.valid),
                      w_addr.eq(wptr[ex_]), w_data.token.eq(do.side.token),
                      w_data.score.eq(do.y)]
-        dropped = Signal()   # registered first: keeps the E:1 flag multiplexer off the CE
-        m.d.sync += dropped.eq(div_sc.o.valid & full)
-        with m.If(dropped):
-            m.d.sync += overflow.eq(1)
+        # per-expert sticky drop flags, ORed one cycle later (no E:1 multiplexer)
+        drops = Signal(E)
+        m.d.sync += drops.eq(drops | Cat(*[div_sc.o.valid & (ex_ == e) & fulls[e]
+                                           for e in range(E)]))
+        m.d.sync += overflow.eq(drops.any())
         # per-expert enables from the expert's own flag (no E:1 multiplexer on the way)
         inc = Signal(E)
         m.d.comb += inc.eq(Cat(*[div_sc.o.valid & (ex_ == e) & ~fulls[e] for e in range(E)]))
@@ -503,7 +503,8 @@ class MoeGate(wiring.Component):
             m.d.sync += [tok.eq(0), layer_open.eq(1), xroom.eq(D - 1), tok_written.eq(0),
                          sg.eq(0), se.eq(0), sr.eq(0), tbase.eq(0), sbase.eq(0),
                          need.eq(min(R, T)), pending.eq(-min(R, T)), scan_more.eq(1),
-                         entries.eq(0), routed.eq(0), overflow.eq(0), meta_done.eq(0), me.eq(0),
+                         entries.eq(0), routed.eq(0), overflow.eq(0), drops.eq(0),
+                         meta_done.eq(0), me.eq(0),
                          nonempty.eq(0), last_ne.eq(0)]
             m.d.sync += [lens[e].eq(0) for e in range(E)]
             m.d.sync += [fulls[e].eq(0) for e in range(E)]
