@@ -253,6 +253,9 @@ _TESTBENCH_UNITS = [
     ("residual", "moevit.hw.units.residual", "Residual",
      "residual add wrap32(x + y), one 8-wide block per clock (spec §4.7)",
      "moevit.sim.tb_residual", ()),
+    ("moe_gate", "moevit.hw.units.moe_gate", "MoeGate",
+     "MoE gate: logits, online softmax, strict top-k, trunc0 probabilities, expert queues "
+     "(spec §4.6)", "moevit.sim.tb_moe_gate", ()),
 ]
 for _name, _mod, _cls, _desc in _BUILTIN_UNITS:
     register_unit(UnitSpec(_name, _lazy(_mod, _cls), description=_desc,
