@@ -114,7 +114,8 @@ async def _idle_check(dut, clk, cycles: int) -> int:
 async def layernorm_bit_exact(dut):
     """Calls under back-pressure (corners first), then an unthrottled call."""
     from moevit.hw.units.layernorm import layernorm_cycles
-    from moevit.sim.tb_attention import Port, run_streams
+    from moevit.sim.tb_attention import run_streams
+    from moevit.sim.tb_stream import Port
 
     p = tb_params()
     cfg = tb_config()
@@ -127,7 +128,7 @@ async def layernorm_bit_exact(dut):
         getattr(dut, f"{port}__payload").value = 0
     dut.o__ready.value = 0
     await start_clock_reset(dut.clk, dut.rst)
-    ports = {n: Port(dut, n, "amaranth") for n in ("x", "p", "o")}
+    ports = {n: Port.amaranth(dut, n) for n in ("x", "p", "o")}
     fb = cfg.feature_blocks
     mism, outputs, corner_n, lines, extra = 0, 0, 0, [], 0
     z = np.load(p["vectors_npz"]) if p.get("vectors_npz") else None

@@ -72,7 +72,8 @@ async def _idle_check(dut, cycles: int) -> int:
 @cocotb.test()
 async def residual_bit_exact(dut):
     from moevit.hw.units.residual import residual_cycles
-    from moevit.sim.tb_attention import Port, run_streams
+    from moevit.sim.tb_attention import run_streams
+    from moevit.sim.tb_stream import Port
 
     p = tb_params()
     cfg = tb_config()
@@ -84,7 +85,7 @@ async def residual_bit_exact(dut):
         getattr(dut, f"{port}__payload").value = 0
     dut.o__ready.value = 0
     await start_clock_reset(dut.clk, dut.rst)
-    ports = {n: Port(dut, n, "amaranth") for n in ("x", "y", "o")}
+    ports = {n: Port.amaranth(dut, n) for n in ("x", "y", "o")}
     z = np.load(p["vectors_npz"]) if p.get("vectors_npz") else None
     mism, outputs, extra, lines, m_rate, bp_cycles = 0, 0, 0, [], {}, 0
     corner_n = 0

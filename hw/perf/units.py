@@ -16,7 +16,6 @@ from moevit.config import AcceleratorConfig
 from moevit.errors import ConfigError
 from moevit.hw.units import linear_schedule as LS
 from moevit.hw.units.attention_schedule import cycles_per_layer
-from moevit.hw.units.gelu import Gelu
 
 #: LayerNorm tail (assumption): one token's statistics pass (FB beats) before its first output
 #: beat, plus sqrt + trunc0 divide for 1/sqrt(var) (Rsqrt, 77 cycles in bench/units.json)
@@ -48,7 +47,7 @@ def linear_cycles(cfg: AcceleratorConfig, tokens: int, n_in: int, n_out: int,
         return 0
     g = LS.geometry(cfg, LS.patch_format(cfg) if patch else LS.linear_format(cfg))
     full, rest = divmod(tokens, cfg.tokens)
-    passes = [LS.pass_cycles(g, n_in, n_out, n, gelu=gelu, gelu_latency=Gelu.latency)
+    passes = [LS.pass_cycles(g, n_in, n_out, n, gelu=gelu)
               for n in [cfg.tokens] * full + ([rest] if rest else [])]
     return sum(p.issue_cycles for p in passes[:-1]) + passes[-1].cycles
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from moevit.config import AcceleratorConfig
 from moevit.errors import ConfigError
+from moevit.hw.units.gelu import Gelu
 
 #: int16 raw weights (every wt_* format is 16 bits wide, spec §7)
 WEIGHT_BITS = 16
@@ -208,7 +209,7 @@ def load_cycles(g: LinearGeometry, n_in: int, n_out: int) -> int:
 
 
 def pass_cycles(g: LinearGeometry, n_in: int, n_out: int, tokens: int, *, gelu: bool = False,
-                gelu_latency: int = 4, weights_ready: int = 0) -> PassCycles:
+                gelu_latency: int | None = None, weights_ready: int = 0) -> PassCycles:
     """Cycles of one pass with every stream at full rate.
 
     * The first step issues once the first input row is in the row cache (``in_beats``
@@ -224,6 +225,8 @@ def pass_cycles(g: LinearGeometry, n_in: int, n_out: int, tokens: int, *, gelu: 
       pipeline, the output FIFO and the join with ``d`` (the y register).
     """
     g.check_shape(n_in, n_out, tokens)
+    if gelu_latency is None:
+        gelu_latency = Gelu.latency
     it, ot = n_in // g.tile_in, n_out // g.tile_out
     steps = tokens * ot * it
     in_beats = g.in_beats(n_in)

@@ -11,7 +11,6 @@ from moevit.hw.perf import cycle_model as cm
 from moevit.hw.perf import units as U
 from moevit.hw.perf.dram import DramModel
 from moevit.hw.units.attention_schedule import cycles_per_layer
-from moevit.hw.units.gelu import Gelu
 from moevit.hw.units.linear_schedule import geometry, pass_cycles
 
 
@@ -38,7 +37,7 @@ def test_linear_stage_is_tokens_times_out_tiles_times_in_tiles(tin, tout):
     loop = sum(1 for _ in itertools.product(range(T), range(M // tout), range(D // tin)))
     st = _by_name(cm.stages(cfg, 1))
     g = geometry(cfg)
-    fc1 = pass_cycles(g, D, M, T, gelu=True, gelu_latency=Gelu.latency)
+    fc1 = pass_cycles(g, D, M, T, gelu=True)
     q = pass_cycles(g, D, D, T)
     assert fc1.steps == loop and q.steps == T * (D // tout) * (D // tin)
     # the stage is the engine's RTL-checked pass: the steps plus a short fill/drain only
