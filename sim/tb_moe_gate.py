@@ -33,7 +33,8 @@ from moevit.hw.units.moe_gate import gate_model
 from moevit.hw.units.moe_gate_geometry import MoeGateGeometry
 from moevit.sim.moe_gate_vectors import default_layers, save_layers
 from moevit.sim.runner import tb_config, tb_params, write_metrics
-from moevit.sim.tb_attention import Port, run_streams
+from moevit.sim.tb_attention import run_streams
+from moevit.sim.tb_stream import Port
 from moevit.sim.tb_stream import start_clock_reset
 
 FM_MASK = (1 << 32) - 1
@@ -162,7 +163,7 @@ async def moe_gate_bit_exact(dut):
     for p_ in ("meta", "rd_resp"):
         getattr(dut, f"{p_}__ready").value = 0
     await start_clock_reset(dut.clk, dut.rst)
-    P = {n: Port(dut, n, "amaranth") for n in ("x", "w", "meta", "rd_req", "rd_resp", "release")}
+    P = {n: Port.amaranth(dut, n) for n in ("x", "w", "meta", "rd_req", "rd_resp", "release")}
     slack = max(min(pv, pr), 0.05)
     t0 = time.monotonic()
     totals = dict(mismatches_meta=0, mismatches_tokens=0, mismatches_scores=0,

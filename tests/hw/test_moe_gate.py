@@ -65,7 +65,8 @@ def test_split_product_identity():
 
 
 def test_rejects_other_fm_format():
-    cfg = preset("tiny").replace(formats=Formats(fm=FixedFormat(24, 8)), axi_width=192)
+    cfg = preset("tiny").replace(formats=Formats(fm=FixedFormat(24, 8)), axi_width=192,
+                                 layernorm_eps=2.0 ** -16)  # eps >= one ULP of the format
     with pytest.raises(ConfigError, match=r"fm_t must be ap_fixed<32,10>"):
         MoeGateGeometry.from_config(cfg)
 
@@ -78,7 +79,8 @@ def test_rejects_weight_beats_that_do_not_hold_whole_blocks():
 
 def test_component_constructor_raises_config_error():
     from moevit.hw.units.moe_gate import MoeGate
-    cfg = preset("tiny").replace(formats=Formats(fm=FixedFormat(24, 8)), axi_width=192)
+    cfg = preset("tiny").replace(formats=Formats(fm=FixedFormat(24, 8)), axi_width=192,
+                                 layernorm_eps=2.0 ** -16)  # eps >= one ULP of the format
     with pytest.raises(ConfigError, match="MoE gate"):
         MoeGate(cfg)
 
