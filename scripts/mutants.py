@@ -77,6 +77,7 @@ HLS_ATTN = ("tests/hls/test_attention_hls.py", "-k", "tiny_random or edge_moe_la
 LINEAR_RTL = ("tests/sim/test_linear_rtl.py", "-k", "test_linear_tiny and icarus")
 LAYERNORM = ("tests/hw/test_layernorm.py", "-k", "layernorm")
 RESIDUAL = ("tests/hw/test_layernorm.py", "-k", "residual")
+MOE_GATE_RTL = ("tests/sim/test_moe_gate_rtl.py", "-k", "tiny and icarus")
 
 M = Mutant
 MUTANTS: list[Mutant] = [
@@ -340,6 +341,15 @@ MUTANTS: list[Mutant] = [
     M("rtl_residual_no_wrap", "hw/units/residual.py",
       "(lane(x, j, w) + lane(y, j, w))[:w]", "(lane(x, j, w) + lane(y, j, w))[1:w + 1]",
       RESIDUAL, "residual add: sum taken one bit up instead of wrapped"),
+    M("rtl_moe_gate_topk_ge", "hw/units/moe_gate.py", "gt = [s > cur_sc[j] for j in range(K)]",
+      "gt = [s >= cur_sc[j] for j in range(K)]", MOE_GATE_RTL,
+      "MoE gate: top-k insertion '>=' (a tie displaces the lower expert index)"),
+    M("rtl_moe_gate_lo_floor", "hw/units/moe_gate.py",
+      "lo = pipe.reg((xl[j] * wreg[e][j]) >> wf,", "lo = pipe.reg((xl[j] * wreg[e][j]) >> (wf + 1),",
+      MOE_GATE_RTL, "MoE gate: low half of the split logit product floored one bit too far"),
+    M("rtl_moe_gate_sum_rescale", "hw/units/moe_gate.py",
+      "rescaled = ((prod >> g.fm_frac) + one)[:W]", "rescaled = ((prod >> g.fm_frac))[:W]",
+      MOE_GATE_RTL, "MoE gate: online-softmax rescale drops the + 1.0 of the new maximum"),
 ]
 
 
