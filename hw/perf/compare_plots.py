@@ -30,7 +30,8 @@ def _label(r: dict) -> str:
     short = {"eager, no_grad": "eager", "eager, inference_mode + channels_last": "inf.mode",
              "torch.compile, inference_mode": "compile"}.get(v, "")
     if r["platform"].startswith("FPGA ("):
-        return f"{r['platform'][6:-1]} b{r['batch']}"
+        what_if = " what-if" if v.startswith("what-if") else ""
+        return f"{r['platform'][6:-1]} b{r['batch']}{what_if}"
     if "golden" in v:
         return "golden"
     if r["platform"] == "CPU":
