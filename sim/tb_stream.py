@@ -249,6 +249,8 @@ class _Stop:
         self.full_since = None
 
     def __call__(self, cycle: int) -> bool:
+        if not self.sinks:  # sources only (e.g. a weight load): done when they are drained
+            return all(p.done for p in self.sources)
         if not all(p.done for p in self.sinks):
             return False
         if self.full_since is None:

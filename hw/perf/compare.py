@@ -185,8 +185,9 @@ def fpga_rows(presets=("edge-moe", "zcu104"), batched: int = 16, routing="golden
                 f"; tile {cfg.linear_tile_in}x{cfg.linear_tile_out}, P={cfg.attn_parallel}, "
                 f"activations {'on chip' if cfg.activations_on_chip else 'in DRAM'}",
                 ms_per_image=r.ms_per_image, watts=EDGE_MOE_BOARD_W,
-                method="model (cycle model: attention RTL-checked, other units rate models; "
-                f"DRAM {s['dram']['sustained_gbs']} GB/s = {cfg.dram_efficiency:.0%} of "
+                method="model (cycle model: attention and linear engine RTL-checked, "
+                       "LN/residual/gate at their RTL rates; "
+                       f"DRAM {s['dram']['sustained_gbs']} GB/s = {cfg.dram_efficiency:.0%} of "
                 f"{cfg.dram_peak_gbs} GB/s)",
                 power_method=f"assumption: Edge-MoE's reported {EDGE_MOE_BOARD_W} W board "
                 "power (ZCU102) [secondary]; no Vivado report_power or PMBus run recorded"))

@@ -23,7 +23,8 @@ FC1/FC2 per image (per token chunk) and the hidden rows never leave the chip.
 Patch embedding runs on the linear engine (its conv weights stream into ping like any linear
 layer's, once per batch, instead of Edge-MoE's separate conv unit with one-time weights).
 Not modelled: DRAM page/refresh effects beyond the efficiency factor, AXI latency between
-bursts, host overheads.  The attention stages are RTL-checked; the other units are rate models (see units).
+bursts, host overheads.  The attention and linear-engine stages come from RTL-checked
+unit models; LayerNorm, residual and gate are rate models (see units).
 """
 
 from __future__ import annotations

@@ -72,4 +72,6 @@ def test_softmax_too_few_rows_stalls_but_stays_exact():
     opts = {"rows": 1, "full_rate": False}
     m = run_unit("softmax", cfg, vectors=10_000, seed=12, opts=opts)
     _check(m, "softmax", cfg, opts)
-    assert 0.45 < m["items_per_cycle"] <= 0.5
+    # one bubble before every score except the first of each row instance: L/(2L-1) items per
+    # cycle for rows of mean length L (the random groups average about 20: about 0.513)
+    assert 0.5 < m["items_per_cycle"] < 0.53
