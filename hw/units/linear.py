@@ -72,6 +72,15 @@ def layouts(g: LinearGeometry) -> dict:
     }
 
 
+def engine_signature(g: LinearGeometry) -> dict:
+    """Ports of an engine instance (the linear engine and the patch embedding share them)."""
+    lay, W = layouts(g), g.beat_bits
+    return {"wcmd": In(stream.Signature(lay["wcmd"])), "w": In(stream.Signature(W)),
+            "b": In(stream.Signature(W)), "cmd": In(stream.Signature(lay["cmd"])),
+            "x": In(stream.Signature(lay["x"])), "d": In(stream.Signature(W)),
+            "y": Out(stream.Signature(lay["y"]))}
+
+
 def fifo_depth(g: LinearGeometry) -> int:
     """Output tiles the FIFO holds: enough credits to cover the pipeline even with one
     in-tile per out-tile (a power of two)."""
@@ -113,13 +122,7 @@ class Linear(wiring.Component):
         self.cfg = cfg
         self.fmt = fmt or linear_format(cfg)
         self.g = geometry(cfg, self.fmt)
-        lay = layouts(self.g)
-        W = self.g.beat_bits
-        super().__init__({
-            "wcmd": In(stream.Signature(lay["wcmd"])), "w": In(stream.Signature(W)),
-            "b": In(stream.Signature(W)), "cmd": In(stream.Signature(lay["cmd"])),
-            "x": In(stream.Signature(lay["x"])), "d": In(stream.Signature(W)),
-            "y": Out(stream.Signature(lay["y"]))})
+        super().__init__(engine_signature(self.g))
 
     # ---------------------------------------------------------------- weight/bias loader
     def _loader(self, m, g, wfull, set_full):

@@ -22,11 +22,10 @@ left, so the cls row is always the first row of its image.
 from __future__ import annotations
 
 from amaranth import Module, Mux, Signal
-from amaranth.lib import stream, wiring
-from amaranth.lib.wiring import In, Out
+from amaranth.lib import wiring
 
 from moevit.config import AcceleratorConfig
-from moevit.hw.units.linear import Linear, layouts
+from moevit.hw.units.linear import Linear, engine_signature
 from moevit.hw.units.linear_schedule import geometry, patch_format
 
 
@@ -37,13 +36,7 @@ class PatchEmbed(wiring.Component):
         self.cfg = cfg
         self.fmt = patch_format(cfg)
         self.g = geometry(cfg, self.fmt)
-        lay = layouts(self.g)
-        W = self.g.beat_bits
-        super().__init__({
-            "wcmd": In(stream.Signature(lay["wcmd"])), "w": In(stream.Signature(W)),
-            "b": In(stream.Signature(W)), "cmd": In(stream.Signature(lay["cmd"])),
-            "x": In(stream.Signature(lay["x"])), "d": In(stream.Signature(W)),
-            "y": Out(stream.Signature(lay["y"]))})
+        super().__init__(engine_signature(self.g))
 
     def elaborate(self, platform):
         m = Module()
