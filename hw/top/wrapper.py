@@ -90,7 +90,7 @@ class MoevitTop(Elaboratable):
     see module doc)."""
 
     def __init__(self, cfg: AcceleratorConfig, ports: int | None = None,
-                 max_outstanding: int = DEFAULT_OUTSTANDING):
+                 max_outstanding: int = DEFAULT_OUTSTANDING, *, placeholder: bool = False):
         ports = cfg.mem_ports if ports is None else ports
         if ports < 1:
             silence(self)
@@ -98,6 +98,14 @@ class MoevitTop(Elaboratable):
         self.cfg = cfg
         self.ports = ports
         self.max_outstanding = max_outstanding
+        self.placeholder = placeholder
+        if not placeholder:
+            from moevit.hw.top.core import SequencedCore
+            try:
+                self.core = SequencedCore(cfg.replace(mem_ports=ports))
+            except ConfigError:
+                silence(self)
+                raise
         #: port name -> Vivado attributes, written onto the port declarations by
         #: :func:`top_verilog` (see there why not through ``Signal(attrs=...)``)
         self.port_attrs: dict[str, dict[str, str]] = {
@@ -172,7 +180,6 @@ class MoevitTop(Elaboratable):
         m.domains.sync = ClockDomain()
         m.d.comb += [ClockSignal().eq(self.clk), ResetSignal().eq(~self.rst_n)]
         m.submodules.control = ctl = AxiLiteControl(self.cfg)
-        m.submodules.placeholder_core = core = PlaceholderCore()
         ifaces = self.interfaces()
         ctl_bus = self.bus_ports[CONTROL_BUS]
         for name in ctl_bus:
@@ -180,9 +187,8 @@ class MoevitTop(Elaboratable):
                 m.d.comb += getattr(ctl.s_axi, name).eq(ctl_bus[name])
             else:
                 m.d.comb += ctl_bus[name].eq(getattr(ctl.s_axi, name))
-        m.d.comb += [core.ap_start.eq(ctl.ap_start), ctl.ap_done.eq(core.ap_done),
-                     ctl.ap_ready.eq(core.ap_ready), ctl.ap_idle.eq(core.ap_idle),
-                     self.interrupt.eq(ctl.interrupt), ctl.args.stage.eq(0)]
+        m.d.comb += self.interrupt.eq(ctl.interrupt)
+        ports = []
         for k, iface in enumerate(ifaces[1:]):
             port = AxiMasterPort(self.cfg, addr_width=iface.addr_width, id_width=iface.id_width,
                                  max_outstanding=self.max_outstanding)
@@ -193,9 +199,17 @@ class MoevitTop(Elaboratable):
                     m.d.comb += getattr(port.axi, name).eq(bus[name])
                 else:
                     m.d.comb += bus[name].eq(getattr(port.axi, name))
-            # placeholder: no descriptors, no data (the sequencer will drive these)
-            m.d.comb += [port.rd_cmd.valid.eq(0), port.wr_cmd.valid.eq(0),
-                         port.wr_data.valid.eq(0), port.rd_data.ready.eq(1)]
+            ports.append(port)
+        if self.placeholder:
+            m.submodules.placeholder_core = core = PlaceholderCore()
+            m.d.comb += [core.ap_start.eq(ctl.ap_start), ctl.ap_done.eq(core.ap_done),
+                         ctl.ap_ready.eq(core.ap_ready), ctl.ap_idle.eq(core.ap_idle),
+                         ctl.args.stage.eq(0)]
+            for port in ports:   # no descriptors, no data
+                m.d.comb += [port.rd_cmd.valid.eq(0), port.wr_cmd.valid.eq(0),
+                             port.wr_data.valid.eq(0), port.rd_data.ready.eq(1)]
+        else:
+            self.core.elaborate(m, ctl, ports)
         return m
 
 
