@@ -27,6 +27,7 @@ from amaranth.lib.wiring import In, Out
 
 from moevit.config import AcceleratorConfig
 from moevit.errors import ConfigError
+from moevit.hw.units.common import silence
 
 #: cycles from a read issued to its beat on ``rows`` (bank read register, output register)
 READ_LATENCY = 2
@@ -83,7 +84,7 @@ class GatherGeometry:
 
     @property
     def output_beats(self) -> int:
-        """``rows`` beats per image: the zero row plus one row per patch."""
+        """``rows`` beats per image with the zero row: one row per token."""
         return (1 + self.grid_h * self.grid_w) * self.patch_beats
 
 
@@ -116,17 +117,18 @@ def gather_geometry(cfg: AcceleratorConfig) -> GatherGeometry:
                           beats_per_row=max(1, p // B))
 
 
-def patch_gather_cycles(cfg: AcceleratorConfig, images: int = 1) -> int:
+def patch_gather_cycles(cfg: AcceleratorConfig, images: int = 1, *,
+                        zero_row: bool = True) -> int:
     """Cycle model: cycles from the first ``pix`` beat to the last ``rows`` beat (inclusive)
     for ``images`` back-to-back images, input always valid and output always ready.
 
     A strip half becomes readable the cycle after its last beat is written and writable the
-    cycle after its last read is issued; the zero row starts the cycle after the image's first
-    beat is taken.  The reader issues one read per cycle; a beat leaves ``READ_LATENCY``
-    cycles after its read.
+    cycle after its last read is issued; the zero row (``zero_row``) starts the cycle after
+    the image's first beat is taken.  The reader issues one read per cycle; a beat leaves
+    ``READ_LATENCY`` cycles after its read.
     """
     g = gather_geometry(cfg)
-    S, R = g.strip_beats, g.patch_beats
+    S, R = g.strip_beats, g.patch_beats if zero_row else 0
     writable = [0, 0]      # cycle each half may be written again
     t_w = t_r = 0          # next free cycle of the writer / the reader
     half = 0
@@ -134,7 +136,7 @@ def patch_gather_cycles(cfg: AcceleratorConfig, images: int = 1) -> int:
         for s in range(g.grid_h):
             w_start = max(t_w, writable[half])
             t_w = w_start + S                   # strip readable from here
-            if s == 0:                          # zero row once the image has begun
+            if s == 0 and R:                    # zero row once the image has begun
                 t_r = max(t_r, w_start + 1) + R
             t_r = max(t_r, t_w) + S               # S reads, one per cycle
             writable[half] = t_r
@@ -147,12 +149,22 @@ class PatchGather(wiring.Component):
 
     Ports: ``pix`` In(stream of ``axi_width`` bits), ``rows`` Out(stream of ``axi_width``
     bits).  Images follow each other with no command; an image's zero row is sent once its
-    first ``pix`` beat has been taken, so nothing leaves while no image is coming.
+    first ``pix`` beat has been taken, so nothing leaves while no image is coming.  With
+    ``zero_row=False`` only the patch rows leave (the linear engine's ``x`` stream takes
+    tokens 1..T-1 only: a top that keeps the zero row drops it).
     """
 
-    def __init__(self, cfg: AcceleratorConfig):
+    #: the default: every image starts with the all-zero (cls slot) row
+    LEADING_ZERO_ROW = True
+
+    def __init__(self, cfg: AcceleratorConfig, *, zero_row: bool = LEADING_ZERO_ROW):
         self.cfg = cfg
-        self.geom = gather_geometry(cfg)
+        try:
+            self.geom = gather_geometry(cfg)
+        except ConfigError:
+            silence(self)
+            raise
+        self.zero_row = bool(zero_row)
         super().__init__({"pix": In(stream.Signature(cfg.axi_width)),
                           "rows": Out(stream.Signature(cfg.axi_width))})
 
@@ -176,7 +188,9 @@ class PatchGather(wiring.Component):
         w_ahead = Signal(name="w_ahead")
 
         # ----------------------------------------------------------- writer (pix -> banks)
-        m.d.comb += self.pix.ready.eq(~Mux(w_ahead, nxt_full, cur_full))
+        # the writer waits only in "cur": once ahead, "nxt" is the half it is filling, and
+        # when that completes it moves on to "cur" (w_ahead drops), so nxt_full => ~w_ahead
+        m.d.comb += self.pix.ready.eq(~(cur_full & ~w_ahead))
         take = Signal()
         m.d.comb += take.eq(self.pix.valid & self.pix.ready)
         wh = Signal(name="w_half")
@@ -202,7 +216,7 @@ class PatchGather(wiring.Component):
 
         # ----------------------------------------------------------- reader (banks -> rows)
         rh = Signal(name="r_half")
-        in_zero = Signal(init=1, name="zero_row")      # emitting the image's zero (cls) row
+        in_zero = Signal(init=int(self.zero_row), name="zero_row")  # emitting the zero row
         v1 = Signal(name="read_valid")      # a read (or zero beat) is in the bank registers
         j1 = Signal(range(r), name="read_segment")
         zero1 = Signal(name="read_zero")
@@ -240,8 +254,9 @@ class PatchGather(wiring.Component):
                 m.d.sync += [rh.eq(~rh), r_patch.eq(base), r_row.eq(base), r_addr.eq(base)]
         with m.If(issue & in_zero & zero_last):
             m.d.sync += in_zero.eq(0)
-        with m.If(release & strip_last):        # image complete: the next image's zero row
-            m.d.sync += in_zero.eq(1)
+        if self.zero_row:
+            with m.If(release & strip_last):    # image complete: the next image's zero row
+                m.d.sync += in_zero.eq(1)
 
         with m.If(s1_free):
             m.d.sync += [v1.eq(issue), j1.eq(r_j), zero1.eq(in_zero)]
