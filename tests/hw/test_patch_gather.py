@@ -27,10 +27,12 @@ from moevit.sim.tb_stream import (Bursts, LongStalls, SimSink, SimSource, sim_dr
 
 TINY = preset("tiny")
 #: geometry variants: 4 banks (p = 8), 1 bank (p = 32 = pixels per beat), 2 beats per patch
-#: row (p = 64), one channel
+#: row (p = 64), one channel, one beat per image row, a one-patch image (one strip per image,
+#: the zero row as long as the strip)
 VARIANTS = {"p8": TINY.replace(patch_size=8), "p32": TINY.replace(patch_size=32),
             "p64": preset("edge-moe").replace(patch_size=64),
-            "mono": TINY.replace(image_channels=1)}
+            "mono": TINY.replace(image_channels=1), "narrow": TINY.replace(image_width=32),
+            "one_patch": TINY.replace(patch_size=32, image_width=32)}
 
 
 def _beats(values, pixels_per_beat: int) -> list[int]:
@@ -104,13 +106,12 @@ def random_image(cfg, seed):
 
 
 # ------------------------------------------------------------------ bit-exact, back-pressure
-@pytest.mark.parametrize("name", ["tiny", "edge-moe", "zcu104"])
-def test_rows_match_golden_patches_under_random_backpressure(name):
-    """Two images back to back (the second starts in the other half when H/p is odd, and
-    reuses both halves) under Bernoulli valid/ready on both streams; no rows before the
-    first pixel beat, nothing after the last row."""
+@pytest.mark.parametrize("name,images", [("tiny", 3), ("edge-moe", 2), ("zcu104", 1)])
+def test_rows_match_golden_patches_under_random_backpressure(name, images):
+    """Images back to back (each reuses both halves) under Bernoulli valid/ready on both
+    streams; no rows before the first pixel beat, nothing after the last row."""
     cfg = preset(name)
-    imgs = [random_image(cfg, 1), random_image(cfg, 2)]
+    imgs = [random_image(cfg, 1 + k) for k in range(images)]
     inputs = sum((dram_strip_beats(im, cfg) for im in imgs), [])
     want = sum((expected_rows(im, cfg) for im in imgs), [])
     got, extra, _, _, early = run_gather(PatchGather(cfg), inputs, len(want),
@@ -177,12 +178,14 @@ def test_every_pixel_lands_where_the_engine_expects_it(name):
 
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
 def test_other_geometries(variant):
-    """1 bank (a beat is one patch row), 4 banks, 2 beats per patch row, one channel."""
+    """1 bank (a beat is one patch row), 4 banks, 2 beats per patch row, one channel, one
+    beat per image row, one patch per image; three images back to back."""
     cfg = VARIANTS[variant]
     g = gather_geometry(cfg)
-    assert (g.banks, g.beats_per_row) == {"p8": (4, 1), "p32": (1, 1), "p64": (1, 2),
-                                          "mono": (2, 1)}[variant]
-    imgs = [random_image(cfg, 8), random_image(cfg, 9)]
+    assert (g.banks, g.beats_per_row, g.row_beats, g.grid_h * g.grid_w) == {
+        "p8": (4, 1, 2, 32), "p32": (1, 1, 2, 2), "p64": (1, 2, 8, 8), "mono": (2, 1, 2, 8),
+        "narrow": (2, 1, 1, 4), "one_patch": (1, 1, 1, 1)}[variant]
+    imgs = [random_image(cfg, 8 + k) for k in range(3)]
     inputs = sum((dram_strip_beats(im, cfg) for im in imgs), [])
     want = sum((expected_rows(im, cfg) for im in imgs), [])
     got, extra, *_ = run_gather(PatchGather(cfg), inputs, len(want), p_in=0.75, p_out=0.65,
@@ -205,7 +208,7 @@ def test_without_the_zero_row():
 @pytest.mark.parametrize("name,images,zero_row", [
     ("tiny", 1, True), ("tiny", 3, True), ("edge-moe", 1, True), ("edge-moe", 2, True),
     ("edge-moe", 1, False), ("p8", 2, True), ("p32", 2, True), ("p64", 1, True),
-    ("mono", 2, False)])
+    ("mono", 2, False), ("narrow", 2, True), ("one_patch", 3, True), ("one_patch", 3, False)])
 def test_full_rate_and_cycle_model(name, images, zero_row):
     """Input always valid, output always ready: the cycles from the first pixel beat to the
     last row beat agree with patch_gather_cycles within 1 %; pixels are taken one per cycle
@@ -347,3 +350,42 @@ def test_gathered_rows_through_the_patch_embedding():
         f"{int((got != want['img_out']).sum())} token values differ from golden patch_embed"
     assert np.array_equal(want["img_out"], patch_embed(pix, w, b, pos, cfg))
     assert not extra
+
+
+# ------------------------------------------------------------------ resources / timing proxy
+def _sta_limit_ps() -> int:
+    """The project's timing-proxy budget (scripts/synth_estimate.py STA_LIMIT_PS)."""
+    import importlib.util
+    from pathlib import Path
+    path = Path(__file__).resolve().parents[2] / "scripts" / "synth_estimate.py"
+    spec = importlib.util.spec_from_file_location("_synth_estimate", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.STA_LIMIT_PS
+
+
+def test_edge_moe_strips_sit_in_block_ram_within_the_timing_proxy(tmp_path):
+    """Yosys synth_xilinx (xcup): the two strip halves of both banks are block RAM
+    (2 banks x 256 bits x 384 words -> 8 BRAM36 as 512x72), not LUT RAM or flip-flops, no
+    DSP, and the logic-only latest arrival is within the project's budget."""
+    import warnings
+
+    from moevit.errors import ToolNotFoundError
+    from moevit.hw.verilog import write_verilog, yosys_estimate
+    from moevit.tools import find_yosys
+    try:
+        find_yosys()
+    except ToolNotFoundError as exc:
+        pytest.skip(str(exc))
+    cfg = preset("edge-moe")
+    g = gather_geometry(cfg)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        v = write_verilog(PatchGather(cfg), tmp_path / "patch_gather.v", "patch_gather")
+    res = yosys_estimate(v, "patch_gather", log=tmp_path / "patch_gather.log")
+    bram36_per_bank = -(-cfg.axi_width // 72)    # 512 x 72 per BRAM36; 2·D = 384 <= 512
+    assert 2 * g.half_depth <= 512
+    assert res["BRAM36"] == g.banks * bram36_per_bank
+    assert res["LUTRAM"] == 0 and res["DSP48E2"] == 0
+    assert res["FF"] < 2 * cfg.axi_width, res["FF"]  # output register + control only
+    assert res["sta_ps"] <= _sta_limit_ps(), res
