@@ -19,6 +19,7 @@ channel) is one read per bank plus an ``r``-way segment select.  Every bank is a
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from amaranth import Cat, Module, Mux, Signal, unsigned
@@ -109,8 +110,8 @@ def gather_geometry(cfg: AcceleratorConfig) -> GatherGeometry:
          f"dividing or multiple of {B}")
     need((p * p) % B == 0,
          f"a patch channel of {p}x{p} = {p * p} pixels is not a whole number of {B}-pixel "
-         f"beats, so an output beat would mix channels; use patch_size >= {int(B ** 0.5)} "
-         f"with p*p a multiple of {B}")
+         f"beats, so an output beat would mix channels; use a patch size whose square is a "
+         f"multiple of {B} (e.g. {p * B // math.gcd(p * p, B)})")
     r = B // p if p <= B else 1
     return GatherGeometry(channels=C, patch=p, grid_h=H // p, grid_w=W // p, pixel_bits=pb,
                           beat_pixels=B, row_beats=W // B, rows_per_beat=r,
@@ -128,7 +129,7 @@ def patch_gather_cycles(cfg: AcceleratorConfig, images: int = 1, *,
     ``READ_LATENCY`` cycles after its read.
     """
     g = gather_geometry(cfg)
-    S, R = g.strip_beats, g.patch_beats if zero_row else 0
+    S, R = g.strip_beats, (g.patch_beats if zero_row else 0)
     writable = [0, 0]      # cycle each half may be written again
     t_w = t_r = 0          # next free cycle of the writer / the reader
     half = 0
@@ -138,10 +139,10 @@ def patch_gather_cycles(cfg: AcceleratorConfig, images: int = 1, *,
             t_w = w_start + S                   # strip readable from here
             if s == 0 and R:                    # zero row once the image has begun
                 t_r = max(t_r, w_start + 1) + R
-            t_r = max(t_r, t_w) + S               # S reads, one per cycle
+            t_r = max(t_r, t_w) + S             # S reads, one per cycle
             writable[half] = t_r
             half ^= 1
-    return t_r - 1 + READ_LATENCY + 1
+    return t_r + READ_LATENCY              # last read at t_r - 1; count both ends
 
 
 class PatchGather(wiring.Component):
