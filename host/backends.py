@@ -32,5 +32,6 @@ def open_device(name: str, cfg: AcceleratorConfig, **options) -> Device:
         from moevit.host.backend_pynq import PynqDevice
         return PynqDevice(cfg, **options)
     if name == "rtl":
-        raise BackendUnavailable(RTL_NOT_BUILT)
+        from moevit.host.backend_rtl import open_in_simulation
+        return open_in_simulation(cfg, **options)
     raise BackendUnavailable(f"unknown backend {name!r}; backends: {', '.join(BACKENDS)}")
