@@ -53,12 +53,13 @@ def _record_fixture(dev, path: Path, note: str) -> dict:
 def flow_entry(harness, job_dir) -> dict:
     """The observations described in the module doc (inside the simulation)."""
     from moevit.host.backend_rtl import RtlDevice
+    from moevit.host.backends import open_device
     from moevit.host.driver import Accelerator
     from moevit.host.errors import DeviceTimeout
     from moevit.regmap import CTRL_BITS, REGMAP
     job_dir = Path(job_dir)
     cfg, w, images = selftest.inputs()
-    dev = RtlDevice(harness, cfg)
+    dev = open_device("rtl", cfg, harness=harness)
     obs: dict = {}
     obs["session"] = _record_fixture(dev, job_dir / SESSION_FILE, _note(harness))
     words = REGMAP.words()

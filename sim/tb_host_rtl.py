@@ -65,6 +65,7 @@ class TopHarness:
         cocotb.start_soon(Clock(getattr(d, CLOCK), self.period_ps, unit="ps", **kw).start())
         clk, rst = getattr(d, CLOCK), getattr(d, RESET)
         rst.value = 0
+        await RisingEdge(clk)   # outputs settle (Icarus starts them at Z) before the models look
         for k in range(self.ports):
             ram = AxiRam(AxiBus.from_prefix(d, memory_bus(k)), clk, rst,
                          reset_active_level=False, size=RAM_BYTES,
