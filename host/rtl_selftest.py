@@ -72,6 +72,11 @@ def flow_entry(harness, job_dir) -> dict:
     obs["pointers_read"] = {n: dev.read32(words[n + "_1"]) | dev.read32(words[n + "_2"]) << 32
                             for n in want}
     obs["ctrl_before"] = dev.read32(words["CTRL"])
+    # what sync_to_device wrote is what every memory port's RAM model holds
+    b = acc.buffers["attn_weights"]
+    obs["ports_see_synced_bytes"] = [
+        ram.read(b.device_address, b.nbytes) == np.ascontiguousarray(b.array).tobytes()
+        for ram in harness.rams]
     r = acc.run(images[:FLOW_BATCH], task=1)
     obs["run_cycles"] = r.cycles
     obs["run_wait_cycles"] = round(r.timings["wait_s"] * dev.clock_hz)

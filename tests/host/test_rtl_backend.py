@@ -77,6 +77,12 @@ def test_pointers_land_at_their_offsets(flow):
 
 
 @pytest.mark.rtl
+def test_every_memory_port_sees_the_synced_buffer(flow):
+    cfg = selftest.inputs()[0]
+    assert flow["ports_see_synced_bytes"] == [True] * cfg.mem_ports
+
+
+@pytest.mark.rtl
 def test_run_registers_and_cycle_counter(flow):
     r = flow["after_run"]
     assert flow["ctrl_before"] == CTRL_BITS["ap_idle"]
