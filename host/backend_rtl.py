@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from moevit.config import AcceleratorConfig
-from moevit.errors import MoevitError, ToolNotFoundError
+from moevit.errors import ConfigError, MoevitError, ToolNotFoundError
 from moevit.host.backend_golden import DRAM_ALIGN, DRAM_BASE
 from moevit.host.device import Buffer, Device, WaitResult
 from moevit.host.errors import BackendUnavailable, DeviceError, DeviceTimeout
@@ -251,6 +251,10 @@ def simulate(cfg: AcceleratorConfig, entry: str, job_dir, *, ports: int | None =
     ``progress(record)`` is called for each line the entry appends to ``progress.jsonl``."""
     from moevit.hw.top.wrapper import TOP_NAME
     from moevit.sim.runner import build_simulator, run_built
+    from moevit.sim.tb_host_rtl import FAULTS
+    if fault not in FAULTS:
+        raise ConfigError(f"unknown rtl fault {fault!r}; faults: "
+                          f"{', '.join(str(f) for f in FAULTS)}")
     require_simulator(sim)
     ports = cfg.mem_ports if ports is None else ports
     job_dir = Path(job_dir)
@@ -306,6 +310,26 @@ def _error_class(name: str) -> type:
     return MoevitError
 
 
+def check_steps(cfg: AcceleratorConfig, steps: list) -> None:
+    """Refuse a step the job runner would refuse, naming it (no simulator needed)."""
+    from moevit.golden.tasks import default_tasks, task_index
+    from moevit.host.driver import to_pixels
+    from moevit.host.layout import stage_for_tap
+    for i, s in enumerate(steps):
+        op = s.get("op") if isinstance(s, dict) else None
+        if op not in ("run", "stream"):
+            raise ConfigError(f"rtl job step {i}: op {op!r}; steps are dicts with op 'run' "
+                              f"(images, task, stop_at) or 'stream' (frames, task)")
+        task_index(default_tasks(cfg.num_tasks), s.get("task", 0))
+        if op == "run":
+            to_pixels(s["images"], cfg)
+            if s.get("stop_at") is not None:
+                stage_for_tap(cfg, s["stop_at"])
+        else:
+            for f in s["frames"]:
+                to_pixels(f[1] if isinstance(f, tuple) else f, cfg)
+
+
 def run_session(cfg: AcceleratorConfig, weights, steps, *, batch: int = 1,
                 record=None, record_header: dict | None = None, timeout_s: float | None = None,
                 fault: str | None = None, sim: str = "verilator", progress=None,
@@ -314,9 +338,11 @@ def run_session(cfg: AcceleratorConfig, weights, steps, *, batch: int = 1,
     ``moevit_top``; returns (one result per step, the simulation's metrics).  A host-library
     error inside the simulation (a wait timeout, a bad pointer) is raised here with its
     message; ``fault`` injects one (:data:`moevit.sim.tb_host_rtl.FAULTS`)."""
+    steps = list(steps)
+    check_steps(cfg, steps)                 # bad input fails here, before a simulator starts
     job_dir = Path(job_dir) if job_dir is not None else scratch_dir(cfg)
     job_dir.mkdir(parents=True, exist_ok=True)
-    job = RtlJob(cfg, weights, list(steps), batch=batch,
+    job = RtlJob(cfg, weights, steps, batch=batch,
                  record=None if record is None else str(Path(record).resolve()),
                  record_header=record_header or {}, timeout_s=timeout_s)
     (job_dir / JOB_FILE).write_bytes(pickle.dumps(job))

@@ -63,6 +63,24 @@ def test_cli_without_verilator_exits_2(tmp_path, capsys, monkeypatch):
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.parametrize("steps, kw, message", [
+    ([dict(op="go")], {}, "op 'go'"),
+    ([dict(op="run", images=np.zeros((1, 3, 8, 8), np.uint8))], {}, "do not fit preset"),
+    ([dict(op="run", images=np.zeros((1, 3, 32, 64), np.uint8), stop_at="l9.q")], {},
+     "l9.q"),
+    ([dict(op="run", images=np.zeros((1, 3, 32, 64), np.uint8), task="nope")], {},
+     "unknown task"),
+    ([], dict(fault="cosmic_ray"), "unknown rtl fault 'cosmic_ray'"),
+])
+def test_bad_jobs_refused_before_simulating(steps, kw, message, tmp_path):
+    from moevit.errors import MoevitError
+    from moevit.host.backend_rtl import run_session
+    cfg, w, _ = selftest.inputs()
+    with pytest.raises(MoevitError, match=message):
+        run_session(cfg, w, steps, job_dir=tmp_path / "job", **kw)
+    assert not (tmp_path / "job" / "results.pkl").exists()
+
+
 # ---------------------------------------------------------------------------- register flow
 @pytest.mark.rtl
 def test_pointers_land_at_their_offsets(flow):
