@@ -37,8 +37,7 @@ import numpy as np
 
 from moevit.config import AcceleratorConfig
 from moevit.errors import ConfigError, MoevitError, ToolNotFoundError
-from moevit.host.backend_golden import DRAM_ALIGN, DRAM_BASE
-from moevit.host.device import Buffer, Device, WaitResult
+from moevit.host.device import DRAM_ALIGN, DRAM_BASE, Buffer, Device, WaitResult
 from moevit.host.errors import BackendUnavailable, DeviceError, DeviceTimeout
 
 #: kernel cycles between two polls of a wait (a rising ``interrupt`` ends the pause early)

@@ -251,7 +251,7 @@ def _collect(results, backend, clock_hz, task, heads, out, summary, args, t0, ba
                                                       "meaningful without a checkpoint")),
                    heads_s=t_heads, timings=tm)
     (out / "run.json").write_text(json.dumps(summary, indent=1, default=str))
-    kern = (f", kernel {kernel_ms:.3g} ms/image = {sum(cycles) / n:.0f} cycles/image from the "
+    kern = (f", kernel {kernel_ms:.3g} ms/image = {sum(cycles) / n:.3g} cycles/image from the "
             f"cycle counter" if kernel_ms is not None
             else "")
     where = ("measured on the host, simulation included" if backend == "rtl" else

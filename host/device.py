@@ -21,6 +21,11 @@ import numpy as np
 from moevit.host.errors import DeviceTimeout
 from moevit.regmap import REGMAP, RegisterMap
 
+#: simulated backends' DRAM: first address handed out, and the allocation alignment (a page,
+#: as pynq.allocate); golden and rtl share it, so their sessions use the same pointers
+DRAM_BASE = 0x1000_0000
+DRAM_ALIGN = 4096
+
 
 class Buffer:
     """A DRAM buffer: ``array`` (host view, numpy), ``device_address``, explicit syncs.
