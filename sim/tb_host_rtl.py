@@ -15,7 +15,8 @@ its bus calls).  The entry is looked up by name: sim does not import the host li
 Parameters (:func:`moevit.sim.runner.tb_params`): ``entry``, ``job_dir``, ``ports``,
 ``fault`` (``None``; ``"core_never_done"``: the placeholder core's ``ap_done``/``ap_ready``
 never reach the control block, so a run never ends; ``"memory_stalls"``: every AXI channel of every
-RAM pauses forever, so a core that touches memory never finishes).
+RAM pauses forever, so a core that touches memory never finishes; ``"kernel_hangs"``: the
+first with the placeholder core, the second with the real one).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ CONTROL_BUS, CLOCK, RESET, INTERRUPT = "s_axi_control", "ap_clk", "ap_rst_n", "i
 #: sparse DRAM model size (len() of the model must fit a Python index)
 RAM_BYTES = 1 << 62
 RESET_CYCLES = 4
-FAULTS = (None, "core_never_done", "memory_stalls")
+FAULTS = (None, "core_never_done", "memory_stalls", "kernel_hangs")
 
 
 def memory_bus(k: int) -> str:
@@ -78,6 +79,8 @@ class TopHarness:
         await ClockCycles(clk, RESET_CYCLES)
         rst.value = 1
         await RisingEdge(clk)
+        if fault == "kernel_hangs":   # whichever hang this top supports
+            fault = ("core_never_done" if hasattr(d, "placeholder_core") else "memory_stalls")
         self.fault = fault
         if fault == "core_never_done":
             cocotb.start_soon(self._hold_placeholder())

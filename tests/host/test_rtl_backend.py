@@ -135,16 +135,17 @@ def test_device_wait_times_out_in_cycles(flow):
 
 @pytest.mark.rtl
 def test_driver_timeout_names_stage_cycles_and_causes():
-    """A kernel that never finishes (fault: the placeholder's ap_done held off): the driver's
-    wait gives up after its limit in cycles, naming CTRL, the stage register, the cycles
-    register and the likely causes."""
+    """A kernel that never finishes (fault kernel_hangs: the placeholder's ap_done held off,
+    or with the real core every memory channel stalled): the driver's wait gives up after its
+    limit in cycles, naming CTRL, the stage register, the cycles register and the likely
+    causes."""
     _need_verilator()
     from moevit.host.backend_rtl import run_session
     cfg, w, images = selftest.inputs()
     limit = 2000
     with pytest.raises(DeviceTimeout) as e:
         run_session(cfg, w, [dict(op="run", images=images[:1], task=0)], batch=1,
-                    timeout_s=limit / cfg.clock_hz, fault="core_never_done")
+                    timeout_s=limit / cfg.clock_hz, fault="kernel_hangs")
     msg = str(e.value)
     assert f"rtl kernel did not finish 1 image(s) within {limit} kernel cycles" in msg
     assert f"CTRL (0x{W['CTRL']:03x}) = 0x{CTRL_BITS['ap_start']:08x}" in msg
