@@ -35,15 +35,12 @@ import numpy as np
 from moevit.config import AcceleratorConfig
 from moevit.golden.model import GoldenModel
 from moevit.golden.weights import Weights
-from moevit.host.device import Buffer, Device
+from moevit.host.device import DRAM_ALIGN, DRAM_BASE, Buffer, Device
 from moevit.host.errors import DeviceError
 from moevit.host.layout import (LAYER_DEBUG_STRIDE, PATCH_EMBED_DEBUG_ID, GATE_POINTER,
                                 activation_layout, stage_by_id, stages, weight_layout)
 from moevit.regmap import CTRL_BITS, REGMAP
 
-#: first DRAM address handed out, and the allocation alignment (a page, as pynq.allocate)
-DRAM_BASE = 0x1000_0000
-DRAM_ALIGN = 4096
 #: models kept per weight set (a task switch points at another gate: another set)
 MODEL_CACHE = 4
 

@@ -5,10 +5,12 @@
   ``stall_at``).
 - ``pynq``: :class:`moevit.host.backend_pynq.PynqDevice` (options: ``bitstream``, ``hwh``,
   ``kernel``); runs on the board.
-- ``rtl``: the RTL accelerator top under cocotb (cocotbext-axi ``AxiLiteMaster`` for the
-  registers, ``AxiRam`` for DRAM, timeouts counted in cycles).  The top does not exist yet
-  (issue 11), so selecting it raises :class:`BackendUnavailable`; a ``RtlDevice`` implementing
-  :class:`Device` registers here when it does.
+- ``rtl``: :class:`moevit.host.backend_rtl.RtlDevice`, the RTL top ``moevit_top`` under cocotb
+  (cocotbext-axi ``AxiLiteMaster`` for the registers, ``AxiRam`` per memory port for DRAM,
+  timeouts counted in kernel cycles).  It exists only inside a simulation (option
+  ``harness``, which an entry function of :mod:`moevit.sim.tb_host_rtl` receives); from
+  outside, run host code there with :func:`moevit.host.backend_rtl.run_session` or
+  ``moevit run --backend rtl``.
 """
 
 from __future__ import annotations
@@ -19,10 +21,6 @@ from moevit.host.errors import BackendUnavailable
 
 BACKENDS = ("golden", "pynq", "rtl")
 
-RTL_NOT_BUILT = ("the rtl backend needs the RTL accelerator top (issue 11: AXI masters, the "
-                 "control block, the layer sequencer), which is not built yet; use --backend "
-                 "golden (behavioural) or --backend pynq (board)")
-
 
 def open_device(name: str, cfg: AcceleratorConfig, **options) -> Device:
     if name == "golden":
@@ -32,5 +30,6 @@ def open_device(name: str, cfg: AcceleratorConfig, **options) -> Device:
         from moevit.host.backend_pynq import PynqDevice
         return PynqDevice(cfg, **options)
     if name == "rtl":
-        raise BackendUnavailable(RTL_NOT_BUILT)
+        from moevit.host.backend_rtl import open_in_simulation
+        return open_in_simulation(cfg, **options)
     raise BackendUnavailable(f"unknown backend {name!r}; backends: {', '.join(BACKENDS)}")

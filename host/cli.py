@@ -101,7 +101,6 @@ def _open_device(cfg, args):
 
 def cmd_run(args):
     from moevit.golden.tasks import default_tasks, task_index
-    from moevit.host.driver import Accelerator
     cfg = preset(args.preset)
     task = task_index(default_tasks(cfg.num_tasks), args.task)
     if args.batch < 1:
@@ -110,34 +109,107 @@ def cmd_run(args):
     if args.stop_at:
         from moevit.host.layout import stage_for_tap
         stage_for_tap(cfg, args.stop_at)                  # unknown stage: exit 2 before work
+    if args.backend == "rtl":
+        if args.bitstream or args.hwh:
+            raise MoevitError("--bitstream/--hwh are for --backend pynq, not rtl")
+        from moevit.host.backend_rtl import require_simulator
+        require_simulator(args.sim)                       # no Verilator: exit 2 before work
     frames, total = _frames(cfg, args)
     weights, source, ckpt = load_weights(cfg, args)
+    if args.backend == "rtl":
+        return _run_rtl(cfg, task, frames, total, weights, source, ckpt, args)
+    from moevit.host.driver import Accelerator
     dev = _open_device(cfg, args)
     # outputs are staged beside --out and moved in only when the run succeeds
     with dev, atomic_dir(args.out) as out:
         acc = Accelerator(dev, cfg, weights, batch=args.batch)
-        for line in acc.packed.wrap_lines():
-            print(f"warning: weight wrap: {line}", file=sys.stderr)
-        summary = dict(backend=dev.backend, preset=cfg.name, task=default_tasks(cfg.num_tasks)[task][0],
-                       weights=source, batch=args.batch, weight_wraps=acc.packed.wraps,
-                       packed_cache=acc.packed.from_cache or "packed now")
+        summary = _summary(cfg, dev.backend, task, source, acc.packed, args)
         if args.stop_at:
             name, img = next(frames)
-            r = acc.run(img, task, stop_at=args.stop_at)
-            f = out / f"{args.stop_at}.int32.npy"
-            np.save(f, r.tap.astype("<i4"))
-            summary.update(stop_at=args.stop_at, image=name, tap_shape=list(r.tap.shape),
-                           timings=r.timings)
-            (out / "run.json").write_text(json.dumps(summary, indent=1, default=str))
-            print(f"stopped at {args.stop_at} (debug_id {_debug_id(cfg, args.stop_at)}) on "
-                  f"{name}: wrote {Path(args.out) / f.name} {list(r.tap.shape)}; backend "
-                  f"{dev.backend}")
+            _write_stop(cfg, out, summary, name, acc.run(img, task, stop_at=args.stop_at),
+                        dev.backend, args)
             return 0
-        heads = None
-        if not args.no_pictures:
-            from moevit.host.heads import TaskHeads
-            heads = TaskHeads(cfg, checkpoint=ckpt)
-        _stream(acc, frames, total, task, heads, out, summary, args)
+        heads = _heads(cfg, ckpt, args)
+        bar = _bar(total, dev.backend, args)
+        t0 = time.perf_counter()
+        try:
+            results = acc.stream(frames, task)
+            _collect(results, dev.backend, dev.clock_hz, task, heads, out, summary, args, t0,
+                     bar=bar)
+        finally:
+            bar.close()
+    return 0
+
+
+def _summary(cfg, backend, task, source, packed, args) -> dict:
+    from moevit.golden.tasks import default_tasks
+    for line in packed.wrap_lines():
+        print(f"warning: weight wrap: {line}", file=sys.stderr)
+    return dict(backend=backend, preset=cfg.name, task=default_tasks(cfg.num_tasks)[task][0],
+                weights=source, batch=args.batch, weight_wraps=packed.wraps,
+                packed_cache=packed.from_cache or "packed now")
+
+
+def _heads(cfg, ckpt, args):
+    if args.no_pictures:
+        return None
+    from moevit.host.heads import TaskHeads
+    return TaskHeads(cfg, checkpoint=ckpt)
+
+
+def _bar(total, backend, args):
+    from tqdm import tqdm
+    return tqdm(total=total, unit="image", desc=f"run {backend}", disable=args.quiet)
+
+
+def _write_stop(cfg, out, summary, name, r, backend, args):
+    f = out / f"{args.stop_at}.int32.npy"
+    np.save(f, r.tap.astype("<i4"))
+    summary.update(stop_at=args.stop_at, image=name, tap_shape=list(r.tap.shape),
+                   timings=r.timings)
+    (out / "run.json").write_text(json.dumps(summary, indent=1, default=str))
+    print(f"stopped at {args.stop_at} (debug_id {_debug_id(cfg, args.stop_at)}) on "
+          f"{name}: wrote {Path(args.out) / f.name} {list(r.tap.shape)}; backend {backend}")
+
+
+def _run_rtl(cfg, task, frames, total, weights, source, ckpt, args):
+    """``moevit run --backend rtl``: the driver runs inside a cocotb simulation of
+    ``moevit_top`` (a subprocess); the job and its results travel as files in a scratch
+    folder under build/ (:func:`moevit.host.backend_rtl.run_session`)."""
+    from moevit.host.backend_rtl import run_session, scratch_dir
+    from moevit.host.packing import pack_weights
+    packed = pack_weights(weights, cfg)
+    job_dir = scratch_dir(cfg)
+    record = Path(args.record).resolve() if args.record else None
+    header = dict(preset=cfg.name, argv=sys.argv[1:])
+    with atomic_dir(args.out) as out:
+        summary = _summary(cfg, "rtl", task, source, packed, args)
+        if args.stop_at:
+            name, img = next(frames)
+            steps = [dict(op="run", images=img, task=task, stop_at=args.stop_at)]
+        else:
+            fr = list(frames)
+            steps = [dict(op="stream", frames=fr, task=task)]
+            total = len(fr)
+        print(f"simulating moevit_top ({cfg.name}, {args.sim}); job folder {job_dir}",
+              file=sys.stderr)
+        bar = _bar(1 if args.stop_at else total, "rtl", args)
+        t0 = time.perf_counter()
+        try:
+            results, metrics = run_session(
+                cfg, packed, steps, batch=args.batch, record=record, record_header=header,
+                sim=args.sim, job_dir=job_dir,
+                progress=lambda rec: bar.update(rec["done"] - bar.n))
+        finally:
+            bar.close()
+        summary["simulation"] = {k: metrics.get(k) for k in
+                                 ("simulator", "simulator_version", "wall_s", "sim_cycles",
+                                  "build_dir", "run_dir", "job_dir")}
+        if args.stop_at:
+            _write_stop(cfg, out, summary, name, results[0], "rtl", args)
+            return 0
+        _collect(results[0], "rtl", cfg.clock_hz, task, _heads(cfg, ckpt, args), out, summary,
+                 args, t0)
     return 0
 
 
@@ -146,45 +218,46 @@ def _debug_id(cfg, tap):
     return stage_for_tap(cfg, tap).debug_id
 
 
-def _stream(acc, frames, total, task, heads, out, summary, args):
-    from tqdm import tqdm
+def _collect(results, backend, clock_hz, task, heads, out, summary, args, t0, bar=None):
+    """Consume per-batch :class:`RunResult`s: features, pictures, run.json, summary line.
+    ``t0``: when the run started (the wall time excludes the heads)."""
     names, feats, tm, cycles = [], [], {}, []
-    bar = tqdm(total=total, unit="image", desc=f"run {acc.device.backend}", disable=args.quiet)
-    t0 = time.perf_counter()
     t_heads = 0.0
-    try:
-        for r in acc.stream(frames, task):
-            for k, v in r.timings.items():
-                tm[k] = tm.get(k, 0.0) + v
-            cycles.append(r.cycles)
-            names += r.names
-            feats.append(r.output.astype("<i4"))
-            if heads is not None:
-                th = time.perf_counter()
-                pred = heads.predict(r.output, task)
-                for name, p in zip(r.names, pred):
-                    heads.save(p, task, out / f"{name}.{heads.tasks[task][0]}.png")
-                t_heads += time.perf_counter() - th
+    for r in results:
+        for k, v in r.timings.items():
+            tm[k] = tm.get(k, 0.0) + v
+        cycles.append(r.cycles)
+        names += r.names
+        feats.append(r.output.astype("<i4"))
+        if heads is not None:
+            th = time.perf_counter()
+            pred = heads.predict(r.output, task)
+            for name, p in zip(r.names, pred):
+                heads.save(p, task, out / f"{name}.{heads.tasks[task][0]}.png")
+            t_heads += time.perf_counter() - th
+        if bar is not None:
             bar.update(len(r.names))
-    finally:
-        bar.close()
     wall = time.perf_counter() - t0 - t_heads
     n = len(names)
     np.save(out / "features.int32.npy", np.concatenate(feats))
     kernel_ms = None
     if all(c is not None for c in cycles):
-        kernel_ms = 1e3 * sum(cycles) / acc.device.clock_hz / n
+        kernel_ms = 1e3 * sum(cycles) / clock_hz / n
     summary.update(images=n, names=names, seconds=wall, images_per_s=n / wall,
                    ms_per_image=1e3 * wall / n, kernel_ms_per_image=kernel_ms,
+                   kernel_cycles=None if kernel_ms is None else sum(cycles),
                    heads=(None if heads is None else ("checkpoint" if heads.trained else
                                                       "untrained (seeded): pictures are not "
                                                       "meaningful without a checkpoint")),
                    heads_s=t_heads, timings=tm)
     (out / "run.json").write_text(json.dumps(summary, indent=1, default=str))
-    kern = (f", kernel {kernel_ms:.3f} ms/image from the cycle counter" if kernel_ms is not None
+    kern = (f", kernel {kernel_ms:.3g} ms/image = {sum(cycles) / n:.3g} cycles/image from the "
+            f"cycle counter" if kernel_ms is not None
             else "")
-    print(f"{n} images, {n / wall:.2f} images/s, {1e3 * wall / n:.2f} ms/image (measured on the "
-          f"host, heads excluded{kern}), backend {acc.device.backend}")
+    where = ("measured on the host, simulation included" if backend == "rtl" else
+             "measured on the host")
+    print(f"{n} images, {n / wall:.2f} images/s, {1e3 * wall / n:.2f} ms/image ({where}, "
+          f"heads excluded{kern}), backend {backend}")
     final = Path(args.out)  # out is the staging folder, moved there when the run succeeds
     print(f"wrote {final / 'features.int32.npy'}, {final / 'run.json'}"
           + (f" and {n} pictures" if heads is not None else ""))
@@ -219,6 +292,8 @@ def register(subparsers):
     p.add_argument("--hwh", metavar="F.hwh", help="pynq: the .hwh, if not beside the .bit")
     p.add_argument("--kernel", help="the kernel's instance name in the .hwh, if several")
     p.add_argument("--record", metavar="FILE.jsonl", help="record the device session")
+    p.add_argument("--sim", choices=("verilator", "icarus"), default="verilator",
+                   help="rtl: the simulator (default verilator)")
     p.add_argument("--no-pictures", action="store_true", help="do not run the task heads")
     p.add_argument("--on-wrap", choices=("raise", "wrap"), default="raise",
                    help="weights outside their formats: stop (default) or wrap as the hardware")

@@ -5,8 +5,8 @@ A :class:`Device` offers 32-bit register access on the kernel's control block, D
 (:class:`Buffer`: a numpy array with a ``device_address`` and explicit syncs), the kernel clock
 and a wait with a timeout.  Timeouts are given in seconds; a simulated backend counts them in
 kernel cycles (seconds x clock), a real one in wall time.  Backends: ``golden``
-(:mod:`moevit.host.backend_golden`), ``pynq`` (:mod:`moevit.host.backend_pynq`); ``rtl`` slots
-in here once the RTL top exists (issue 11), see :mod:`moevit.host.backends`.
+(:mod:`moevit.host.backend_golden`), ``pynq`` (:mod:`moevit.host.backend_pynq`), ``rtl``
+(:mod:`moevit.host.backend_rtl`, the RTL top under cocotb); see :mod:`moevit.host.backends`.
 """
 
 from __future__ import annotations
@@ -20,6 +20,11 @@ import numpy as np
 
 from moevit.host.errors import DeviceTimeout
 from moevit.regmap import REGMAP, RegisterMap
+
+#: simulated backends' DRAM: first address handed out, and the allocation alignment (a page,
+#: as pynq.allocate); golden and rtl share it, so their sessions use the same pointers
+DRAM_BASE = 0x1000_0000
+DRAM_ALIGN = 4096
 
 
 class Buffer:
@@ -73,6 +78,9 @@ class Device(abc.ABC):
     backend: str = "?"
     #: does the ``cycles`` register count real kernel cycles?
     has_cycle_counter: bool = False
+    #: does :meth:`wait` count its timeout in kernel cycles (a simulation) rather than
+    #: wall time?
+    timeout_in_cycles: bool = False
 
     @property
     def regmap(self) -> RegisterMap:

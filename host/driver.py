@@ -12,6 +12,7 @@ naming the stage register, the cycles elapsed and the likely causes.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 
@@ -30,6 +31,20 @@ from moevit.regmap import CTRL_BITS, REGMAP
 
 #: image buffers for double buffering
 IMAGE_SLOTS = 2
+#: what a wait timeout most likely means, per backend (quoted in the error)
+LIKELY_CAUSES = {
+    "pynq": ("the bitstream is not loaded or its clock is stopped; a pointer outside the "
+             "allocated buffers (the AXI masters stall); the .hwh does not belong to the .bit; "
+             "ap_start written while the kernel was busy; or a timeout too short for this "
+             "backend (pass timeout_s=...)"),
+    "rtl": ("the core's sequencer is stuck in or after the stage above (ap_done never "
+            "raised); an AXI master waits on memory (a pointer outside the allocated buffers, "
+            "or the RAM model's channels paused); ap_start written while the kernel was busy; "
+            "or a timeout too short for a simulation (pass timeout_s=...; it counts kernel "
+            "cycles, not wall time)"),
+    "golden": ("the behavioural model raised or stalled (fault injection: stall_at); or a "
+               "timeout too short for this machine (pass timeout_s=...)"),
+}
 
 
 @dataclass
@@ -189,14 +204,16 @@ class Accelerator:
             stage = "stage unknown (this bitstream has no stage register: Edge-MoE's own map)"
             cyc = f"~{e.elapsed_s * d.clock_hz:.3g} cycles at {d.clock_hz / 1e6:g} MHz"
         est = estimate_seconds(self.cfg, d.backend, n)
+        limit = f"{timeout_s:.3g} s"
+        if d.timeout_in_cycles:
+            limit = (f"{math.ceil(timeout_s * d.clock_hz)} kernel cycles ({timeout_s:.3g} s at "
+                     f"{d.clock_hz / 1e6:g} MHz)")
         err = DeviceTimeout(
-            f"{d.backend} kernel did not finish {n} image(s) within {timeout_s:.3g} s (estimate "
+            f"{d.backend} kernel did not finish {n} image(s) within {limit} (estimate "
             f"{est:.3g} s): CTRL (0x{w['CTRL']:03x}) = 0x{e.last_value:08x}; {stage}; {cyc}.\n"
-            f"  likely causes: the bitstream is not loaded or its clock is stopped; a pointer "
-            f"outside the allocated buffers (the AXI masters stall); the .hwh does not belong "
-            f"to the .bit; ap_start written while the kernel was busy; or a timeout too short "
-            f"for this backend (pass timeout_s=...)")
+            f"  likely causes: {LIKELY_CAUSES.get(d.backend, LIKELY_CAUSES['pynq'])}")
         err.last_value, err.elapsed_s = e.last_value, e.elapsed_s
+        err.cycles = getattr(e, "cycles", None)
         return err
 
     def _read_output(self, n: int, tm: dict) -> np.ndarray:

@@ -16,7 +16,9 @@ from moevit.config import AcceleratorConfig
 NOMINAL_MACS_PER_S = {"golden": 4e8, "pynq": 2e9, "rtl": 2e9, "replay": 2e9}
 #: timeout = max(floor, factor x estimate)
 TIMEOUT_FACTOR = 20.0
-TIMEOUT_FLOOR_S = {"golden": 120.0, "pynq": 5.0, "rtl": 60.0, "replay": 5.0}
+#: (rtl: simulated seconds, which its waits count in kernel cycles -- 1 ms is 300 k cycles at
+#: 300 MHz -- so a hung simulation gives up after minutes of wall time, not days)
+TIMEOUT_FLOOR_S = {"golden": 120.0, "pynq": 5.0, "rtl": 1e-3, "replay": 5.0}
 
 
 def backbone_macs(cfg: AcceleratorConfig) -> int:

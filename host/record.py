@@ -60,6 +60,7 @@ class RecordingDevice(Device):
         self.inner = inner
         self.backend = inner.backend
         self.has_cycle_counter = inner.has_cycle_counter
+        self.timeout_in_cycles = inner.timeout_in_cycles
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._fh = open(self.path, "w", buffering=1)   # line-buffered: readable while open

@@ -2,7 +2,8 @@
 
 :func:`drive` runs the same calls on any :class:`Accelerator`: a batch of 3 for task 0, the same
 batch for task 1 (a task switch), and a stop at ``l0.score_buffer``.  The fixtures were recorded
-on the ``golden`` backend (the RTL top of issue 11 does not exist yet); the tests replay them
+on the ``golden`` backend (``moevit_top``'s core is a placeholder; the rtl tests record the same
+script on ``rtl`` with :mod:`moevit.host.rtl_selftest`); the tests replay them
 through the ``pynq`` backend's code with a stand-in ``pynq`` module.  Regenerate them after a
 deliberate change of the driver's register sequence with::
 

@@ -65,7 +65,8 @@ def test_run_video_gif(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--backend", "rtl", "--synthetic", "1"], "RTL accelerator top (issue 11"),
+    (["--backend", "rtl", "--synthetic", "1", "--bitstream", "x.bit"],
+     "--bitstream/--hwh are for --backend pynq, not rtl"),
     (["--synthetic", "1", "--task", "segment"], "unknown task 'segment'"),
     (["--synthetic", "1", "--stop-at", "l0.gate"], "unknown stage 'l0.gate'"),
     (["--synthetic", "1", "--stop-at", "l1.gate_logits"], "never reaches DRAM"),
