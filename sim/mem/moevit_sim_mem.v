@@ -3,9 +3,11 @@
 //
 // * Data DATA_W bits, addresses ADDR_W bits, IDs ID_W bits; 2**WORDS_LOG2 words of DATA_W
 //   bits starting at byte address BASE.  Full-width INCR bursts of up to 256 beats; a burst
-//   that crosses 4 KiB, is not INCR, is narrower than DATA_W, is not beat-aligned or leaves
+//   that crosses 4 KiB, is not INCR, is narrower than DATA_W or leaves
 //   the memory gets SLVERR (reads return 0, writes are dropped), raises the sticky `error`
-//   and prints a message.  So does a W burst whose WLAST disagrees with its AWLEN.
+//   and prints a message.  So does a W burst whose WLAST disagrees with its AWLEN.  An
+//   unaligned start address is legal (AXI): the burst starts at the word holding it, and
+//   WSTRB says which bytes are written.
 // * Per port: up to RD_QUEUE read bursts and WR_QUEUE write bursts outstanding; R beats of
 //   a port come in AR order (one burst after the other), B responses in AW order.
 //   One beat per cycle per channel when nothing stalls.  WREADY waits for the burst's AW.
@@ -21,6 +23,9 @@
 //   directory); a `dump` pulse writes words dump_first..dump_last with $writememh to the
 //   file named by `+SIM_MEM_DUMP=` (default sim_mem_dump.hex).  moevit.sim.mem.image
 //   writes and reads these files.
+// * Handshake outputs are 0 from time 0 and READYs stay 0 until a clock edge has seen
+//   rst_n high, so 4-state simulators show no X on them.  Words never written or loaded
+//   read as 0.
 // * `busy`: something is queued, in flight or awaiting its response on some port.
 //   rd_beats / wr_beats: 64-bit beat counters per port; cycles: cycles since reset.
 module moevit_sim_mem #(
@@ -92,7 +97,9 @@ module moevit_sim_mem #(
 
     // ------------------------------------------------------------------ files
     reg [8*512-1:0] init_file, load_file, dump_file;
+    integer i;
     initial begin
+        for (i = 0; i < (1 << WORDS_LOG2); i = i + 1) mem[i] = {DATA_W{1'b0}};
         if (!$value$plusargs("SIM_MEM_LOAD=%s", load_file)) load_file = "sim_mem_load.hex";
         if (!$value$plusargs("SIM_MEM_DUMP=%s", dump_file)) dump_file = "sim_mem_dump.hex";
         if ($value$plusargs("SIM_MEM_INIT=%s", init_file)) $readmemh(init_file, mem);
@@ -105,6 +112,11 @@ module moevit_sim_mem #(
     wire [PORTS-1:0]        port_busy;
     wire [PORTS-1:0]        port_error;
     assign busy = |port_busy;
+
+    // the slave takes nothing until reset has been seen low and released (no X on READY
+    // when rst_n is undriven at time 0)
+    reg live = 1'b0;
+    always @(posedge clk) live <= (rst_n === 1'b1);
 
     integer p;
     always @(posedge clk) begin
@@ -149,19 +161,19 @@ module moevit_sim_mem #(
             bad_burst = 1'b0;
             off = {1'b0, addr} - {1'b0, BASE[ADDR_W-1:0]};
             first = off >> SIZE;
-            if (burst != INCR || size != SIZE || addr[SIZE-1:0] != 0) begin
+            if (burst != INCR || size != SIZE) begin
                 bad_burst = 1'b1;
-                $display("moevit_sim_mem: ERROR port %0d %s burst at 0x%h: burst %0d size %0d (need INCR=1, size %0d, %0d-byte aligned)",
-                         port, is_write ? "write" : "read", addr, burst, size, SIZE, BYTES);
+                $display("moevit_sim_mem: ERROR port %0d %s burst at 0x%h: burst %0d size %0d (need INCR=1 and full width, size %0d)",
+                         port, is_write ? "write" : " read", addr, burst, size, SIZE);
             end else if (addr < BASE[ADDR_W-1:0] || first + len >= (65'd1 << WORDS_LOG2)) begin
                 bad_burst = 1'b1;
                 $display("moevit_sim_mem: ERROR port %0d %s burst 0x%h + %0d beats outside memory 0x%h..0x%h",
-                         port, is_write ? "write" : "read", addr, len + 1, BASE,
+                         port, is_write ? "write" : " read", addr, len + 1, BASE,
                          BASE + (64'd1 << (WORDS_LOG2 + SIZE)) - 1);
             end else if (((addr >> SIZE) % PAGE_BEATS) + len >= PAGE_BEATS) begin
                 bad_burst = 1'b1;
                 $display("moevit_sim_mem: ERROR port %0d %s burst 0x%h + %0d beats crosses a 4 KiB boundary",
-                         port, is_write ? "write" : "read", addr, len + 1);
+                         port, is_write ? "write" : " read", addr, len + 1);
             end
         end
     endfunction
@@ -169,7 +181,7 @@ module moevit_sim_mem #(
     genvar k, b;
     generate for (k = 0; k < PORTS; k = k + 1) begin : port
         // ---------------------------------------------------------- random stalls
-        reg [31:0] rnd_ar, rnd_r, rnd_aw, rnd_w, rnd_b;
+        reg [31:0] rnd_ar = 32'd1, rnd_r = 32'd1, rnd_aw = 32'd1, rnd_w = 32'd1, rnd_b = 32'd1;
         wire stall_ar = rnd_ar[7:0] < stall;
         wire stall_r  = rnd_r[7:0]  < stall;
         wire stall_aw = rnd_aw[7:0] < stall;
@@ -198,18 +210,18 @@ module moevit_sim_mem #(
         reg [ID_W-1:0] rq_id   [0:RD_QUEUE-1];
         reg            rq_err  [0:RD_QUEUE-1];
         reg [63:0]     rq_due  [0:RD_QUEUE-1];
-        reg [RQB:0]    rq_count;
+        reg [RQB:0]    rq_count = 0;
         reg [RQB-1:0]  rq_head, rq_tail;
         wire [ADDR_W-1:0] araddr = s_araddr[k*ADDR_W +: ADDR_W];
         wire ar_fire = s_arvalid[k] & s_arready[k];
-        assign s_arready[k] = rst_n && (rq_count < RD_QUEUE) && !stall_ar;
+        assign s_arready[k] = live && (rq_count < RD_QUEUE) && !stall_ar;
 
         // R: the active burst, else the queue head once its latency has passed
-        reg            r_active, r_err;
+        reg            r_active = 1'b0, r_err;
         reg [IW-1:0]   r_word;
         reg [7:0]      r_left;
         reg [ID_W-1:0] r_id;
-        reg              rvalid_q, rlast_q;
+        reg              rvalid_q = 1'b0, rlast_q;
         reg [DATA_W-1:0] rdata_q;
         reg [ID_W-1:0]   rid_q;
         reg [1:0]        rresp_q;
@@ -270,9 +282,9 @@ module moevit_sim_mem #(
         reg [7:0]      wq_len  [0:WR_QUEUE-1];
         reg [ID_W-1:0] wq_id   [0:WR_QUEUE-1];
         reg            wq_err  [0:WR_QUEUE-1];
-        reg [WQB:0]    wq_count;
+        reg [WQB:0]    wq_count = 0;
         reg [WQB-1:0]  wq_head, wq_tail;
-        reg [WQB:0]    w_out;                 // AWs taken whose B is not yet taken
+        reg [WQB:0]    w_out = 0;             // AWs taken whose B is not yet taken
         reg [ID_W-1:0] bq_id  [0:WR_QUEUE-1];
         reg            bq_err [0:WR_QUEUE-1];
         reg [WQB:0]    bq_count;
@@ -280,7 +292,7 @@ module moevit_sim_mem #(
         reg            w_active, w_err;
         reg [IW-1:0]   w_word;
         reg [7:0]      w_left;
-        reg            bvalid_q;
+        reg            bvalid_q = 1'b0;
         reg [ID_W-1:0] bid_q;
         reg [1:0]      bresp_q;
         reg [63:0]     wr_count;
@@ -294,8 +306,8 @@ module moevit_sim_mem #(
         wire          wsrc_err  = w_active ? w_err  : wq_err[wq_head];
         wire w_end = w_fire && (s_wlast[k] || wsrc_left == 8'd0);
         wire b_load = (!bvalid_q || s_bready[k]) && (bq_count != 0) && !stall_b;
-        assign s_awready[k] = rst_n && (w_out < WR_QUEUE) && !stall_aw;
-        assign s_wready[k] = rst_n && (wq_count != 0) && !stall_w;
+        assign s_awready[k] = live && (w_out < WR_QUEUE) && !stall_aw;
+        assign s_wready[k] = live && (wq_count != 0) && !stall_w;
         assign s_bvalid[k] = bvalid_q;
         assign s_bid[k*ID_W +: ID_W] = bid_q;
         assign s_bresp[k*2 +: 2] = bresp_q;

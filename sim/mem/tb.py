@@ -56,6 +56,8 @@ class SimMemTB:
         d.sim_mem_seed.value = seed
         for s in (d.sim_mem_load, d.sim_mem_dump, d.sim_mem_dump_first, d.sim_mem_dump_last):
             s.value = 0
+        self.rst_n.value = 0
+        await Timer(1, unit="ns")     # let a 4-state simulator settle its time-0 values first
         cocotb.start_soon(Clock(self.clk, self.period_ns, unit="ns", impl="gpi").start())
         await self.reset()
 
