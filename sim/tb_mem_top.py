@@ -10,8 +10,9 @@ dumps cross into Python; the copies run inside the simulator.
   changed.  A second run reads, on port k, the slice port k+1 wrote (one shared array).  The
   memory's beat counters equal the descriptors, no error, nothing outstanding, and after
   ``ap_done`` no beat moves for ``idle_cycles``.
-* ``test_copy_rate``: stalls off: beats per cycle per port from the control block's cycle
-  counter, and the simulator's cycles per second (wall clock).
+* ``test_copy_rate``: stalls off (unless ``rate_stall``): beats per cycle per port from the
+  control block's cycle counter, and the simulator's cycles per second (wall clock and CPU
+  time of the simulator process), image load and dump times.
 * ``test_out_of_range``: a copy running past the memory's end gets SLVERR: the reader's
   error flag and ``sim_mem_error`` rise, the run still ends.
 """
@@ -136,7 +137,7 @@ async def test_copy_stalls(dut):
 async def test_copy_rate(dut):
     p = tb_params()
     tb = CopyTB(dut)
-    await tb.start(stall=0, latency=p.get("rate_latency", 0), seed=2)
+    await tb.start(stall=p.get("rate_stall", 0), latency=p.get("rate_latency", 0), seed=2)
     bb, n, beats = tb.word_bytes, tb.ports, p.get("rate_beats", 4096)
     rng = np.random.default_rng(2)
     src, dst = 0x100 * PAGE, 0x100 * PAGE + n * beats * bb + PAGE
@@ -153,6 +154,8 @@ async def test_copy_rate(dut):
     _check_region(got, data, dst, "rate copy")
     assert await tb.read("errors") == 0 and not tb.error
     write_metrics({"rate_beats_per_port": beats, "rate_ports": n, "rate_cycles": cycles,
+                   "rate_stall": p.get("rate_stall", 0),
+                   "rate_latency": p.get("rate_latency", 0),
                    "rate_beats_per_cycle_per_port": round(beats / cycles, 4),
                    "rate_wall_s": round(wall, 3),
                    "rate_cycles_per_s": round(cycles / wall),
