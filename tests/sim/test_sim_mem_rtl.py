@@ -12,8 +12,11 @@ from moevit.sim.runner import run_built
 pytestmark = pytest.mark.rtl
 
 #: beats/cycle each port must reach with no stalls (target 1.0; a copy's first read latency
-#: and the last write response are the only gaps)
+#: and the last write response are the only gaps).  The rate run has a read latency of
+#: RATE_LATENCY cycles: with one burst (<= 128 beats of 32 bytes) in flight at a time a port
+#: could reach only 128 / (128 + 40) = 0.76, so passing shows several outstanding bursts.
 MIN_RATE = 0.95
+RATE_LATENCY = 40
 
 
 def _run(cfg, mem, params, testcase=None, sim="verilator"):
@@ -28,7 +31,8 @@ def test_sim_mem_copy_verilator():
     tools.require_simulator("verilator")
     cfg = preset("tiny")
     m = _run(cfg, SimMemSpec(words_log2=21), {"stall": 77, "latency": 23, "beats": 384,
-                                             "rate_beats": 4096})
+                                             "rate_beats": 4096,
+                                             "rate_latency": RATE_LATENCY})
     assert m["ports"] == cfg.mem_ports
     assert m["rate_beats_per_cycle_per_port"] >= MIN_RATE, m
     assert m["out_of_range_flagged"]
@@ -45,7 +49,7 @@ def test_sim_mem_port_against_cocotbext_master():
     cfg = preset("tiny")
     m = _run_port(cfg, SimMemSpec(words_log2=12), {"stall": 90, "latency": 11, "seed": 5})
     assert m["axi_master_writes"] == 24 and m["port_wr_beats"] > 500
-    assert m["illegal_bursts_flagged"] == 2
+    assert m["illegal_bursts_flagged"] == 2 and m["raw_protocol_errors_flagged"] == 2
 
 
 def test_sim_mem_port_icarus():
