@@ -7,9 +7,11 @@ all ports at once, with stalls off and on.  Recorded: beats per cycle per port, 
 cycles per second (wall and CPU time of the simulator process), the time to load and dump an
 image of the given size, and the cost of the memory side of a full edge-moe image
 (``--image-cycles``) at the measured rate.  The accelerator's own logic adds to that; it is
-not in this design.
+not in this design.  A probe of the edge-moe linear engine with only its clock running shows
+what cocotb's default ``--public-flat-rw`` costs against making only the ports public
+(``build_simulator(public=...)``, which ``build_sim_top`` uses).
 
-    python scripts/bench_sim_mem.py [--mib 40] [--image-cycles 10000000]
+    python scripts/bench_sim_mem.py [--mib 40] [--image-cycles 10000000] [--no-public-probe]
 """
 
 from __future__ import annotations
@@ -32,12 +34,39 @@ KEYS = ("rate_beats_per_port", "rate_ports", "rate_stall", "rate_latency", "rate
         "rate_cycles_per_cpu_s", "rate_load_bytes", "rate_load_s", "rate_dump_s", "wall_s")
 
 
+def public_effect(cfg, cycles: int = 200_000) -> dict:
+    """The edge-moe linear engine (the largest datapath unit) with only its clock running,
+    built with cocotb's default ``--public-flat-rw`` and with only its ports public."""
+    import re
+
+    from moevit.hw.units.linear import Linear
+    from moevit.sim.runner import build_simulator, generate_verilog, run_built
+    unit = "linear_probe"
+    v = generate_verilog(lambda: Linear(cfg), cfg, unit, toplevel="linear")
+    m = re.search(r"^module linear\((.*?)\);", v.read_text(), re.M | re.S)
+    ports = [p.strip() for p in m.group(1).split(",")]
+    out = {"design": f"hw.units.linear.Linear({cfg.name}), idle clock"}
+    for name, public in (("public_flat_rw", None), ("ports_only", ports)):
+        bdir = build_simulator(v, "linear", public=public)
+        r = run_built(bdir, cfg, unit, "moevit.sim.tb_idle_clock", toplevel="linear",
+                      params={"cycles": cycles})
+        out[name] = {k: r[k] for k in ("idle_cycles", "idle_wall_s", "idle_cpu_s",
+                                       "idle_cycles_per_cpu_s")}
+        out[name]["build_s"] = json.loads((bdir / ".built").read_text())["seconds"]
+        print(name, json.dumps(out[name]))
+    out["speedup"] = round(out["ports_only"]["idle_cycles_per_cpu_s"]
+                           / out["public_flat_rw"]["idle_cycles_per_cpu_s"], 2)
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--mib", type=int, default=40, help="MiB copied (and loaded) per run")
     ap.add_argument("--image-cycles", type=int, default=10_000_000,
                     help="cycles of one full edge-moe image (the issue's 6-10 M)")
     ap.add_argument("--words-log2", type=int, default=22)
+    ap.add_argument("--no-public-probe", action="store_true",
+                    help="skip the --public-flat-rw vs ports-only probe of the linear engine")
     ap.add_argument("--out", default=str(REPO / "bench" / "sim_mem.json"))
     args = ap.parse_args(argv)
     from moevit.sim.mem.copy_top import COPY_TOP, CopyTop
@@ -46,9 +75,8 @@ def main(argv=None) -> int:
 
     cfg = preset("tiny")       # the copy top reads only axi_width / mem_ports (same in edge-moe)
     mem = SimMemSpec(words_log2=args.words_log2)
-    t0 = time.monotonic()
     bdir, top = build_sim_top(CopyTop(cfg).verilog(), COPY_TOP, cfg, UNIT, mem=mem)
-    build_s = time.monotonic() - t0
+    build_s = json.loads((bdir / ".built").read_text())["seconds"]    # when first built
     beats = args.mib * 2**20 // (cfg.mem_ports * cfg.axi_width // 8)
     runs = {}
     for name, stall in (("no_stalls", 0), ("stalls_30pct", 77)):
@@ -76,6 +104,8 @@ def main(argv=None) -> int:
                     "logic adds its eval cost per cycle (not measurable until it exists)"},
         "machine": machine.describe(),
     }
+    if not args.no_public_probe:
+        res["verilator_public_signals"] = public_effect(preset("edge-moe"))
     out = Path(args.out)
     out.write_text(json.dumps(res, indent=1) + "\n")
     print(f"wrote {out}")
