@@ -238,10 +238,13 @@ def run_testbench(component, cfg: AcceleratorConfig, unit: str, test_module: str
 def run_built(bdir: Path, cfg: AcceleratorConfig, unit: str, test_module: str, *,
               sim: str = "verilator", params: dict | None = None, waves: bool = False,
               seed: int | None = None, toplevel: str | None = None,
-              testcase: str | None = None, verbose: bool = False) -> dict:
+              testcase: str | None = None, verbose: bool = False,
+              plusargs: list[str] | None = None) -> dict:
     """Run ``test_module``'s cocotb tests on a simulator built by :func:`build_simulator`
     (``bdir``, with top ``toplevel``, default ``unit``); the run directory goes under
-    ``build/<cfg.digest>/<unit>/runs/``.  Returns and raises as :func:`run_testbench`."""
+    ``build/<cfg.digest>/<unit>/runs/`` (the simulator's working directory).  ``plusargs``
+    (e.g. ``["+SIM_MEM_INIT=/path/image.hex"]``) go to the simulator's command line.
+    Returns and raises as :func:`run_testbench`."""
     from cocotb_tools.runner import get_runner
 
     toplevel = toplevel or unit
@@ -254,8 +257,8 @@ def run_built(bdir: Path, cfg: AcceleratorConfig, unit: str, test_module: str, *
            ENV_SIM: sim}
     env.setdefault("COCOTB_LOG_LEVEL", os.environ.get("COCOTB_LOG_LEVEL", "WARNING"))
     # Icarus dumps into the build folder unless told otherwise: keep each run's own waves
-    plusargs = [f"+dumpfile_path={run_dir / (toplevel + '.fst')}"] \
-        if waves and sim == "icarus" else []
+    plusargs = list(plusargs or []) + ([f"+dumpfile_path={run_dir / (toplevel + '.fst')}"]
+                                       if waves and sim == "icarus" else [])
     log = run_dir / "sim.log"
     results = run_dir / "results.xml"
     t0 = time.monotonic()

@@ -2,6 +2,7 @@
 of ``sim/mem/moevit_sim_mem.v``) driven by cocotbext-axi's ``AxiMaster``, a protocol-level
 master independent of our RTL masters.
 
+* ``test_init_plusarg``: the ``+SIM_MEM_INIT`` image is in memory at time 0 (zeros without).
 * ``test_random_access``: the memory is loaded with random bytes (one ``$readmemh``); then
   concurrent writes of random length at random byte offsets (partial first/last beats: WSTRB;
   bursts the master splits at 4 KiB), several IDs in flight, then concurrent reads of random
@@ -9,6 +10,9 @@ master independent of our RTL masters.
   memory equals the model too.  Random stalls and read latency on.
 * ``test_illegal_bursts``: a narrow (4-byte) write and a read past the memory's end get
   SLVERR, raise ``sim_mem_error``, and leave the memory unchanged.
+* ``test_raw_protocol_errors``: bursts a correct master never issues, driven signal by
+  signal (a read crossing 4 KiB, a write with an early WLAST): SLVERR and the flag; a
+  one-beat write with a 2-byte WSTRB changes exactly those bytes.
 """
 
 from __future__ import annotations
@@ -30,6 +34,27 @@ class PortTB(SimMemTB):
         self.axi = AxiMaster(AxiBus.from_prefix(dut, "s_axi"), self.clk, self.rst_n,
                              reset_active_level=False)
         self.size = (1 << tb_params()["words_log2"]) * self.word_bytes
+
+
+@cocotb.test()
+async def test_init_plusarg(dut):
+    """At time 0 the memory holds the ``+SIM_MEM_INIT`` image (param ``init_check``:
+    ``{"addr": a, "hex": bytes}`` written there by the host before the run), or, without
+    one, zeros everywhere (this test runs first: the others write the memory)."""
+    p = tb_params()
+    tb = SimMemTB(dut, word_bytes=tb_config().axi_width // 8, clock="clk", reset_n="rst_n")
+    await tb.start()
+    check = p.get("init_check")
+    if check:
+        want = bytes.fromhex(check["hex"])
+        got = bytes(await tb.dump(check["addr"], len(want)))
+        assert got == want, "memory at time 0 differs from the +SIM_MEM_INIT image"
+        lo = await tb.dump(0, check["addr"]) if check["addr"] else np.zeros(0, np.uint8)
+        assert not lo.any(), "words below the image are not 0"
+    else:
+        size = (1 << p["words_log2"]) * tb.word_bytes
+        assert not (await tb.dump(0, size)).any(), "unloaded memory is not all zeros"
+    write_metrics({"init_checked": bool(check)})
 
 
 @cocotb.test()
@@ -163,3 +188,4 @@ async def test_raw_protocol_errors(dut):
     assert await b == [(0, 1)] and not tb.error
     assert bytes(await tb.dump(0x200, 4)) == bytes([0x34, 0x12, 0x02, 0x03])
     write_metrics({"raw_protocol_errors_flagged": 2})
+

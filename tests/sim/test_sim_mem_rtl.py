@@ -38,10 +38,10 @@ def test_sim_mem_copy_verilator():
     assert m["out_of_range_flagged"]
 
 
-def _run_port(cfg, mem, params, sim="verilator"):
+def _run_port(cfg, mem, params, sim="verilator", **kw):
     bdir, top = build_port_top(cfg, "sim_mem_port", mem=mem, sim=sim)
     return run_built(bdir, cfg, "sim_mem_port", "moevit.sim.tb_sim_mem", toplevel=top, sim=sim,
-                     params={"words_log2": mem.words_log2, **params})
+                     params={"words_log2": mem.words_log2, **params}, **kw)
 
 
 def test_sim_mem_port_against_cocotbext_master():
@@ -90,3 +90,19 @@ def test_public_ports_only_build_runs():
     assert "public_flat_rw" in (bdir / "public.vlt").read_text()
     m = run_built(bdir, cfg, "top_axi_port", "moevit.sim.tb_idle_clock", params={"cycles": 5000})
     assert m["idle_cycles"] == 5000 and m["idle_cycles_per_cpu_s"] > 0
+
+
+def test_sim_mem_init_plusarg(tmp_path):
+    """+SIM_MEM_INIT: an image the host writes before the run is in memory at time 0."""
+    import numpy as np
+
+    from moevit.sim.mem.image import write_image
+    tools.require_simulator("verilator")
+    cfg = preset("tiny")
+    data = np.random.default_rng(4).integers(0, 256, 3000, dtype=np.uint8).tobytes()
+    addr = 0x3000
+    image = write_image(tmp_path / "init.hex", {addr: data}, word_bytes=cfg.axi_width // 8)
+    m = _run_port(cfg, SimMemSpec(words_log2=12), {"init_check": {"addr": addr,
+                                                                  "hex": data.hex()}},
+                  testcase="test_init_plusarg", plusargs=[f"+SIM_MEM_INIT={image}"])
+    assert m["init_checked"]
