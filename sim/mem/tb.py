@@ -19,6 +19,7 @@ import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, First, RisingEdge, Timer
 
+from moevit.errors import ConfigError
 from moevit.sim.mem.image import dump_words, read_dump, write_image
 
 LOAD_DEFAULT = "sim_mem_load.hex"
@@ -49,7 +50,8 @@ class SimMemTB:
         """Set the memory knobs, start the clock (the C++ GPI clock: no Python per edge) and
         hold reset for three cycles."""
         if not 0 <= stall <= 255:
-            raise ValueError(f"stall {stall} must be 0..255 (probability/256)")
+            raise ConfigError(f"stall {stall} must be 0..255 (probability/256 per channel "
+                              f"and cycle)")
         d = self.dut
         d.sim_mem_stall.value = stall
         d.sim_mem_latency.value = latency
@@ -121,7 +123,8 @@ class SimMemTB:
 
     async def wait_interrupt(self, max_cycles: int, signal: str = "interrupt") -> int:
         """Wait (one trigger, no per-cycle Python) until ``signal`` is high; returns the
-        memory's cycle count then.  AssertionError after ``max_cycles``."""
+        memory's cycle count then.  AssertionError after ``max_cycles``.  (moevit_top raises
+        ``interrupt`` only with GIER and IP_IER enabled.)"""
         sig = getattr(self.dut, signal)
         if not sig.value:
             timeout = Timer(max_cycles * self.period_ns, unit="ns")
