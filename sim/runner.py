@@ -130,13 +130,20 @@ def sources_key(sources: list[Path], *parts: str) -> str:
 
 def build_simulator(verilog: Path | list[Path], toplevel: str, *, sim: str = "verilator",
                     waves: bool = False, verbose: bool = False,
-                    build_parent: Path | None = None) -> Path:
+                    build_parent: Path | None = None,
+                    public: list[str] | None = None) -> Path:
     """Compile the Verilog for ``sim`` once; returns the build directory.
 
     The directory (under ``build_parent``, default the first source's folder) is keyed by
     the sources' names and contents (:func:`sources_key`), the simulator, the top and the
     waves flag; a ``.built`` stamp marks a finished build, so reruns skip the compiler
     entirely.  Concurrent callers (pytest -n) serialise on a lock file.
+
+    ``public`` (Verilator only): make only these signals of ``toplevel`` visible to cocotb
+    instead of cocotb's blanket ``--public-flat-rw``.  Every public signal may be written
+    through VPI, so Verilator re-evaluates all logic downstream of one on every eval; with
+    only the top's ports public, long runs are several times faster (the testbench then
+    sees nothing inside the design).
     """
     from cocotb_tools.runner import get_runner
 
@@ -145,7 +152,9 @@ def build_simulator(verilog: Path | list[Path], toplevel: str, *, sim: str = "ve
     missing = [str(s) for s in sources if not s.is_file()]
     if missing:
         raise SimulationError(f"Verilog source(s) not found: {', '.join(missing)}", kind="build")
-    key = sources_key(sources, sim, str(waves), toplevel)
+    public = list(public) if public is not None and sim == "verilator" else None
+    key = sources_key(sources, sim, str(waves), toplevel,
+                      *(["public"] + public if public is not None else []))
     parent = Path(build_parent) if build_parent is not None else sources[0].parent
     bdir = parent / f"{sim}-{key}"
     stamp = bdir / ".built"
@@ -155,11 +164,16 @@ def build_simulator(verilog: Path | list[Path], toplevel: str, *, sim: str = "ve
         log = bdir.parent / f"{bdir.name}.build.log"
         bdir.mkdir(parents=True, exist_ok=True)
         build_args = list(VERILATOR_ARGS) if sim == "verilator" else []
+        build_sources = list(sources)
+        if public is not None:
+            build_sources.append(_public_config(bdir, toplevel, public))
         with tools.simulator_environment(), _outside_pytest():
             runner = get_runner(sim)
+            if public is not None:
+                _drop_public_flat_rw(runner)
             t0 = time.monotonic()
             try:
-                runner.build(sources=sources, hdl_toplevel=toplevel, build_dir=bdir,
+                runner.build(sources=build_sources, hdl_toplevel=toplevel, build_dir=bdir,
                              build_args=build_args, timescale=TIMESCALE, waves=waves,
                              always=True, verbose=verbose,
                              log_file=None if verbose else log)
@@ -169,6 +183,25 @@ def build_simulator(verilog: Path | list[Path], toplevel: str, *, sim: str = "ve
         stamp.write_text(json.dumps({"seconds": round(time.monotonic() - t0, 1),
                                      "sources": [str(s) for s in sources]}))
     return bdir
+
+
+def _public_config(bdir: Path, toplevel: str, names: list[str]) -> Path:
+    """A Verilator control file making ``names`` of ``toplevel`` public (read/write)."""
+    lines = ["`verilator_config"]
+    lines += [f'public_flat_rw -module "{toplevel}" -var "{n}"' for n in names]
+    path = bdir / "public.vlt"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _drop_public_flat_rw(runner) -> None:
+    """Remove ``--public-flat-rw`` from the cocotb Verilator runner's build command."""
+    build_command = runner._build_command
+
+    def without_public():
+        cmds = build_command()
+        return [[a for a in cmd if a != "--public-flat-rw"] for cmd in cmds]
+    runner._build_command = without_public
 
 
 def _failures(results_xml: Path) -> tuple[int, list[str]]:
@@ -205,10 +238,13 @@ def run_testbench(component, cfg: AcceleratorConfig, unit: str, test_module: str
 def run_built(bdir: Path, cfg: AcceleratorConfig, unit: str, test_module: str, *,
               sim: str = "verilator", params: dict | None = None, waves: bool = False,
               seed: int | None = None, toplevel: str | None = None,
-              testcase: str | None = None, verbose: bool = False) -> dict:
+              testcase: str | None = None, verbose: bool = False,
+              plusargs: list[str] | None = None) -> dict:
     """Run ``test_module``'s cocotb tests on a simulator built by :func:`build_simulator`
     (``bdir``, with top ``toplevel``, default ``unit``); the run directory goes under
-    ``build/<cfg.digest>/<unit>/runs/``.  Returns and raises as :func:`run_testbench`."""
+    ``build/<cfg.digest>/<unit>/runs/`` (the simulator's working directory).  ``plusargs``
+    (e.g. ``["+SIM_MEM_INIT=/path/image.hex"]``) go to the simulator's command line.
+    Returns and raises as :func:`run_testbench`."""
     from cocotb_tools.runner import get_runner
 
     toplevel = toplevel or unit
@@ -221,8 +257,8 @@ def run_built(bdir: Path, cfg: AcceleratorConfig, unit: str, test_module: str, *
            ENV_SIM: sim}
     env.setdefault("COCOTB_LOG_LEVEL", os.environ.get("COCOTB_LOG_LEVEL", "WARNING"))
     # Icarus dumps into the build folder unless told otherwise: keep each run's own waves
-    plusargs = [f"+dumpfile_path={run_dir / (toplevel + '.fst')}"] \
-        if waves and sim == "icarus" else []
+    plusargs = list(plusargs or []) + ([f"+dumpfile_path={run_dir / (toplevel + '.fst')}"]
+                                       if waves and sim == "icarus" else [])
     log = run_dir / "sim.log"
     results = run_dir / "results.xml"
     t0 = time.monotonic()
