@@ -1,0 +1,545 @@
+"""Cycle model of the RTL top (:mod:`moevit.hw.top.core`): the sequenced core as built.
+
+The core runs the program of :func:`moevit.hw.top.program.program` strictly one stage after
+another, every tensor through DRAM, with no weight prefetch: a linear stage's weights and
+biases stream on the weight reader *before* its first step (the engine waits for the bank),
+and the MoE stage zero-fills its output, runs the gate over the LN2 rows, then per non-empty
+expert FC1 (weights, rows gathered by token, GELU, rows scattered to ``tmp_hidden``) and FC2
+(weights, gathered rows, score-accumulate into ``tmp3``), each pass waiting for its writes.
+
+This module replays that timeline from the unit models (``linear_schedule.pass_cycles``,
+``layernorm_cycles``, ``attention_schedule.cycles_per_layer``, ``moe_gate.gate_model``,
+``patch_gather``, ``residual_cycles``) and a :class:`Memory`:
+
+* :meth:`Memory.ideal`: the RTL testbenches' cocotbext-axi ``AxiRam`` (one beat per cycle
+  per port, bursts back to back, AR→first R beat 2 cycles, last W→B 2 cycles; measured by
+  ``sim/tb_top_trace.py``, recorded in ``bench/top_tiny_cycles.json``);
+* :meth:`Memory.board`: the ZCU104 (``hp_port_width``-bit HP ports at the kernel clock, so a
+  ``axi_width``-bit beat takes ``axi_width/hp_port_width`` cycles per port; PS DDR4 at
+  ``dram_peak_gbs`` x ``dram_efficiency`` shared by all ports, :class:`~.dram.DramModel`;
+  latencies assumed, see :data:`BOARD_READ_LATENCY_NS`).
+
+Every fixed overhead below is a named constant tied to the RTL state it counts.  Timelines
+are absolute cycles: 0 is the first cycle after ``ap_start`` (the PRELOAD state).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import numpy as np
+
+from moevit.config import AcceleratorConfig
+from moevit.errors import ConfigError
+from moevit.hw.perf.dram import DramModel
+from moevit.hw.top import program as prog
+from moevit.hw.units import linear_schedule as LS
+from moevit.hw.units.moe_gate_geometry import READ_STAGES, MoeGateGeometry
+from moevit.hw.units.patch_gather import READ_LATENCY as GATHER_READ_LATENCY
+from moevit.hw.units.patch_gather import gather_geometry
+
+# ------------------------------------------------------------------------ sequencer constants
+#: FETCH and START states between two stages (ROM entry latched, ``start`` pulse)
+STAGE_ENTRY = 2
+#: a stage's descriptor generator loads its first slot the cycle after ``start`` (loading),
+#: so its first descriptor is valid one cycle into RUN
+DESC_LOAD = 1
+#: AxiBurstReader/Writer: the splitter latches an accepted descriptor (1) and issues its
+#: first burst into the AR/AW holding register (1); the burst's address handshake follows
+READ_ISSUE = 2
+#: AxiBurstWriter: descriptor latched (1), burst issued into AW and its length FIFO (1), the
+#: length FIFO (SyncFIFOBuffered) readable one cycle later (1): W beats flow from then
+WRITE_ISSUE = 3
+#: a reader's/writer's ``busy`` drops the cycle after its last R beat / B response (the
+#: outstanding counter is a register)
+BUSY_CLEAR = 1
+#: the sequencer's ``settle`` counter: the channels must be quiet 3 cycles in a row
+SETTLE = 3
+#: ``stage_done`` seen in RUN -> the next state (FETCH or DONE) one cycle later
+STAGE_EXIT = 1
+#: the PRELOAD state (one cycle) before PRELOAD_WAIT offers the patch-weight descriptors
+PRELOAD_ENTRY = 1
+#: the ``cycles`` register counts the ``ap_start`` cycle (IDLE) and the DONE cycle
+RUN_EDGES = 2
+#: linear engine: the bank's full flag is set the cycle after its last weight/bias beat and
+#: the first tile step issues on it
+BANK_FULL = 1
+#: MoE gate: its weights (reader C) load before it takes the first LN2 row; the first row
+#: handshake is the cycle after the last weight beat
+GATE_WEIGHTS_FIRST = 1
+#: MoE scatter: an output row's W_OUT descriptor is offered with its first beat and its beats
+#: pass only once the writer has the burst's length (:data:`WRITE_ISSUE` cycles)
+SCATTER_ROW_EXTRA = WRITE_ISSUE
+#: MoE gather loop per row: rd_req handshake, the gate's queue read (READ_STAGES), the A/B
+#: descriptor register, the reader's handshake -- then the next rd_req
+GATHER_ROW_CYCLES = READ_STAGES + 2
+#: MoE pass end: ``rows_written`` registers the last row (1), then the FSM waits for 8 quiet
+#: cycles (``moe_wait`` counts to 7) before PASS_END
+PASS_QUIET = 1 + 8
+#: MoE FSM: PASS_END -> PASS (FC1 -> FC2), PASS_END -> GATE -> PASS (next expert), and
+#: PASS_END (release) -> IDLE, which lets the stage end the next cycle
+PASS_NEXT_FC2, PASS_NEXT_EXPERT, MOE_EXIT = 1, 2, 2
+
+#: board assumptions (no board measurement yet): PS DDR4 read latency through an HP port
+#: and the interconnect, and the write-response latency
+BOARD_READ_LATENCY_NS = 200.0
+BOARD_WRITE_LATENCY_NS = 100.0
+
+
+# ------------------------------------------------------------------------------ memory
+@dataclass(frozen=True)
+class Memory:
+    """What the memory ports do: cycles from an address handshake to the first R beat
+    (``read_latency``) and from the last W beat to B (``write_latency``), kernel cycles per
+    ``axi_width``-bit beat on one port (``beat_cycles``, may be fractional) and the DRAM's
+    shared bytes per cycle (``shared_bytes_per_cycle``; ``inf``: no shared limit)."""
+
+    name: str
+    read_latency: float
+    write_latency: float
+    beat_cycles: float
+    shared_bytes_per_cycle: float
+    note: str
+
+    @classmethod
+    def ideal(cls, read_latency: int = 2, write_latency: int = 2) -> "Memory":
+        """The RTL testbench memory (cocotbext-axi AxiRam, no pauses)."""
+        return cls("ideal", read_latency, write_latency, 1.0, math.inf,
+                   "cocotbext-axi AxiRam per port: 1 beat/cycle, bursts back to back, "
+                   f"AR->R {read_latency} cycles, W->B {write_latency} cycles (measured)")
+
+    @classmethod
+    def board(cls, cfg: AcceleratorConfig) -> "Memory":
+        """The ZCU104: HP ports at the kernel clock, PS DDR4 shared (see module doc)."""
+        d = DramModel.from_config(cfg)
+        per_port_bytes = cfg.hp_port_width / 8
+        beat = max(1.0, (cfg.axi_width / 8) / per_port_bytes)
+        ns = 1e9 / cfg.clock_hz
+        return cls("board", round(BOARD_READ_LATENCY_NS / ns), round(BOARD_WRITE_LATENCY_NS / ns),
+                   beat, d.ddr_bytes_per_cycle,
+                   f"{cfg.mem_ports} x {cfg.hp_port_width}-bit HP ports at "
+                   f"{cfg.clock_hz / 1e6:g} MHz ({beat:g} cycles per {cfg.axi_width}-bit beat); "
+                   f"PS DDR {d.peak_gbs} GB/s peak x {d.efficiency} efficiency = "
+                   f"{d.ddr_bytes_per_cycle:.1f} B/cycle shared (assumed); latencies assumed "
+                   f"{BOARD_READ_LATENCY_NS:g} ns read, {BOARD_WRITE_LATENCY_NS:g} ns write")
+
+    def stream(self, beats: int) -> float:
+        """Cycles a stream of ``beats`` beats occupies its port (first to last beat)."""
+        return beats * self.beat_cycles
+
+    def shared(self, nbytes: int) -> float:
+        """Cycles the shared DRAM needs for ``nbytes``."""
+        return nbytes / self.shared_bytes_per_cycle
+
+    def describe(self) -> dict:
+        return dict(name=self.name, read_latency=self.read_latency,
+                    write_latency=self.write_latency, beat_cycles=self.beat_cycles,
+                    shared_bytes_per_cycle=(None if math.isinf(self.shared_bytes_per_cycle)
+                                            else round(self.shared_bytes_per_cycle, 2)),
+                    note=self.note)
+
+
+def _memory(cfg, memory) -> Memory:
+    if isinstance(memory, Memory):
+        return memory
+    if memory == "ideal":
+        return Memory.ideal()
+    if memory == "board":
+        return Memory.board(cfg)
+    raise ConfigError(f"memory {memory!r}: use 'ideal' (the RTL testbench), 'board' (the "
+                      f"ZCU104 model) or a moevit.hw.perf.top_model.Memory")
+
+
+# ------------------------------------------------------------------------------ results
+@dataclass
+class StageTime:
+    """One stage of one image: ``cycles`` from its FETCH to the next stage's FETCH."""
+
+    name: str
+    kind: str
+    layer: int | None
+    debug_id: int
+    image: int
+    cycles: float
+    compute_cycles: float      # the unit(s) working (with data at full rate)
+    memory_cycles: float       # waiting for DRAM with no compute overlapping
+    bytes_read: int
+    bytes_written: int
+    end: float = 0.0           # absolute cycle of the next FETCH (DONE for the last stage)
+
+    @property
+    def overhead_cycles(self) -> float:
+        """Sequencer states, descriptor issue, memory latencies, settle."""
+        return self.cycles - self.compute_cycles - self.memory_cycles
+
+    @property
+    def bound(self) -> str:
+        return "memory" if self.memory_cycles > self.compute_cycles else "compute"
+
+    def row(self) -> dict:
+        return dict(name=self.name, kind=self.kind, layer=self.layer, debug_id=self.debug_id,
+                    image=self.image, cycles=round(self.cycles),
+                    compute_cycles=round(self.compute_cycles),
+                    memory_cycles=round(self.memory_cycles),
+                    overhead_cycles=round(self.overhead_cycles), bound=self.bound,
+                    bytes_read=self.bytes_read, bytes_written=self.bytes_written,
+                    stop_cycles=round(self.end + RUN_EDGES))
+
+
+@dataclass
+class TopResult:
+    cfg_name: str
+    clock_hz: float
+    memory: dict
+    routing: str
+    num_images: int
+    preload_cycles: float
+    stages: list = field(repr=False)
+    preload_stream_cycles: float = 0.0
+    preload_bytes: int = 0
+
+    @property
+    def cycles(self) -> float:
+        """The ``cycles`` register at ``ap_done``."""
+        return (self.stages[-1].end if self.stages else self.preload_cycles) + RUN_EDGES
+
+    @property
+    def ms_per_image(self) -> float:
+        return 1e3 * self.cycles / self.clock_hz / self.num_images
+
+    @property
+    def images_per_s(self) -> float:
+        return 1e3 / self.ms_per_image
+
+    def stop_cycles(self) -> dict[int, float]:
+        """The ``cycles`` register a run stopped at each debug id (image 0) would read."""
+        return {s.debug_id: s.end + RUN_EDGES for s in self.stages if s.image == 0}
+
+    def by_kind(self) -> dict:
+        """Cycles, compute / DRAM wait / overhead and DRAM bytes per stage kind; ``preload``:
+        the patch-embedding weights loaded before the first image."""
+        out: dict = {}
+        if self.preload_cycles:
+            out["preload"] = dict(cycles=self.preload_cycles, compute=0.0,
+                                  memory=self.preload_stream_cycles,
+                                  overhead=self.preload_cycles - self.preload_stream_cycles,
+                                  bytes=self.preload_bytes)
+        for s in self.stages:
+            d = out.setdefault(s.kind, dict(cycles=0.0, compute=0.0, memory=0.0,
+                                            overhead=0.0, bytes=0))
+            d["cycles"] += s.cycles
+            d["compute"] += s.compute_cycles
+            d["memory"] += s.memory_cycles
+            d["overhead"] += s.overhead_cycles
+            d["bytes"] += s.bytes_read + s.bytes_written
+        return {k: {kk: round(vv) for kk, vv in v.items()} for k, v in out.items()}
+
+    def summary(self) -> dict:
+        b = {"compute": 0, "memory": 0}
+        for s in self.stages:
+            b[s.bound] += 1
+        rd = sum(s.bytes_read for s in self.stages)
+        wr = sum(s.bytes_written for s in self.stages)
+        return dict(preset=self.cfg_name, clock_mhz=self.clock_hz / 1e6,
+                    num_images=self.num_images, cycles=round(self.cycles),
+                    preload_cycles=round(self.preload_cycles),
+                    ms_per_image=round(self.ms_per_image, 4),
+                    images_per_s=round(self.images_per_s, 2),
+                    dram_mb_read_per_image=round(rd / self.num_images / 1e6, 3),
+                    dram_mb_written_per_image=round(wr / self.num_images / 1e6, 3),
+                    stages_compute_bound=b["compute"], stages_memory_bound=b["memory"],
+                    memory=self.memory, routing=self.routing)
+
+
+# ------------------------------------------------------------------------------ routing
+def uniform_routing(cfg: AcceleratorConfig) -> dict[int, list[int]]:
+    """Tokens per expert when the T x top_k assignments split as evenly as possible."""
+    n = cfg.tokens * cfg.top_k
+    base, extra = divmod(n, cfg.num_experts)
+    counts = [base + (e < extra) for e in range(cfg.num_experts)]
+    return {L: list(counts) for L in cfg.moe_layers}
+
+
+def golden_routing(cfg: AcceleratorConfig, images, weights, task: int = 0) -> list[dict]:
+    """Tokens per expert of each MoE layer for each image of ``images`` (uint8 [N,C,H,W])
+    from the golden model: one ``{layer: [E counts]}`` per image."""
+    from moevit.golden.model import GoldenModel
+    res = GoldenModel(cfg, weights).run(images, task=task)
+    n = len(next(iter(res.routing.values()))["tokens_per_expert"]) if res.routing else 1
+    return [{L: [int(v) for v in r["tokens_per_expert"][i]] for L, r in res.routing.items()}
+            for i in range(n)]
+
+
+def _check_routing(cfg, routing) -> dict[int, list[int]]:
+    if set(routing) != set(cfg.moe_layers):
+        raise ConfigError(f"routing has layers {sorted(routing)}; the config's MoE layers are "
+                          f"{list(cfg.moe_layers)} (tokens per expert per MoE layer)")
+    out = {}
+    for L, counts in routing.items():
+        c = [int(v) for v in np.asarray(counts).reshape(-1)]
+        if (len(c) != cfg.num_experts or min(c) < 0 or max(c) > cfg.tokens
+                or sum(c) != cfg.tokens * cfg.top_k):
+            raise ConfigError(f"routing of layer {L}: need {cfg.num_experts} token counts in "
+                              f"0..{cfg.tokens} (a token picks distinct experts) summing to "
+                              f"tokens x top_k = {cfg.tokens * cfg.top_k} (got {c})")
+        out[L] = c
+    return out
+
+
+# ------------------------------------------------------------------------------ unit models
+@lru_cache(maxsize=16)
+def _attention(cfg: AcceleratorConfig) -> tuple[int, int]:
+    from moevit.hw.units.attention_schedule import cycles_per_layer
+    c = cycles_per_layer(cfg)
+    return c["qk_cycles"], c["av_cycles"]
+
+
+@lru_cache(maxsize=16)
+def _gate(cfg: AcceleratorConfig) -> dict:
+    from moevit.hw.units.moe_gate import gate_model
+    return gate_model(cfg)
+
+
+def _layernorm(cfg) -> int:
+    from moevit.hw.units.layernorm import layernorm_cycles
+    return layernorm_cycles(cfg)["cycles"]
+
+
+def _residual(cfg) -> int:
+    from moevit.hw.units.residual import residual_cycles
+    return residual_cycles(cfg, cfg.tokens * cfg.feature_blocks)
+
+
+def _after_first_step(p: LS.PassCycles, tokens: int, ot: int, it: int, obpt: int,
+                      per_token: float) -> float:
+    """Cycles from a pass's first tile step to its last output beat (``pass_cycles``'
+    steady state and tail, with ``per_token`` possibly slowed by the memory)."""
+    return (tokens - 1) * per_token + ot * max(it, obpt) + p.tail
+
+
+# ------------------------------------------------------------------------------ the model
+class _Timeline:
+    def __init__(self, cfg: AcceleratorConfig, mem: Memory):
+        self.cfg, self.mem = cfg, mem
+        self.beat_bytes = cfg.axi_width // 8
+        self.lr, self.lw = mem.read_latency, mem.write_latency
+
+    # a stream stage: a unit fed by readers at full rate, its output to W_OUT
+    def first_beat(self) -> float:
+        """RUN-relative cycle of a stage's first read beat."""
+        return DESC_LOAD + READ_ISSUE + self.lr
+
+    def write_tail(self) -> float:
+        """Last W beat -> the next FETCH: B, busy clear, settle, exit."""
+        return self.lw + BUSY_CLEAR + SETTLE + STAGE_EXIT
+
+    def port_bound(self, st: prog.Stage) -> float:
+        """Cycles the busiest port of a stage needs for its beats (1/cycle ideal)."""
+        per_port: dict[int, int] = {}
+        for ch, ds in st.reads.items():
+            per_port[prog.READ_PORT[ch]] = per_port.get(prog.READ_PORT[ch], 0) + sum(
+                d.total_beats for d in ds)
+        rd = max(per_port.values(), default=0)
+        wr = max((sum(d.total_beats for d in ds) for ds in st.writes.values()), default=0)
+        return self.mem.stream(max(rd, wr))
+
+    def stage_bytes(self, st: prog.Stage) -> tuple[int, int]:
+        rd = sum(d.total_beats for ds in st.reads.values() for d in ds) * self.beat_bytes
+        wr = sum(d.total_beats for ds in st.writes.values() for d in ds) * self.beat_bytes
+        return rd, wr
+
+    def stream_stage(self, st: prog.Stage, unit: float) -> tuple[float, float, float]:
+        """(cycles, compute, memory) of a stream stage whose unit needs ``unit`` cycles from
+        its first input beat to its last output beat (both counted)."""
+        rd, wr = self.stage_bytes(st)
+        mem_bound = max(self.port_bound(st), self.mem.shared(rd + wr))
+        busy = max(unit, mem_bound)
+        cycles = STAGE_ENTRY + self.first_beat() + busy - 1 + self.write_tail()
+        return cycles, unit, busy - unit
+
+    def linear_stage(self, st: prog.Stage) -> tuple[float, float, float]:
+        cfg, op = self.cfg, st.linear
+        g = LS.geometry(cfg, LS.linear_format(cfg))
+        n_in, n_out = op.in_tiles * g.tile_in, op.out_tiles * g.tile_out
+        p = LS.pass_cycles(g, n_in, n_out, op.tokens, gelu=op.gelu)
+        w_beats = sum(d.total_beats for d in st.reads[prog.R_WEIGHTS])
+        load = self.mem.stream(w_beats)
+        w_last = self.first_beat() + load - 1
+        x_row = self.first_beat() + self.mem.stream(g.in_beats(n_in)) - 1
+        first_step = max(w_last, x_row) + BANK_FULL
+        out_row = self.mem.stream(op.out_tiles * g.out_beats_per_tile)
+        per_token = max(p.per_token, self.mem.stream(g.in_beats(n_in)), out_row)
+        after = _after_first_step(p, op.tokens, op.out_tiles, op.in_tiles,
+                                  g.out_beats_per_tile, per_token)
+        last = first_step + after
+        cycles = STAGE_ENTRY + last + self.write_tail()
+        compute = _after_first_step(p, op.tokens, op.out_tiles, op.in_tiles,
+                                    g.out_beats_per_tile, p.per_token)
+        return cycles, compute, (first_step - self.first_beat()) + (after - compute)
+
+    def patch_stage(self, st: prog.Stage) -> tuple[float, float, float]:
+        cfg, op = self.cfg, st.linear
+        g = LS.geometry(cfg, LS.patch_format(cfg))
+        n_in, n_out = op.in_tiles * g.tile_in, op.out_tiles * g.tile_out
+        p = LS.pass_cycles(g, n_in, n_out, op.tokens)
+        gg = gather_geometry(cfg)
+        # the gather's first strip is written (pix at the port rate), then its rows leave
+        # GATHER_READ_LATENCY after their reads; pass_cycles counts x from its cycle 1
+        strip = self.mem.stream(gg.strip_beats) + GATHER_READ_LATENCY - 1
+        per_token = max(p.per_token, self.mem.stream(gg.strip_beats) / gg.grid_w)
+        unit = strip + p.cycles + (op.tokens - 1) * (per_token - p.per_token)
+        cycles = STAGE_ENTRY + self.first_beat() + unit - 1 + self.write_tail()
+        return cycles, p.cycles, unit - p.cycles
+
+    def preload_beats(self) -> int:
+        return sum(d.beats for d in prog.patch_weight_load(self.cfg))
+
+    def preload(self) -> float:
+        """PRELOAD + PRELOAD_WAIT: the patch weights and biases on the weight reader."""
+        beats = self.preload_beats()
+        return (PRELOAD_ENTRY + READ_ISSUE + self.lr + self.mem.stream(beats) - 1
+                + BUSY_CLEAR + STAGE_EXIT)
+
+    # ------------------------------------------------------------------ MoE
+    def moe_stage(self, st: prog.Stage, counts: list[int]) -> tuple[float, float, float,
+                                                                     int, int]:
+        cfg, mem = self.cfg, self.mem
+        T, D, Dh, E = cfg.tokens, cfg.dim, cfg.expert_hidden, cfg.num_experts
+        fb, bb = cfg.feature_block, self.beat_bytes
+        row, hid = D // fb, Dh // fb
+        g = LS.geometry(cfg, LS.linear_format(cfg))
+        rd = wr = 0
+        compute = memory = 0.0
+        # ZERO: T rows of zeros on W_OUT, then wait for the writer
+        zero = mem.stream(T * row)
+        t = WRITE_ISSUE + zero - 1 + self.lw + BUSY_CLEAR + 1       # GATE entered
+        wr += T * row * bb
+        memory += zero
+        # GATE: gate weights (C) first, then the LN2 rows (A) into the gate
+        gg = MoeGateGeometry.from_config(cfg)
+        gm = _gate(cfg)
+        w_gate = prog.wt_beats(cfg, E * D)
+        x0 = t + READ_ISSUE + self.lr + mem.stream(w_gate) - 1 + GATE_WEIGHTS_FIRST
+        gate_unit = gm["cycles"] + max(0.0, mem.stream(T * gg.feature_blocks)
+                                       - T * gg.feature_blocks)
+        rd += (w_gate + T * row) * bb
+        compute += gate_unit
+        memory += mem.stream(w_gate)
+        used = [(e, n) for e, n in enumerate(counts) if n]
+        first_meta = x0 + gate_unit - 1 - E + used[0][0] + 1   # meta valid (registered scan)
+        p_start = first_meta + 1                                 # PASS
+        for e, n in used:
+            for fc2 in (False, True):
+                n_in, n_out = (Dh, D) if fc2 else (D, Dh)
+                p_end, c, m = self._moe_pass(g, p_start, n_in, n_out, n, fc2)
+                compute += c
+                memory += m
+                w = prog.wt_beats(cfg, n_in * n_out) + prog.wt_beats(cfg, n_out)
+                rd += (w + n * (n_in // fb) + (n * row if fc2 else 0)) * bb
+                wr += n * (n_out // fb) * bb
+                p_start = p_end + (PASS_NEXT_FC2 if not fc2 else PASS_NEXT_EXPERT)
+        end = p_end + MOE_EXIT                  # the next FETCH, relative to RUN
+        cycles = STAGE_ENTRY + end
+        return cycles, compute, memory, rd, wr
+
+    def _moe_pass(self, g, p: float, n_in: int, n_out: int, n: int, fc2: bool):
+        """One FC pass entered (PASS) at ``p``; returns (PASS_END cycle, compute, memory)."""
+        cfg, mem = self.cfg, self.mem
+        it, ot = n_in // g.tile_in, n_out // g.tile_out
+        pc = LS.pass_cycles(g, n_in, n_out, n, gelu=not fc2)
+        q = p + 1                                           # PASS_RUN: descriptors offered
+        w = prog.wt_beats(cfg, n_in * n_out) + prog.wt_beats(cfg, n_out)
+        w_last = q + READ_ISSUE + self.lr + mem.stream(w) - 1
+        in_beats = n_in // cfg.feature_block
+        x_row = q + GATHER_ROW_CYCLES + READ_ISSUE + self.lr + mem.stream(in_beats) - 1
+        first_step = max(w_last, x_row) + BANK_FULL
+        # rows arrive one per gather loop, and each at its port's rate (FC2: the hidden row
+        # on A and the accumulated tmp3 row on B, in parallel)
+        gather = max(GATHER_ROW_CYCLES, mem.stream(in_beats),
+                     mem.stream(cfg.dim // cfg.feature_block) if fc2 else 0)
+        per_token = max(pc.per_token, gather)
+        out_beats = n_out // cfg.feature_block
+        scatter = SCATTER_ROW_EXTRA + mem.stream(out_beats)
+        # engine's rows unthrottled (last beat of row i), then the scatter's row writes
+        written = None
+        for i in range(n):
+            e_i = first_step + i * per_token + ot * max(it, g.out_beats_per_tile) + pc.tail
+            w_i = e_i + SCATTER_ROW_EXTRA + mem.stream(out_beats) - out_beats
+            written = w_i if written is None else max(w_i, written + scatter)
+        end = max(written + PASS_QUIET, written + self.lw + BUSY_CLEAR + 1)
+        compute = _after_first_step(pc, n, ot, it, g.out_beats_per_tile, pc.per_token)
+        return end, compute, first_step - q
+
+
+def top_cycles(cfg: AcceleratorConfig, *, memory: str | Memory = "ideal",
+               routing: dict | None = None, num_images: int = 1, debug_id: int = 0,
+               reload: bool = True) -> TopResult:
+    """Model one ``ap_start`` of the RTL top for ``num_images`` images.
+
+    ``memory``: ``"ideal"`` (the RTL testbench memory), ``"board"`` (the ZCU104) or a
+    :class:`Memory`.  ``routing``: tokens per expert per MoE layer ({layer: [E counts]}) for
+    every image, or a list of those, one per image (:func:`golden_routing`); None assumes
+    the uniform top-k split (:func:`uniform_routing`) and says so in the result.  ``debug_id``: stop after that stage
+    of image 0 (as the RTL does), 0 = run to the end.  ``reload``: the patch weights are
+    loaded first (``reload_one_time_weights``)."""
+    if num_images < 1:
+        raise ConfigError(f"num_images must be >= 1 (got {num_images})")
+    mem = _memory(cfg, memory)
+    label = "given" if routing is not None else "uniform top-k split (assumed)"
+    per_image = routing if isinstance(routing, (list, tuple)) else [routing] * num_images
+    if len(per_image) < num_images:
+        raise ConfigError(f"routing: {len(per_image)} per-image routings for {num_images} "
+                          f"images; give one per image or one dict for all")
+    routes = [_check_routing(cfg, uniform_routing(cfg) if r is None else r)
+              for r in per_image[:num_images]]
+    stages = prog.program(cfg)
+    if debug_id and debug_id not in {s.debug_id for s in stages}:
+        raise ConfigError(f"debug_id {debug_id} is no stage of config {cfg.name!r}; see "
+                          f"moevit.hw.top.program.program(cfg) for the stage ids")
+    tl = _Timeline(cfg, mem)
+    t = tl.preload() if reload else 0.0
+    preload = t
+    pre_beats = tl.preload_beats() if reload else 0
+
+    def result(images):
+        return TopResult(cfg.name, cfg.clock_hz, mem.describe(), label, images, preload, out,
+                         mem.stream(pre_beats), pre_beats * tl.beat_bytes)
+    out: list[StageTime] = []
+    for image in range(num_images):
+        for st in stages:
+            rd, wr = tl.stage_bytes(st)
+            if st.kind == "linear":
+                cyc, comp, memc = tl.linear_stage(st)
+            elif st.kind == "patch":
+                cyc, comp, memc = tl.patch_stage(st)
+            elif st.kind == "moe":
+                cyc, comp, memc, rd, wr = tl.moe_stage(st, routes[image][st.layer])
+            else:
+                unit = {"ln": _layernorm, "residual": _residual}.get(st.kind)
+                if unit is not None:
+                    u = unit(cfg)
+                else:
+                    qk, av = _attention(cfg)
+                    u = qk if st.kind == "qk" else av
+                cyc, comp, memc = tl.stream_stage(st, u)
+            t += cyc
+            out.append(StageTime(st.name, st.kind, st.layer, st.debug_id, image, cyc, comp,
+                                 memc, rd, wr, end=t))
+            if debug_id and image == 0 and st.debug_id == debug_id:
+                return result(1)
+    return result(num_images)
+
+
+def held_out_config() -> AcceleratorConfig:
+    """The second config the model is checked on in RTL (bench/top_tiny_cycles.json): tiny
+    with 8 experts, FC1 scatter-bound (64-wide hidden rows) and FC2 engine-bound; the
+    model's constants were read from tiny's timeline only."""
+    from moevit.config import preset
+    return preset("tiny").replace(name="tiny-e8", expert_hidden=64, num_experts=8,
+                                  mlp_hidden=128)
+
+
+__all__ = ["Memory", "StageTime", "TopResult", "top_cycles", "uniform_routing",
+           "golden_routing", "held_out_config"]
