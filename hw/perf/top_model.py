@@ -408,7 +408,7 @@ class _Timeline:
         cfg, mem = self.cfg, self.mem
         T, D, Dh, E = cfg.tokens, cfg.dim, cfg.expert_hidden, cfg.num_experts
         fb, bb = cfg.feature_block, self.beat_bytes
-        row, hid = D // fb, Dh // fb
+        row = D // fb
         g = LS.geometry(cfg, LS.linear_format(cfg))
         rd = wr = 0
         compute = memory = 0.0
