@@ -69,8 +69,9 @@ BANK_FULL = 1
 #: MoE gate: its weights (reader C) load before it takes the first LN2 row; the first row
 #: handshake is the cycle after the last weight beat
 GATE_WEIGHTS_FIRST = 1
-#: MoE scatter: an output row's W_OUT descriptor is offered with its first beat and its beats
-#: pass only once the writer has the burst's length (:data:`WRITE_ISSUE` cycles)
+#: MoE scatter: an output row's W_OUT descriptor is offered with its first beat (and only
+#: after the previous row is written); its beats pass only once the writer has the burst's
+#: length, :data:`WRITE_ISSUE` cycles later (hidden when the row's out-tiles drain apart)
 SCATTER_ROW_EXTRA = WRITE_ISSUE
 #: MoE gather loop per row: rd_req handshake, the gate's queue read (READ_STAGES), the A/B
 #: descriptor register, the reader's handshake -- then the next rd_req
@@ -460,14 +461,23 @@ class _Timeline:
         gather = max(GATHER_ROW_CYCLES, mem.stream(in_beats),
                      mem.stream(cfg.dim // cfg.feature_block) if fc2 else 0)
         per_token = max(pc.per_token, gather)
-        out_beats = n_out // cfg.feature_block
-        scatter = SCATTER_ROW_EXTRA + mem.stream(out_beats)
-        # engine's rows unthrottled (last beat of row i), then the scatter's row writes
-        written = None
+        # the engine's output beats unthrottled: out-tile j of token i drains its
+        # out_beats_per_tile beats after its in-tiles, max(it, obpt) cycles apart; the
+        # scatter offers a row's descriptor with its first beat (once the previous row is
+        # written) and its beats pass SCATTER_ROW_EXTRA cycles later, one per port beat
+        obpt = g.out_beats_per_tile
+        spacing = max(it, obpt)
+        written = -math.inf
         for i in range(n):
-            e_i = first_step + i * per_token + ot * max(it, g.out_beats_per_tile) + pc.tail
-            w_i = e_i + SCATTER_ROW_EXTRA + mem.stream(out_beats) - out_beats
-            written = w_i if written is None else max(w_i, written + scatter)
+            e_i = first_step + i * per_token + ot * spacing + pc.tail
+            t = -math.inf
+            for j in range(ot):
+                for b in range(obpt):
+                    avail = e_i - (ot - 1 - j) * spacing - (obpt - 1 - b)
+                    if j == 0 and b == 0:
+                        t = max(avail, written + 1) + SCATTER_ROW_EXTRA - mem.beat_cycles
+                    t = max(avail, t + mem.beat_cycles)
+            written = t
         end = max(written + PASS_QUIET, written + self.lw + BUSY_CLEAR + 1)
         compute = _after_first_step(pc, n, ot, it, g.out_beats_per_tile, pc.per_token)
         return end, compute, first_step - q
@@ -534,8 +544,7 @@ def top_cycles(cfg: AcceleratorConfig, *, memory: str | Memory = "ideal",
 
 def held_out_config() -> AcceleratorConfig:
     """The second config the model is checked on in RTL (bench/top_tiny_cycles.json): tiny
-    with 8 experts, FC1 scatter-bound (64-wide hidden rows) and FC2 engine-bound; the
-    model's constants were read from tiny's timeline only."""
+    with 8 experts, FC1 scatter-bound (64-wide hidden rows) and FC2 engine-bound."""
     from moevit.config import preset
     return preset("tiny").replace(name="tiny-e8", expert_hidden=64, num_experts=8,
                                   mlp_hidden=128)
