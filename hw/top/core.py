@@ -28,7 +28,7 @@ ignored; the cycle model reports what it would gain.
 from __future__ import annotations
 
 from amaranth import Array, Const, Module, Mux, ResetInserter, Shape, Signal, unsigned
-from amaranth.lib import data, fifo, memory, stream
+from amaranth.lib import data, fifo, memory
 
 from moevit.config import AcceleratorConfig
 from moevit.errors import ConfigError
@@ -182,7 +182,7 @@ class SequencedCore:
         cfg = self.cfg
         args = ctl.args
         lay = entry_layout(cfg)
-        T, D = cfg.tokens, cfg.dim
+        D = cfg.dim
 
         # ---------------------------------------------------------------- units
         patch_reset = Signal()
