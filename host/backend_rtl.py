@@ -24,7 +24,6 @@ harness); outside one there is no simulator to talk to, and :func:`open_device` 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import pickle
@@ -218,18 +217,12 @@ def session_entry(harness, job_dir) -> dict:
 
 # ============================================================================ on the host
 def top_verilog_file(cfg: AcceleratorConfig, ports: int | None = None) -> Path:
-    """``moevit_top`` for ``cfg`` written under ``build/<digest>/host_rtl/`` (by content)."""
-    from moevit.hw.top.wrapper import MoevitTop, TOP_NAME, top_verilog
-    from moevit.sim.runner import unit_dir
-    text = top_verilog(MoevitTop(cfg, ports))
-    d = unit_dir(cfg, UNIT)
-    d.mkdir(parents=True, exist_ok=True)
-    v = d / f"{TOP_NAME}-{hashlib.sha256(text.encode()).hexdigest()[:12]}.v"
-    if not v.exists():
-        tmp = v.with_suffix(".tmp")
-        tmp.write_text(text)
-        tmp.replace(v)
-    return v
+    """``moevit_top`` for ``cfg`` (with ``ports`` memory masters) under ``build/`` — the same
+    cached file (and so the same simulator build) as the RTL testbenches use."""
+    from moevit.hw.top.wrapper import top_verilog_file as shared
+    if ports is not None and ports != cfg.mem_ports:
+        cfg = cfg.replace(mem_ports=ports)
+    return shared(cfg)
 
 
 def require_simulator(sim: str) -> None:

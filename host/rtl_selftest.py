@@ -7,9 +7,8 @@
 wait that must time out after a number of kernel cycles.  It only observes; the assertions are
 in ``tests/host/test_rtl_backend.py``.  Observations go to ``flow.pkl`` in the job folder.
 
-``python -m moevit.host.rtl_selftest OUT.jsonl`` records the fixture session on the rtl
-backend (the shipped fixture stays golden-recorded while ``moevit_top``'s core is a
-placeholder: a recording of it would hold outputs nothing computed).
+``python -m moevit.host.rtl_selftest tests/host/fixtures/rtl_tiny_session.jsonl`` records
+the fixture session on the rtl backend (the shipped rtl fixture).
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """The scripted session behind the shipped replay fixtures (``tests/host/fixtures/*.jsonl``).
 
 :func:`drive` runs the same calls on any :class:`Accelerator`: a batch of 3 for task 0, the same
-batch for task 1 (a task switch), and a stop at ``l0.score_buffer``.  The fixtures were recorded
-on the ``golden`` backend (``moevit_top``'s core is a placeholder; the rtl tests record the same
-script on ``rtl`` with :mod:`moevit.host.rtl_selftest`); the tests replay them
+batch for task 1 (a task switch), and a stop at ``l0.score_buffer``.  The fixtures are recorded
+on the ``golden`` backend (this module) and on ``rtl`` (:mod:`moevit.host.rtl_selftest`); the
+tests replay them
 through the ``pynq`` backend's code with a stand-in ``pynq`` module.  Regenerate them after a
 deliberate change of the driver's register sequence with::
 

@@ -25,7 +25,6 @@ from moevit.config import preset
 from moevit.errors import MoevitError
 from moevit.hw.top import vivado
 from moevit.hw.top.vivado_reports import parse_reports
-from moevit.hw.top.wrapper import PLACEHOLDER_NOTE
 from moevit.tools import build_root
 
 EXIT_NO_VIVADO = 2
@@ -71,9 +70,6 @@ def main(argv=None) -> int:
             return parse_only(args.parse_only)
         cfg = preset(args.preset)
         out = args.out or build_root() / "bitstream" / f"{cfg.name}-{cfg.digest}"
-        print("=" * 78)
-        print(PLACEHOLDER_NOTE)
-        print("=" * 78)
         files = vivado.write_project(cfg, out, ports=args.ports, jobs=args.jobs,
                                      saif=args.saif, saif_strip_path=args.saif_strip_path)
         for k, p in files.items():

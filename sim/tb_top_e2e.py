@@ -265,7 +265,7 @@ async def top_end_to_end(dut):
         if msg:
             errors.append(msg)
         metrics["runs"].append({**r, "cycles": cycles, "stage": stage,
-                                "mismatch": msg is None})
+                                "matched": msg is None})
         if r.get("corrupt_patch_weights"):
             dram.write("patch_embed_weights", packed.arrays["patch_embed_weights"])
 
@@ -293,7 +293,7 @@ async def top_end_to_end(dut):
         metrics["stops"][str(debug)] = {"tap": st.name, "cycles": cycles, "ok": ok}
 
     metrics.update(violations=host.violations[:20], n_violations=len(host.violations),
-                   bursts_read=host.bursts[0], bursts_written=host.bursts[1],
+                   reads=host.bursts[0], writes=host.bursts[1],
                    mismatches=len(errors), errors=errors[:20])
     write_metrics(metrics)
     assert not host.violations, "AXI protocol: " + "; ".join(host.violations[:5])

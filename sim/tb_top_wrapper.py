@@ -1,4 +1,5 @@
-"""cocotb smoke test of the exported ``moevit_top`` (Vivado port names, active-low reset):
+"""cocotb smoke test of the exported ``moevit_top`` built with ``placeholder=True`` (Vivado
+port names, active-low reset):
 the control block answers on ``s_axi_control_*`` (found by cocotbext-axi from the HLS-style
 upper-case names), the placeholder core completes a run, the interrupt reaches the
 ``interrupt`` port, and the memory masters stay silent (the placeholder issues nothing)."""

@@ -14,9 +14,13 @@ leaves every buffer as the host expects it):
   writer has anything outstanding; then the ``stage`` register takes its ``debug_id`` and a
   matching ``debug_id`` on the first image ends the run;
 * the MoE stage runs an expert FSM (:class:`_MoeSequencer`): zero the output, the gate over
-  the LN2 rows, then per non-empty expert (ascending): FC1 + GELU gathered by token and
-  scattered into ``tmp_hidden``, FC2 gathered by token with score-accumulate into ``tmp3``;
-  each used expert's weights are read once, unused experts never.
+  the LN2 rows, capture the gate's list of non-empty experts, then per used expert
+  (ascending): FC1 + GELU gathered by token and scattered into ``tmp_hidden``, FC2 gathered by
+  token with score-accumulate into ``tmp3``.  A weight streamer loads the passes' weights
+  ping/pong (FC1 → bank 0, FC2 → bank 1) one load ahead of the compute, so an expert's FC2
+  weights arrive while its FC1 runs and the next expert's FC1 while its FC2 runs; each used
+  expert's weights are read once, unused experts never.
+* dense linear stages load their weights at the stage start (no prefetch across stages).
 
 Before the first image, ``reload_one_time_weights`` loads the patch-embedding weights into
 the patch engine's kept bank (after a reset of that engine); without it the weights of an
@@ -28,7 +32,7 @@ ignored; the cycle model reports what it would gain.
 from __future__ import annotations
 
 from amaranth import Array, Const, Module, Mux, ResetInserter, Shape, Signal, unsigned
-from amaranth.lib import data, fifo, memory, stream
+from amaranth.lib import data, fifo, memory
 
 from moevit.config import AcceleratorConfig
 from moevit.errors import ConfigError
@@ -182,7 +186,7 @@ class SequencedCore:
         cfg = self.cfg
         args = ctl.args
         lay = entry_layout(cfg)
-        T, D = cfg.tokens, cfg.dim
+        D = cfg.dim
 
         # ---------------------------------------------------------------- units
         patch_reset = Signal()
@@ -249,8 +253,7 @@ class SequencedCore:
 
         moe = _MoeSequencer(cfg, m, gate, lin, ent, base_of)
         m.d.comb += moe.wo_idle.eq(~wports[prog.W_OUT].wr_busy &
-                                   ~rports[prog.R_A].rd_busy & ~rports[prog.R_B].rd_busy &
-                                   ~rports[prog.R_WEIGHTS].rd_busy)
+                                   ~rports[prog.R_A].rd_busy & ~rports[prog.R_B].rd_busy)
         in_moe = is_kind("moe")
 
         def drive_cmd(port_cmd, gen: _Cmd, alt: _Cmd | None):
@@ -593,10 +596,10 @@ class _MoeSequencer:
         wb2, bb2 = prog.wt_beats(cfg, D * Dh), prog.wt_beats(cfg, D)
         g = lin.g
 
+        # the compute pass now running: expert, its token count, FC1 (0) or FC2 (1)
         expert = Signal(gate.g.expert_bits, name="moe_expert")
         length = Signal(gate.g.length_bits, name="moe_length")
-        last = Signal(name="moe_last")
-        phase2 = Signal(name="moe_fc2")          # 0: FC1, 1: FC2
+        phase2 = Signal(name="moe_fc2")
         req_i = Signal(range(T + 1), name="moe_req_index")
 
         # tag FIFO: (token, score) per gathered row, popped at each row's last beat
@@ -681,31 +684,58 @@ class _MoeSequencer:
             with m.If(lastb):
                 m.d.sync += y_desc_sent.eq(0)
 
-        # weight descriptors (expert e of this layer) and the engine commands
-        w_slot = Signal(range(3), name="moe_w_slot")
+        # the expert list, captured from the gate's meta stream (ascending experts)
+        E = cfg.num_experts
+        ex_id = Array([Signal(gate.g.expert_bits, name=f"moe_list_expert{i}") for i in range(E)])
+        ex_len = Array([Signal(gate.g.length_bits, name=f"moe_list_length{i}")
+                        for i in range(E)])
+        n_used = Signal(range(E + 1), name="moe_experts_used")
+        passes = Signal(range(2 * E + 1), name="moe_passes")   # 2 per used expert
+        m.d.comb += passes.eq(n_used << 1)
+
+        # weight streamer: loads pass wi's weights (FC1 of expert wi/2 into bank 0, FC2 into
+        # bank 1) as soon as the previous load's beats are in: the engine's loader waits for
+        # the bank to be free, so FC2(e) loads while FC1(e) computes and FC1(e+1) while FC2(e)
+        # does (ping/pong prefetch); each used expert's weights are read once
+        wi = Signal(range(2 * E + 1), name="moe_load_index")
+        streaming = Signal(name="moe_streaming")
+        ld_fc2 = Signal(name="moe_load_fc2")
+        ld_exp = Signal(gate.g.expert_bits, name="moe_load_expert")
+        w_slot = Signal(range(3), init=2, name="moe_w_slot")
         w_left = Signal(BEATS_WIDTH, name="moe_w_left")   # weight beats before the biases
-        w1 = base_of(ptr["moe_weights_l1"]) + ent.moe.w1_offset + expert * st["w1"]
-        b1 = base_of(ptr["moe_bias_l1"]) + ent.moe.b1_offset + expert * st["b1"]
-        w2 = base_of(ptr["moe_weights_l2"]) + ent.moe.w2_offset + expert * st["w2"]
-        b2 = base_of(ptr["moe_bias_l2"]) + ent.moe.b2_offset + expert * st["b2"]
+        b_left = Signal(BEATS_WIDTH, name="moe_b_left")
+        wcmd_p, cmd_p = Signal(), Signal()
+        ld_busy = wcmd_p | (w_slot != 2) | (w_left != 0) | (b_left != 0)
+        with m.If(streaming & ~ld_busy & (wi < passes)):
+            m.d.sync += [ld_fc2.eq(wi[0]), ld_exp.eq(ex_id[wi >> 1]), wcmd_p.eq(1),
+                         w_slot.eq(0), w_left.eq(Mux(wi[0], wb2, wb1)),
+                         b_left.eq(Mux(wi[0], bb2, bb1)), wi.eq(wi + 1)]
+        w1 = base_of(ptr["moe_weights_l1"]) + ent.moe.w1_offset + ld_exp * st["w1"]
+        b1 = base_of(ptr["moe_bias_l1"]) + ent.moe.b1_offset + ld_exp * st["b1"]
+        w2 = base_of(ptr["moe_weights_l2"]) + ent.moe.w2_offset + ld_exp * st["w2"]
+        b2 = base_of(ptr["moe_bias_l2"]) + ent.moe.b2_offset + ld_exp * st["b2"]
         m.d.comb += [self.cmd_w.valid.eq(w_slot < 2),
-                     self.cmd_w.addr.eq(Mux(phase2, Mux(w_slot == 0, w2, b2),
+                     self.cmd_w.addr.eq(Mux(ld_fc2, Mux(w_slot == 0, w2, b2),
                                             Mux(w_slot == 0, w1, b1))),
-                     self.cmd_w.beats.eq(Mux(phase2, Mux(w_slot == 0, wb2, bb2),
+                     self.cmd_w.beats.eq(Mux(ld_fc2, Mux(w_slot == 0, wb2, bb2),
                                              Mux(w_slot == 0, wb1, bb1))),
                      self.w_to_w.eq(w_left != 0)]
         with m.If(self.cmd_w.valid & self.cmd_w.ready):
             m.d.sync += w_slot.eq(w_slot + 1)
-        with m.If(self.w_fire_in & (w_left != 0)):
-            m.d.sync += w_left.eq(w_left - 1)
-        m.d.comb += [self.wcmd.bank.eq(phase2), self.cmd.bank.eq(phase2),
-                     self.wcmd.in_tiles.eq(Mux(phase2, Dh // g.tile_in, D // g.tile_in)),
-                     self.wcmd.out_tiles.eq(Mux(phase2, D // g.tile_out, Dh // g.tile_out)),
+        with m.If(self.w_fire_in):
+            with m.If(w_left != 0):
+                m.d.sync += w_left.eq(w_left - 1)
+            with m.Else():
+                m.d.sync += b_left.eq(b_left - 1)
+        m.d.comb += [self.wcmd.bank.eq(ld_fc2),
+                     self.wcmd.in_tiles.eq(Mux(ld_fc2, Dh // g.tile_in, D // g.tile_in)),
+                     self.wcmd.out_tiles.eq(Mux(ld_fc2, D // g.tile_out, Dh // g.tile_out))]
+        # the compute pass's command (bank = FC2)
+        m.d.comb += [self.cmd.bank.eq(phase2),
                      self.cmd.in_tiles.eq(Mux(phase2, Dh // g.tile_in, D // g.tile_in)),
                      self.cmd.out_tiles.eq(Mux(phase2, D // g.tile_out, Dh // g.tile_out)),
                      self.cmd.tokens.eq(length), self.cmd.gelu.eq(~phase2),
                      self.cmd.score.eq(phase2), self.cmd.add.eq(phase2)]
-        wcmd_p, cmd_p = Signal(), Signal()
         m.d.comb += [self.wcmd_valid.eq(wcmd_p), self.cmd_valid.eq(cmd_p)]
         with m.If(self.wcmd_valid & self.wcmd_ready):
             m.d.sync += wcmd_p.eq(0)
@@ -736,33 +766,36 @@ class _MoeSequencer:
             m.d.sync += rows_written.eq(rows_written + 1)
 
         pass_quiet = Signal()
-        m.d.comb += pass_quiet.eq((rows_written == length) & ~wcmd_p & ~cmd_p &
-                                  (w_slot == 2) & (w_left == 0) & ~a_pend & ~b_pend &
+        m.d.comb += pass_quiet.eq((rows_written == length) & ~cmd_p & ~a_pend & ~b_pend &
                                   (req_i == length) & ~req_sent & ~tags.r_rdy)
         wait = Signal(3, name="moe_wait")
+        ci = Signal(range(2 * E + 1), name="moe_pass_index")
+        m.d.comb += [expert.eq(ex_id[ci >> 1]), length.eq(ex_len[ci >> 1]), phase2.eq(ci[0])]
 
         with m.FSM(name="moe"):
             with m.State("IDLE"):
                 m.d.comb += self.done.eq(1)
-                m.d.sync += [w_slot.eq(2), w_left.eq(0)]
                 with m.If(self.start):
-                    m.d.sync += [zero_desc.eq(1), zero_left.eq(T * row_beats)]
+                    m.d.sync += [zero_desc.eq(1), zero_left.eq(T * row_beats), n_used.eq(0),
+                                 wi.eq(0), ci.eq(0)]
                     m.next = "ZERO"
             with m.State("ZERO"):
                 with m.If(~zero_desc & (zero_left == 0) & self.wo_idle):
                     m.d.sync += [gate_c.eq(1), gate_a.eq(1), self.x_to_linear.eq(0)]
                     m.next = "GATE"
             with m.State("GATE"):
+                # the gate's list of non-empty experts, ascending, into ex_id/ex_len
                 with m.If(gate.meta.valid & ~gate_a & ~gate_c):
                     m.d.comb += gate.meta.ready.eq(1)
-                    m.d.sync += [expert.eq(gate.meta.payload.expert),
-                                 length.eq(gate.meta.payload.length),
-                                 last.eq(gate.meta.payload.last), phase2.eq(0)]
-                    m.next = "PASS"
+                    m.d.sync += [ex_id[n_used].eq(gate.meta.payload.expert),
+                                 ex_len[n_used].eq(gate.meta.payload.length),
+                                 n_used.eq(n_used + 1)]
+                    with m.If(gate.meta.payload.last):
+                        m.d.sync += [streaming.eq(1), self.owns_weights.eq(1),
+                                     self.x_to_linear.eq(1)]
+                        m.next = "PASS"
             with m.State("PASS"):
-                m.d.sync += [self.owns_weights.eq(1), self.x_to_linear.eq(1),
-                             w_slot.eq(0), w_left.eq(Mux(phase2, wb2, wb1)), wcmd_p.eq(1),
-                             cmd_p.eq(1), req_i.eq(0), rows_written.eq(0), y_beat.eq(0),
+                m.d.sync += [cmd_p.eq(1), req_i.eq(0), rows_written.eq(0), y_beat.eq(0),
                              a_beat.eq(0), y_desc_sent.eq(0), gather_on.eq(1),
                              scatter_on.eq(1), wait.eq(0)]
                 m.next = "PASS_RUN"
@@ -775,17 +808,16 @@ class _MoeSequencer:
                     m.d.sync += [gather_on.eq(0), scatter_on.eq(0)]
                     m.next = "PASS_END"
             with m.State("PASS_END"):
-                # the writes of this pass must be complete before the next pass reads them;
-                # the top's quiet check covers the ports (see SequencedCore), this state waits
-                # for the W_OUT writer through ``wo_idle``
+                # this pass's writes are complete before the next pass reads them
                 with m.If(self.wo_idle):
-                    with m.If(~phase2):
-                        m.d.sync += phase2.eq(1)
-                        m.next = "PASS"
-                    with m.Elif(last):
-                        m.d.comb += gate.release.valid.eq(1)
-                        with m.If(gate.release.ready):
-                            m.d.sync += [self.owns_weights.eq(0), self.x_to_linear.eq(0)]
-                            m.next = "IDLE"
+                    with m.If(ci + 1 == passes):
+                        m.next = "RELEASE"
                     with m.Else():
-                        m.next = "GATE"
+                        m.d.sync += ci.eq(ci + 1)
+                        m.next = "PASS"
+            with m.State("RELEASE"):
+                m.d.comb += gate.release.valid.eq(1)
+                with m.If(gate.release.ready & ~ld_busy):
+                    m.d.sync += [self.owns_weights.eq(0), self.x_to_linear.eq(0),
+                                 streaming.eq(0)]
+                    m.next = "IDLE"

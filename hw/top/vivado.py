@@ -247,13 +247,17 @@ def write_project(cfg: AcceleratorConfig, out_dir, *, ports: int | None = None,
     import shutil
     from pathlib import Path
 
-    from moevit.hw.top.wrapper import PLACEHOLDER_NOTE, MoevitTop, top_verilog
+    from moevit.hw.top.wrapper import MoevitTop, core_note, top_verilog_file
+    from moevit.hw.units.common import silence
     board_part(cfg)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    top = MoevitTop(cfg, ports)
+    if ports is not None and ports != cfg.mem_ports:
+        cfg = cfg.replace(mem_ports=ports)
+    top = MoevitTop(cfg)
+    silence(top)   # only its interfaces are read here; the Verilog comes from the cache
     verilog = out / f"{TOP_NAME}.v"
-    verilog.write_text(top_verilog(top))
+    shutil.copyfile(top_verilog_file(cfg), verilog)   # cached: elaboration takes a while
     saif_name = None
     if saif is not None:
         saif = Path(saif)
@@ -265,10 +269,10 @@ def write_project(cfg: AcceleratorConfig, out_dir, *, ports: int | None = None,
             shutil.copyfile(saif, out / saif_name)
     tcl = out / f"{OUTPUT_STEM}.tcl"
     tcl.write_text(project_tcl(cfg, top, verilog_name=verilog.name, jobs=jobs, saif=saif_name,
-                               saif_strip_path=saif_strip_path, notice=PLACEHOLDER_NOTE))
+                               saif_strip_path=saif_strip_path, notice=core_note(top)))
     info = out / f"{TOP_NAME}.json"
     info.write_text(json.dumps({
-        "top": TOP_NAME, "placeholder_core": True, "note": PLACEHOLDER_NOTE,
+        "top": TOP_NAME, "placeholder_core": top.placeholder, "note": core_note(top),
         "config": cfg.name, "config_digest": cfg.digest, "part": cfg.fpga_part,
         "board": cfg.board, "clock_mhz": cfg.clock_mhz,
         "control": {"base_address": rm.REGMAP.base_address,

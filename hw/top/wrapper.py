@@ -13,10 +13,11 @@ Every port carries ``X_INTERFACE_INFO`` (and the first port of each interface
 AXI interfaces, clock, reset and interrupt inferred.  ``FREQ_HZ`` is left for the block
 design to propagate from the PS clock.
 
-**Placeholder core.**  The accelerator's datapath and sequencer are not assembled yet.  What
-sits behind the control block here is :class:`PlaceholderCore`: it answers ``ap_start`` with
-``ap_done`` one cycle later and never touches memory (the masters' streams are tied off).
-The exported Verilog starts with a comment saying so, and ``make bitstream`` prints it.
+Behind the control block sits the accelerator: :class:`moevit.hw.top.core.SequencedCore`
+(the datapath units run by the spec §6.2 schedule over the memory masters).  For a quick
+control-block smoke test, ``MoevitTop(cfg, ports, placeholder=True)`` puts
+:class:`PlaceholderCore` there instead (``ap_done`` one cycle after ``ap_start``, no memory
+access; any number of ports); its exported Verilog starts with a comment saying so.
 """
 
 from __future__ import annotations
@@ -241,11 +242,56 @@ def top_verilog(top: MoevitTop) -> str:
     if missing:
         raise RuntimeError(f"ports {sorted(missing)} not found in the exported {TOP_NAME}")
     text = text[:start] + "".join(body) + text[end:]
-    header = "\n".join(f"// {line}" for line in _wrap(PLACEHOLDER_NOTE))
+    header = "\n".join(f"// {line}" for line in _wrap(core_note(top)))
     return (f"{header}\n// config {top.cfg.name} ({top.cfg.digest}), {top.ports} memory "
             f"ports\n{text}")
+
+
+def core_note(top: MoevitTop) -> str:
+    """What sits behind the control block, for file headers and reports."""
+    if top.placeholder:
+        return PLACEHOLDER_NOTE
+    return (f"moevit accelerator: sequenced core with {len(top.core.stages)} stages per image "
+            f"(spec 6.2), every tensor through DRAM, {top.ports} AXI4 memory masters.")
 
 
 def _wrap(text: str, width: int = 96) -> list[str]:
     import textwrap
     return textwrap.wrap(text, width)
+
+
+#: packages under hw/ never elaborated into the top (performance models): editing them must
+#: not make a new top (and a simulator rebuild)
+NOT_HARDWARE = ("perf",)
+
+
+def _hw_sources_key() -> str:
+    """Hash of the hardware sources (an edited unit makes a new top)."""
+    import hashlib
+    from pathlib import Path
+
+    import moevit.hw as hw
+    root = Path(hw.__file__).parent
+    h = hashlib.sha256()
+    for f in sorted(root.rglob("*.py")):
+        if f.relative_to(root).parts[0] in NOT_HARDWARE:
+            continue
+        h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def top_verilog_file(cfg: AcceleratorConfig):
+    """``moevit_top``'s Verilog for ``cfg`` under ``build/<digest>/top/``, cached by the
+    config and the hardware sources (elaborating the full core takes a while)."""
+    import hashlib
+
+    from moevit.tools import build_root
+    d = build_root() / cfg.digest / "top"
+    d.mkdir(parents=True, exist_ok=True)
+    key = hashlib.sha256(f"{cfg.digest}|{_hw_sources_key()}".encode()).hexdigest()[:12]
+    vfile = d / f"{TOP_NAME}-{key}.v"
+    if not vfile.exists():
+        tmp = vfile.with_suffix(f".{__import__('os').getpid()}.tmp")
+        tmp.write_text(top_verilog(MoevitTop(cfg)))
+        tmp.replace(vfile)
+    return vfile

@@ -1,12 +1,11 @@
 """The ``rtl`` backend: the unchanged driver inside a cocotb simulation of ``moevit_top``
 (Verilator, tiny preset).
 
-Against today's top (PLACEHOLDER core: ap_done a cycle after ap_start, no memory traffic) this
-checks the register flow end to end through the real AXI-Lite slave (pointers at their
+It checks the register flow end to end through the real AXI-Lite slave (pointers at their
 offsets, 64-bit, read back; num_images, debug_id, the task switch's gate pointer; CTRL; the
 interrupt pin and IP_ISR; the cycle counter), waits that time out in kernel cycles with the
-driver's error, and record/replay of an rtl session through the pynq backend's code.  The
-golden == rtl comparison is written and marked xfail(strict) until the real core lands.
+driver's error, and record/replay of an rtl session through the pynq backend's code.  And
+golden == rtl: the same session and every stop_at stage give the same tensors on both.
 """
 import json
 import re
@@ -26,7 +25,6 @@ from moevit.regmap import CTRL_BITS, REGMAP
 
 FIX = Path(__file__).parent / "fixtures"
 GOLDEN_SESSION = FIX / "golden_tiny_session.jsonl"
-PLACEHOLDER = "moevit_top core is a placeholder"
 W = REGMAP.words()
 
 
@@ -157,8 +155,6 @@ def test_driver_timeout_names_stage_cycles_and_causes():
 
 
 @pytest.mark.rtl
-@pytest.mark.xfail(strict=True, reason=f"{PLACEHOLDER}: it does no memory access, so stalled "
-                                       f"memory cannot hang it")
 def test_stalled_memory_times_out():
     _need_verilator()
     from moevit.host.backend_rtl import run_session
@@ -222,7 +218,6 @@ def test_rtl_session_replays_through_pynq_backend(flow, tmp_path, monkeypatch):
 
 # ---------------------------------------------------------------------------- golden == rtl
 @pytest.mark.rtl
-@pytest.mark.xfail(strict=True, reason=PLACEHOLDER)
 def test_golden_equals_rtl(flow, tiny, reference):
     """The fixture session (both tasks, a task switch, a batch of 3, a stop) and every
     stop_at stage give the same tensors on rtl as on the golden backend and GoldenModel."""

@@ -66,7 +66,7 @@ def interfaces_from_verilog(ports: dict) -> dict:
 def test_verilog_interfaces_are_complete(project):
     out, files = project
     text = files["verilog"].read_text()
-    assert text.startswith("// PLACEHOLDER CORE")
+    assert text.startswith("// moevit accelerator: sequenced core")
     ifaces, params = interfaces_from_verilog(verilog_ports(text))
     cfg = preset("zcu104")
     ctl = ifaces["s_axi_control"]["signals"]
@@ -122,7 +122,8 @@ def test_tcl_matches_regmap_config_and_top(project):
     for rpt in vivado.REPORTS.values():
         assert rpt in flat
     info = json.loads(files["info"].read_text())
-    assert info["placeholder_core"] is True
+    assert info["placeholder_core"] is False
+    assert "sequenced core" in info["note"]
     assert info["control"]["base_address"] == REGMAP.base_address
 
 
@@ -180,7 +181,7 @@ def test_script_without_vivado_writes_tcl_and_exits_2(tmp_path):
                           str(tmp_path)], capture_output=True, text=True, env=env, timeout=300)
     assert res.returncode == 2, res.stdout + res.stderr
     assert "Vivado not found on PATH" in res.stderr
-    assert PLACEHOLDER_NOTE in res.stdout
+    assert PLACEHOLDER_NOTE not in res.stdout + (tmp_path / "moevit_top.v").read_text()
     assert (tmp_path / "moevit.tcl").is_file() and (tmp_path / "moevit_top.v").is_file()
 
 

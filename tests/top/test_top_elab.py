@@ -62,7 +62,7 @@ def test_master_errors(kw, msg):
 
 
 def test_top_interfaces():
-    top = MoevitTop(preset("zcu104").replace(mem_ports=2))
+    top = MoevitTop(preset("zcu104").replace(mem_ports=2), placeholder=True)
     silence(top)
     names = [i.name for i in top.interfaces()]
     assert names == ["s_axi_control", "m_axi_gmem0", "m_axi_gmem1"]
@@ -72,3 +72,6 @@ def test_top_interfaces():
     assert top.interfaces()[0].addr_width == rm.ADDRESS_WIDTH
     with pytest.raises(ConfigError, match="memory ports 0"):
         MoevitTop(preset("zcu104"), ports=0)
+    # the sequenced core reads on one port per reader channel
+    with pytest.raises(ConfigError, match="mem_ports is 2"):
+        MoevitTop(preset("zcu104"), ports=2)

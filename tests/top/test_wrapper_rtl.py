@@ -1,5 +1,6 @@
-"""The exported Vivado top (moevit_top, placeholder core) in RTL simulation: the control
-block answers through the HLS-style port names (sim/tb_top_wrapper.py)."""
+"""The exported Vivado top with the placeholder core (``placeholder=True``: one port, a fast
+build) in RTL simulation: the control block answers through the HLS-style port names
+(sim/tb_top_wrapper.py).  The real core's runs are in test_top_e2e.py."""
 
 import pytest
 
@@ -16,7 +17,7 @@ def test_exported_top_control_roundtrip():
     cfg = preset("tiny")
     ports = 1
     import hashlib
-    text = top_verilog(MoevitTop(cfg, ports))
+    text = top_verilog(MoevitTop(cfg, ports, placeholder=True))
     d = unit_dir(cfg, "top_wrapper")
     d.mkdir(parents=True, exist_ok=True)
     vfile = d / f"{TOP_NAME}-{hashlib.sha256(text.encode()).hexdigest()[:12]}.v"
