@@ -79,9 +79,22 @@ GATHER_ROW_CYCLES = READ_STAGES + 2
 #: MoE pass end: ``rows_written`` registers the last row (1), then the FSM waits for 8 quiet
 #: cycles (``moe_wait`` counts to 7) before PASS_END
 PASS_QUIET = 1 + 8
-#: MoE FSM: PASS_END -> PASS (FC1 -> FC2), PASS_END -> GATE -> PASS (next expert), and
-#: PASS_END (release) -> IDLE, which lets the stage end the next cycle
-PASS_NEXT_FC2, PASS_NEXT_EXPERT, MOE_EXIT = 1, 2, 2
+#: MoE FSM: PASS_END -> PASS (the next pass), and PASS_END -> RELEASE -> IDLE, which lets
+#: the stage end the next cycle
+PASS_NEXT, MOE_EXIT = 1, 3
+#: MoE weight streamer: the first load's descriptor one cycle after PASS is entered (the
+#: streamer starts on ``streaming``, its descriptor registered); a next load is offered
+#: LOAD_NEXT cycles after the previous load's last beat (its counters registered)
+LOAD_START, LOAD_NEXT = 0, 1
+#: linear engine: a bank is free again the cycle after its pass's last step
+BANK_CLEAR = 1
+#: MoE gather: PASS_RUN -> the first gathered row's descriptor handshake (rd_req, the gate's
+#: queue read, the A descriptor register) and the reader's issue; + memory latency = first
+#: beat
+GATHER_FIRST_BEAT = READ_STAGES + 1 + READ_ISSUE
+#: linear engine: an input row is usable from the cycle of its last beat, one cycle earlier
+#: than a bank after its last weight beat (pass_cycles: in_beats + 1 against max(w, b) + 2)
+ROW_FULL = 0
 
 #: board assumptions (no board measurement yet): PS DDR4 read latency through an HP port
 #: and the interconnect, and the write-response latency
@@ -429,33 +442,47 @@ class _Timeline:
         compute += gate_unit
         memory += mem.stream(w_gate)
         used = [(e, n) for e, n in enumerate(counts) if n]
-        first_meta = x0 + gate_unit - 1 - E + used[0][0] + 1   # meta valid (registered scan)
-        p_start = first_meta + 1                                 # PASS
-        for e, n in used:
-            for fc2 in (False, True):
-                n_in, n_out = (Dh, D) if fc2 else (D, Dh)
-                p_end, c, m = self._moe_pass(g, p_start, n_in, n_out, n, fc2)
-                compute += c
-                memory += m
-                w = prog.wt_beats(cfg, n_in * n_out) + prog.wt_beats(cfg, n_out)
-                rd += (w + n * (n_in // fb) + (n * row if fc2 else 0)) * bb
-                wr += n * (n_out // fb) * bb
-                p_start = p_end + (PASS_NEXT_FC2 if not fc2 else PASS_NEXT_EXPERT)
+        # GATE takes the whole expert list (one meta a cycle, the scan registered); the
+        # last one starts the weight streamer and the first pass
+        last_meta = x0 + gate_unit - 1 - E + used[-1][0] + 1
+        p = last_meta + 1                                        # PASS of pass 0
+        passes = [(n, fc2) for _, n in used for fc2 in (False, True)]
+        # weight streamer: load k (pass k's weights + biases, bank k % 2) is offered once
+        # load k-1's beats are all in; its beats flow once bank k % 2 is free (pass k-2's
+        # last step issued)
+        desc = p + 1 + LOAD_START
+        bank_free = [-math.inf, -math.inf]
+        w_last = []
+        for k, (n, fc2) in enumerate(passes):
+            n_in, n_out = (Dh, D) if fc2 else (D, Dh)
+            w = prog.wt_beats(cfg, n_in * n_out) + prog.wt_beats(cfg, n_out)
+            rd += w * bb
+            first = max(desc + READ_ISSUE + self.lr, bank_free[k % 2])
+            w_last.append(first + mem.stream(w) - 1)
+            desc = w_last[-1] + 1 + LOAD_NEXT
+            # the pass itself
+            q = p + 1
+            p_end, last_step, c, m = self._moe_pass(g, q, n_in, n_out, n, fc2, w_last[k])
+            bank_free[k % 2] = last_step + BANK_CLEAR
+            compute += c
+            memory += m
+            rd += (n * (n_in // fb) + (n * row if fc2 else 0)) * bb
+            wr += n * (n_out // fb) * bb
+            p = p_end + PASS_NEXT
         end = p_end + MOE_EXIT                  # the next FETCH, relative to RUN
         cycles = STAGE_ENTRY + end
         return cycles, compute, memory, rd, wr
 
-    def _moe_pass(self, g, p: float, n_in: int, n_out: int, n: int, fc2: bool):
-        """One FC pass entered (PASS) at ``p``; returns (PASS_END cycle, compute, memory)."""
+    def _moe_pass(self, g, q: float, n_in: int, n_out: int, n: int, fc2: bool,
+                  w_last: float):
+        """One FC pass whose PASS_RUN starts at ``q`` and whose weights' last beat is at
+        ``w_last``; returns (PASS_END cycle, last step, compute, memory wait)."""
         cfg, mem = self.cfg, self.mem
         it, ot = n_in // g.tile_in, n_out // g.tile_out
         pc = LS.pass_cycles(g, n_in, n_out, n, gelu=not fc2)
-        q = p + 1                                           # PASS_RUN: descriptors offered
-        w = prog.wt_beats(cfg, n_in * n_out) + prog.wt_beats(cfg, n_out)
-        w_last = q + READ_ISSUE + self.lr + mem.stream(w) - 1
         in_beats = n_in // cfg.feature_block
-        x_row = q + GATHER_ROW_CYCLES + READ_ISSUE + self.lr + mem.stream(in_beats) - 1
-        first_step = max(w_last, x_row) + BANK_FULL
+        x_row = q + GATHER_FIRST_BEAT + self.lr + mem.stream(in_beats) - 1
+        first_step = max(w_last + BANK_FULL, x_row + ROW_FULL)
         # rows arrive one per gather loop, and each at its port's rate (FC2: the hidden row
         # on A and the accumulated tmp3 row on B, in parallel)
         gather = max(GATHER_ROW_CYCLES, mem.stream(in_beats),
@@ -479,8 +506,9 @@ class _Timeline:
                     t = max(avail, t + mem.beat_cycles)
             written = t
         end = max(written + PASS_QUIET, written + self.lw + BUSY_CLEAR + 1)
+        last_step = first_step + (n - 1) * per_token + ot * it - 1
         compute = _after_first_step(pc, n, ot, it, g.out_beats_per_tile, pc.per_token)
-        return end, compute, first_step - q
+        return end, last_step, compute, max(0.0, first_step - (x_row + ROW_FULL))
 
 
 def top_cycles(cfg: AcceleratorConfig, *, memory: str | Memory = "ideal",
