@@ -82,6 +82,9 @@ PASS_QUIET = 1 + 8
 #: MoE FSM: PASS_END -> PASS (the next pass), and PASS_END -> RELEASE -> IDLE, which lets
 #: the stage end the next cycle
 PASS_NEXT, MOE_EXIT = 1, 3
+#: the pre-streamer core (before main d77c3f0; see :func:`top_cycles`): FC2 -> the next
+#: expert went PASS_END -> GATE -> PASS, and PASS_END (release) -> IDLE -> FETCH
+PASS_NEXT_EXPERT_PRE, MOE_EXIT_PRE = 2, 2
 #: MoE weight streamer: the first load's descriptor one cycle after PASS is entered (the
 #: streamer starts on ``streaming``, its descriptor registered); a next load is offered
 #: LOAD_NEXT cycles after the previous load's last beat (its counters registered)
@@ -335,8 +338,8 @@ def _after_first_step(p: LS.PassCycles, tokens: int, ot: int, it: int, obpt: int
 
 # ------------------------------------------------------------------------------ the model
 class _Timeline:
-    def __init__(self, cfg: AcceleratorConfig, mem: Memory):
-        self.cfg, self.mem = cfg, mem
+    def __init__(self, cfg: AcceleratorConfig, mem: Memory, streamer: bool = True):
+        self.cfg, self.mem, self.streamer = cfg, mem, streamer
         self.beat_bytes = cfg.axi_width // 8
         self.lr, self.lw = mem.read_latency, mem.write_latency
 
@@ -443,9 +446,10 @@ class _Timeline:
         memory += mem.stream(w_gate)
         used = [(e, n) for e, n in enumerate(counts) if n]
         # GATE takes the whole expert list (one meta a cycle, the scan registered); the
-        # last one starts the weight streamer and the first pass
-        last_meta = x0 + gate_unit - 1 - E + used[-1][0] + 1
-        p = last_meta + 1                                        # PASS of pass 0
+        # last one starts the weight streamer and the first pass (pre-streamer core: the
+        # first meta starts the first pass)
+        meta = used[-1][0] if self.streamer else used[0][0]
+        p = x0 + gate_unit - 1 - E + meta + 1 + 1                # PASS of pass 0
         passes = [(n, fc2) for _, n in used for fc2 in (False, True)]
         # weight streamer: load k (pass k's weights + biases, bank k % 2) is offered once
         # load k-1's beats are all in; its beats flow once bank k % 2 is free (pass k-2's
@@ -457,19 +461,24 @@ class _Timeline:
             n_in, n_out = (Dh, D) if fc2 else (D, Dh)
             w = prog.wt_beats(cfg, n_in * n_out) + prog.wt_beats(cfg, n_out)
             rd += w * bb
-            first = max(desc + READ_ISSUE + self.lr, bank_free[k % 2])
+            q = p + 1                                   # PASS_RUN
+            if self.streamer:
+                first = max(desc + READ_ISSUE + self.lr, bank_free[k % 2])
+            else:                                       # loaded at the pass's start
+                first = q + READ_ISSUE + self.lr
             w_last.append(first + mem.stream(w) - 1)
             desc = w_last[-1] + 1 + LOAD_NEXT
-            # the pass itself
-            q = p + 1
             p_end, last_step, c, m = self._moe_pass(g, q, n_in, n_out, n, fc2, w_last[k])
             bank_free[k % 2] = last_step + BANK_CLEAR
             compute += c
             memory += m
             rd += (n * (n_in // fb) + (n * row if fc2 else 0)) * bb
             wr += n * (n_out // fb) * bb
-            p = p_end + PASS_NEXT
-        end = p_end + MOE_EXIT                  # the next FETCH, relative to RUN
+            if self.streamer:
+                p = p_end + PASS_NEXT
+            else:
+                p = p_end + (PASS_NEXT_EXPERT_PRE if fc2 else PASS_NEXT)
+        end = p_end + (MOE_EXIT if self.streamer else MOE_EXIT_PRE)   # next FETCH (RUN-relative)
         cycles = STAGE_ENTRY + end
         return cycles, compute, memory, rd, wr
 
@@ -513,7 +522,7 @@ class _Timeline:
 
 def top_cycles(cfg: AcceleratorConfig, *, memory: str | Memory = "ideal",
                routing: dict | None = None, num_images: int = 1, debug_id: int = 0,
-               reload: bool = True) -> TopResult:
+               reload: bool = True, moe_weight_streamer: bool = True) -> TopResult:
     """Model one ``ap_start`` of the RTL top for ``num_images`` images.
 
     ``memory``: ``"ideal"`` (the RTL testbench memory), ``"board"`` (the ZCU104) or a
@@ -521,7 +530,10 @@ def top_cycles(cfg: AcceleratorConfig, *, memory: str | Memory = "ideal",
     every image, or a list of those, one per image (:func:`golden_routing`); None assumes
     the uniform top-k split (:func:`uniform_routing`) and says so in the result.  ``debug_id``: stop after that stage
     of image 0 (as the RTL does), 0 = run to the end.  ``reload``: the patch weights are
-    loaded first (``reload_one_time_weights``)."""
+    loaded first (``reload_one_time_weights``).  ``moe_weight_streamer=False`` models the
+    core before main d77c3f0 (each MoE pass loaded its weights at its start), on which
+    ``bench/top_edge_moe.json`` (a whole edge-moe image) was recorded: kept to check the
+    model at edge-moe shapes."""
     if num_images < 1:
         raise ConfigError(f"num_images must be >= 1 (got {num_images})")
     mem = _memory(cfg, memory)
@@ -536,7 +548,7 @@ def top_cycles(cfg: AcceleratorConfig, *, memory: str | Memory = "ideal",
     if debug_id and debug_id not in {s.debug_id for s in stages}:
         raise ConfigError(f"debug_id {debug_id} is no stage of config {cfg.name!r}; see "
                           f"moevit.hw.top.program.program(cfg) for the stage ids")
-    tl = _Timeline(cfg, mem)
+    tl = _Timeline(cfg, mem, moe_weight_streamer)
     t = tl.preload() if reload else 0.0
     preload = t
     pre_beats = tl.preload_beats() if reload else 0

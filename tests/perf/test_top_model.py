@@ -21,7 +21,10 @@ from moevit.golden.weights import seeded_weights
 from moevit.hw.perf import top_model as TM
 from moevit.hw.top.program import program
 
-RECORDED = Path(__file__).resolve().parents[2] / "bench" / "top_tiny_cycles.json"
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+RECORDED = BENCH / "top_tiny_cycles.json"
+#: the core before the MoE weight streamer: tiny, tiny-e8 and a whole edge-moe image
+PRE_STREAMER = BENCH / "top_pre_streamer_cycles.json"
 #: issue #11: the model within 2 % of the RTL's cycle counts
 TOLERANCE = 0.02
 
@@ -37,9 +40,9 @@ def tb_routing(cfg, seed=1, task=0, n=1):
     return TM.golden_routing(cfg, tb_images(cfg, seed, n), seeded_weights(cfg, seed), task)
 
 
-def _compare(cfg, stops: dict, routing) -> list[str]:
+def _compare(cfg, stops: dict, routing, **kw) -> list[str]:
     """Model vs RTL at every stop (cumulative) and per stage (stop differences)."""
-    model = TM.top_cycles(cfg, routing=routing).stop_cycles()
+    model = TM.top_cycles(cfg, routing=routing, **kw).stop_cycles()
     bad, prev_r, prev_m = [], 0, 0
     for k, rtl in stops.items():
         m = model[int(k)]
@@ -87,6 +90,42 @@ def test_memory_latencies_match_the_measurement(recorded):
         if port["write_b_latency"]["count"]:
             assert port["write_b_latency"]["min"] == port["write_b_latency"]["max"] \
                 == ideal.write_latency
+
+
+@pytest.fixture(scope="module")
+def pre_streamer():
+    return json.loads(PRE_STREAMER.read_text())
+
+
+@pytest.mark.parametrize("name", ["tiny", "tiny_e8"])
+def test_pre_streamer_core_tiny(pre_streamer, name):
+    """The core before the MoE weight streamer, as recorded then (every stop, 2 images)."""
+    rec = pre_streamer[name]
+    cfg = preset("tiny") if name == "tiny" else TM.held_out_config()
+    assert rec["config_digest"] == cfg.digest
+    assert _compare(cfg, rec["stops"], tb_routing(cfg)[0], moe_weight_streamer=False) == []
+    two = TM.top_cycles(cfg, routing=tb_routing(cfg, task=1, n=2), num_images=2,
+                        moe_weight_streamer=False).cycles
+    assert abs(two - rec["run_2_images_task_1"]) <= TOLERANCE * rec["run_2_images_task_1"]
+
+
+def test_pre_streamer_core_edge_moe_image(pre_streamer):
+    """A whole edge-moe image (5.9 M cycles, recorded by another helper with the in-design
+    DRAM) and its layer-1 stop; per stage within the recording's sampling of the stage
+    register (every ``stage_sample_every`` cycles)."""
+    rec = pre_streamer["edge_moe"]
+    cfg = preset("edge-moe")
+    assert rec["config_digest"] == cfg.digest
+    routing = tb_routing(cfg)[0]
+    res = TM.top_cycles(cfg, routing=routing, moe_weight_streamer=False)
+    assert abs(res.cycles - rec["full_cycles"]) <= TOLERANCE * rec["full_cycles"]
+    stop = res.stop_cycles()[28]
+    assert abs(stop - rec["layer1_stop_28_cycles"]) <= TOLERANCE * rec["layer1_stop_28_cycles"]
+    model = {s.debug_id: s.cycles for s in res.stages}
+    model[0] = res.preload_cycles
+    grain = 2 * rec["stage_sample_every"] + 10
+    bad = [(d, n, c, model[d]) for d, n, c in rec["stage_cycles"] if abs(model[d] - c) > grain]
+    assert bad == []
 
 
 @pytest.mark.rtl
