@@ -13,7 +13,8 @@ with ``$writememh`` into ``dumps.npz`` beside the metrics.
 
 Metrics: ``cycles`` and ``stage`` (registers after ap_done), ``start_cycle`` (memory cycle of
 the run's first cycle), ``stage_trace`` ([memory cycle, stage register] samples),
-``run_wall_s``, ``rd_beats`` / ``wr_beats`` per port.
+``run_wall_s`` and ``run_cpu_s`` (CPU time of the simulator process: the simulation
+itself, Verilator and cocotb in one process; independent of other load), ``rd_beats`` / ``wr_beats`` per port.
 """
 
 from __future__ import annotations
@@ -86,10 +87,10 @@ async def top_fast_run(dut):
     await host.start(stall=p.get("stall", 0), latency=p.get("latency", 0), seed=p.get("seed", 1))
     for name, value in p["regs"]:
         await host.reg(name, value)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     trace = await host.run(p["max_cycles"], p.get("sample_every", 0))
     end_cycle = host.cycles
-    run_wall = time.perf_counter() - t0
+    run_wall, run_cpu = time.perf_counter() - t0, time.process_time() - c0
     ctrl = await host.reg("CTRL")
     assert ctrl & BIT["ap_done"], f"interrupt without ap_done (CTRL 0x{ctrl:x})"
     cycles, stage = await host.reg("cycles"), await host.reg("stage")
@@ -108,5 +109,6 @@ async def top_fast_run(dut):
     rd, wr = host.beats()
     write_metrics({"cycles": cycles, "stage": stage, "start_cycle": end_cycle - cycles,
                    "stage_trace": trace, "run_wall_s": round(run_wall, 3),
+                   "run_cpu_s": round(run_cpu, 3),
                    "rd_beats": rd, "wr_beats": wr})
     await Timer(1, unit="ns")

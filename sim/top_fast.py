@@ -108,12 +108,13 @@ class TopFastResult:
     words: dict                          # tensor name -> words compared
     sim_wall_s: float                    # simulator process, start to end
     run_wall_s: float                    # ap_start to interrupt
+    run_cpu_s: float                     # the same, CPU seconds of the simulator process
     build_s: float                       # Verilog export + simulator build (0: cached)
     prepare_s: float                     # packing, golden model, memory image
     stage_cycles: list = field(default_factory=list)
     sample_every: int = 0
     beats: dict = field(default_factory=dict)
-    simulator: str = ""
+    simulator: str = ""                  # name and version
     run_dir: str = ""
 
     @property
@@ -125,13 +126,19 @@ class TopFastResult:
         """Simulated kernel cycles per wall second of the run, in kHz."""
         return self.cycles / self.run_wall_s / 1e3 if self.run_wall_s else 0.0
 
+    @property
+    def khz_cpu(self) -> float:
+        """Simulated kernel cycles per CPU second of the simulator process, in kHz (what the
+        simulation costs without other load on the machine)."""
+        return self.cycles / self.run_cpu_s / 1e3 if self.run_cpu_s else 0.0
+
     def modelled_ms(self, cfg: AcceleratorConfig) -> float:
         """The run's cycles at ``cfg``'s kernel clock, in ms."""
         return self.cycles / (cfg.clock_mhz * 1e3)
 
     def as_dict(self, cfg: AcceleratorConfig) -> dict:
         out = {k: v for k, v in self.__dict__.items() if k != "stage_cycles"}
-        out.update(bit_exact=self.ok, khz=round(self.khz, 2),
+        out.update(bit_exact=self.ok, khz=round(self.khz, 2), khz_cpu=round(self.khz_cpu, 2),
                    modelled_ms=round(self.modelled_ms(cfg), 4), clock_mhz=cfg.clock_mhz,
                    stage_cycles=[s.__dict__ for s in self.stage_cycles])
         return out
@@ -312,7 +319,7 @@ def run_top_fast(cfg: AcceleratorConfig, weights, images: np.ndarray, *, task: i
     return TopFastResult(
         preset=cfg.name, task=task, num_images=n, debug_id=debug_id, cycles=m["cycles"],
         stage=m["stage"], mismatches=mismatches, words=words, sim_wall_s=round(sim_wall, 2),
-        run_wall_s=m["run_wall_s"], build_s=round(build_s, 1), prepare_s=round(prepare_s, 2),
+        run_wall_s=m["run_wall_s"], run_cpu_s=m["run_cpu_s"], build_s=round(build_s, 1), prepare_s=round(prepare_s, 2),
         stage_cycles=stages_out, sample_every=sample_every,
-        beats={"read": m["rd_beats"], "written": m["wr_beats"]}, simulator=m["simulator"],
+        beats={"read": m["rd_beats"], "written": m["wr_beats"]}, simulator=m["simulator_version"],
         run_dir=m["run_dir"])
