@@ -14,7 +14,8 @@ with ``$writememh`` into ``dumps.npz`` beside the metrics.
 Metrics: ``cycles`` and ``stage`` (registers after ap_done), ``start_cycle`` (memory cycle of
 the run's first cycle), ``stage_trace`` ([memory cycle, stage register] samples),
 ``run_wall_s`` and ``run_cpu_s`` (CPU time of the simulator process: the simulation
-itself, Verilator and cocotb in one process; independent of other load), ``rd_beats`` / ``wr_beats`` per port.
+itself, Verilator and cocotb in one process; independent of other load), ``rd_beats`` /
+``wr_beats`` per port.
 """
 
 from __future__ import annotations

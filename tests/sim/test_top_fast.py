@@ -14,7 +14,7 @@ from moevit.host.layout import buffer_layout, stage_by_id, stages
 from moevit.sim.top_fast import (GUARD, PAGE, compare, memory_words_log2, place_buffers,
                                  run_top_fast, stage_cycles_from_trace, check_run)
 
-#: opt-in for the edge-moe RTL runs (a cold Verilator build of the edge-moe top takes ~5 min
+#: opt-in for the edge-moe RTL runs (a cold Verilog export + Verilator build of the edge-moe top: ~6 min
 #: on 2 cores, over the CI budget for one test; results are recorded in bench/top_edge_moe.json)
 EDGE_MOE_ENV = "MOEVIT_TOP_EDGE_MOE"
 
@@ -127,7 +127,7 @@ def test_tiny_mismatch_is_reported(monkeypatch):
 @pytest.mark.rtl
 @pytest.mark.slow
 @pytest.mark.skipif(not os.environ.get(EDGE_MOE_ENV),
-                    reason=f"edge-moe top: set {EDGE_MOE_ENV}=1 (cold build ~5 min + ~1 min run "
+                    reason=f"edge-moe top: set {EDGE_MOE_ENV}=1 (cold build ~6 min + ~1 min run "
                            f"on 2 cores; results in bench/top_edge_moe.json)")
 def test_edge_moe_layer1_from_a_weight_folder(tmp_path):
     """Patch embedding, dense layer 0 and MoE layer 1 (debug_id 28) bit-exact, with the
