@@ -57,6 +57,10 @@ def main(argv=None) -> int:
     ap.add_argument("--sample-every", type=int, default=500,
                     help="cycles between stage-register samples in the full run")
     ap.add_argument("--skip-layer1", action="store_true")
+    ap.add_argument("--memory-latency", type=int, default=0,
+                    help="simulated DRAM: cycles from AR to the first R beat (default 0)")
+    ap.add_argument("--memory-stall", type=int, default=0,
+                    help="simulated DRAM: stall probability/256 per channel and cycle")
     ap.add_argument("--out", default=str(REPO / "bench" / "top_edge_moe.json"))
     args = ap.parse_args(argv)
     from moevit.golden.cli import load_weights
@@ -89,13 +93,17 @@ def main(argv=None) -> int:
             folder, source = Path(args.weights), f"folder {args.weights}"
         weights = load_weights(cfg, folder)
     res["weights"] = source
+    mem = {"latency": args.memory_latency, "stall": args.memory_stall}
+    res["memory"] = {**mem, "note": "moevit_sim_mem: one beat per cycle and port when nothing "
+                                    "stalls; latency = cycles from AR to the first R beat; "
+                                    "stall = probability/256 of a stall per channel and cycle"}
     img = _images(cfg, args.seed)
     if not args.skip_layer1:
-        r = run_top_fast(cfg, weights, img, debug_id=28, sample_every=0)
+        r = run_top_fast(cfg, weights, img, debug_id=28, sample_every=0, **mem)
         res["layer1"] = _record(r, cfg)
         print("layer1", json.dumps({k: res["layer1"][k] for k in
                                     ("cycles", "bit_exact", "run_wall_s", "khz")}))
-    r = run_top_fast(cfg, weights, img, sample_every=args.sample_every)
+    r = run_top_fast(cfg, weights, img, sample_every=args.sample_every, **mem)
     full = _record(r, cfg)
     per_step: dict[str, int] = {}
     for s in r.stage_cycles:

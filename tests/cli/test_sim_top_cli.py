@@ -44,8 +44,10 @@ def test_sim_top_bad_image_size(tmp_path):
     bad = tmp_path / "image.float32.bin"
     np.zeros(cfg.image_channels * cfg.image_height * (cfg.image_width - 1),
              np.float32).tofile(bad)
-    msg = assert_usage_error(run_cli(*TOP, "--seed", "1", "--image", bad), r"")
-    assert str(cfg.image_height) in msg and str(cfg.image_width) in msg
+    c, h, w = cfg.image_channels, cfg.image_height, cfg.image_width
+    assert_usage_error(run_cli(*TOP, "--seed", "1", "--image", bad),
+                       rf"image\.float32\.bin: {c * h * (w - 1) * 4} bytes, expected "
+                       rf"{c * h * w * 4} bytes \(float32 \[{c}\]\[{h}\]\[{w}\]")
 
 
 def test_sim_top_simulator_missing(monkeypatch, capsys):
