@@ -7,9 +7,12 @@ targets, and the what-if figures of hw/perf/cycle_model.py: weights prefetched, 
 on chip, the batched schedule), build/bench/top_model.md and build/bench/top_model.png (the
 per-stage breakdown).  ``--measure-rtl`` also runs the tiny top in Verilator (every debug
 stop, the full run, and the timeline testbench) into build/bench/top_tiny_cycles.json.
-``--record`` copies the results into bench/.
+``--measure-edge-moe`` runs edge-moe through the RTL with the in-design DRAM (sim/top_fast.py)
+to the end of MoE layer 1 and for the whole image.  ``--record`` copies the results into
+bench/.
 
-    python scripts/top_model.py [--out build/bench] [--measure-rtl] [--record]
+    python scripts/top_model.py [--out build/bench] [--measure-rtl] [--measure-edge-moe]
+                                [--record]
 """
 
 from __future__ import annotations
@@ -33,7 +36,8 @@ PRESETS = ("edge-moe", "zcu104")
 TARGET_MS_PER_IMAGE = 10.0
 TARGET_IMAGES_PER_S = 100.0
 BATCH = 16
-RECORD = ("top_model.json", "top_model.md", "top_model.png", "top_tiny_cycles.json")
+RECORD = ("top_model.json", "top_model.md", "top_model.png", "top_tiny_cycles.json",
+          "top_edge_moe_layer1_cycles.json", "top_edge_moe_cycles.json")
 
 
 def commit() -> str:
@@ -178,10 +182,41 @@ def measure_rtl(out: Path) -> Path:
     return path
 
 
+def measure_edge_moe(out: Path, debug_id: int = 28) -> Path:
+    """edge-moe through the current core with the in-design DRAM (sim/top_fast.py) up to
+    ``debug_id`` (28: the end of MoE layer 1; 0: the whole image), stage register sampled
+    every 500 cycles -> top_edge_moe_layer1_cycles.json / top_edge_moe_cycles.json."""
+    import numpy as np
+
+    from moevit.golden.weights import seeded_weights
+    from moevit.sim.top_fast import run_top_fast
+    cfg = preset("edge-moe")
+    img = np.random.default_rng(1).integers(
+        0, 256, size=(1, cfg.image_channels, cfg.image_height, cfg.image_width), dtype=np.uint8)
+    r = run_top_fast(cfg, seeded_weights(cfg, 1), img, debug_id=debug_id, sample_every=500)
+    key = "layer1_stop_28_cycles" if debug_id == 28 else f"stop_{debug_id}_cycles"
+    doc = {"what": f"edge-moe through moevit_top (current core) up to debug_id {debug_id}",
+           "source": "sim/top_fast.run_top_fast(preset('edge-moe'), seeded_weights(cfg, 1), "
+                     "default_rng(1) uint8 image, task 0, sample_every=500); in-design DRAM, "
+                     "latency 0, no stalls",
+           "commit": commit(), "config_digest": cfg.digest,
+           "bit_exact": all(v is None for v in r.mismatches.values()),
+           key: r.cycles, "stage_sample_every": r.sample_every,
+           "stage_cycles": [[s["debug_id"], s["name"], s["cycles"]] for s in r.stage_cycles],
+           "sim_wall_s": r.sim_wall_s, "simulator": r.simulator, "machine": machine.describe()}
+    name = "top_edge_moe_layer1_cycles.json" if debug_id == 28 else "top_edge_moe_cycles.json"
+    path = out / name
+    path.write_text(json.dumps(doc, indent=1) + "\n")
+    return path
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=REPO / "build" / "bench")
     ap.add_argument("--measure-rtl", action="store_true")
+    ap.add_argument("--measure-edge-moe", action="store_true",
+                    help="also run edge-moe to the end of MoE layer 1 and the whole image "
+                         "through the RTL (fast harness; ~5 min build, ~2 min runs)")
     ap.add_argument("--record", action="store_true", help="copy the results into bench/")
     a = ap.parse_args(argv)
     a.out.mkdir(parents=True, exist_ok=True)
@@ -195,6 +230,9 @@ def main(argv=None) -> int:
     print(markdown(doc))
     if a.measure_rtl:
         print("wrote", measure_rtl(a.out))
+    if a.measure_edge_moe:
+        print("wrote", measure_edge_moe(a.out, 28))
+        print("wrote", measure_edge_moe(a.out, 0))
     if a.record:
         dst = REPO / "bench"
         for n in RECORD:

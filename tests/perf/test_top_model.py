@@ -27,6 +27,8 @@ RECORDED = BENCH / "top_tiny_cycles.json"
 PRE_STREAMER = BENCH / "top_pre_streamer_cycles.json"
 #: the current core, edge-moe up to the end of MoE layer 1 (in-design DRAM harness)
 EDGE_MOE_L1 = BENCH / "top_edge_moe_layer1_cycles.json"
+#: the current core, a whole edge-moe image (same harness)
+EDGE_MOE_FULL = BENCH / "top_edge_moe_cycles.json"
 #: issue #11: the model within 2 % of the RTL's cycle counts
 TOLERANCE = 0.02
 
@@ -142,6 +144,17 @@ def test_edge_moe_layer1_current_core():
     assert rec["config_digest"] == cfg.digest and rec["bit_exact"]
     res = TM.top_cycles(cfg, routing=tb_routing(cfg)[0], debug_id=28)
     want = rec["layer1_stop_28_cycles"]
+    assert abs(res.cycles - want) <= TOLERANCE * want
+    assert _check_sampled(res, rec) == []
+
+
+def test_edge_moe_image_current_core():
+    """The current core, a whole edge-moe image (5.7 M cycles) and each of its stages."""
+    rec = json.loads(EDGE_MOE_FULL.read_text())
+    cfg = preset("edge-moe")
+    assert rec["config_digest"] == cfg.digest and rec["bit_exact"]
+    res = TM.top_cycles(cfg, routing=tb_routing(cfg)[0])
+    want = rec["stop_0_cycles"]
     assert abs(res.cycles - want) <= TOLERANCE * want
     assert _check_sampled(res, rec) == []
 
