@@ -206,8 +206,13 @@ class LayerNorm(wiring.Component):
         with m.If(self.x.valid & self.x.ready):
             m.d.sync += in_db.eq(Mux(in_db == fb - 1, 0, in_db + 1))
         self._stats(m, xs, st)
-        m.d.comb += [sfifo.w_data.eq(st.payload), sfifo.w_en.eq(st.valid),
-                     st.ready.eq(sfifo.w_rdy)]
+        # the stats FIFO's ready is a register with one entry of margin (level < depth - 1
+        # a cycle ago), so no ready path runs from the FIFO's level through the statistics
+        # pipeline into ``x``; the token buffer keeps the FIFO below that anyway
+        st_room = Signal(init=1, name="stats_room")
+        m.d.sync += st_room.eq(sfifo.level < sfifo.depth - 1)
+        m.d.comb += [sfifo.w_data.eq(st.payload), sfifo.w_en.eq(st.valid & st_room),
+                     st.ready.eq(st_room)]
 
         # ---- parameters: two banks of gain and bias rows (one row = one parameter beat)
         rows = cfg.dim // self.per_beat
