@@ -231,6 +231,11 @@ class Linear(wiring.Component):
 
         # ------------------------------------------------ command
         cp = self.cmd.payload
+        # x_go (= act, rows left, the loading slot free) and "this is the row's last beat"
+        # are registers computed from next-state values, so x.ready and the row-done
+        # decision are one LUT from flip-flops (timing)
+        x_go = Signal(name="x_go")
+        xk_last = Signal(name="x_beat_last")
         act = Signal(name="c_active")
         c = {k: Signal.like(getattr(cp, k), name=f"c_{k}") for k in
              ("bank", "in_tiles", "out_tiles", "tokens", "gelu", "score", "add", "keep")}
@@ -242,9 +247,10 @@ class Linear(wiring.Component):
             m.d.sync += [act.eq(1), rows_left.eq(cp.tokens)]
             m.d.sync += [c[k].eq(getattr(cp, k)) for k in c]
             if TI >= g.x_per_beat:
-                m.d.sync += row_last.eq(cp.in_tiles * (TI // g.x_per_beat) - 1)
+                new_last = cp.in_tiles * (TI // g.x_per_beat) - 1
             else:
-                m.d.sync += row_last.eq((cp.in_tiles >> _log2(g.x_per_beat // TI)) - 1)
+                new_last = (cp.in_tiles >> _log2(g.x_per_beat // TI)) - 1
+            m.d.sync += [row_last.eq(new_last), xk_last.eq(new_last == 0)]
 
         # ------------------------------------------------ input-row loader (double-buffered)
         rfull = Signal(2, name="rfull")
@@ -254,7 +260,6 @@ class Linear(wiring.Component):
         xk = Signal(range(g.in_beats(g.max_in)), name="x_beat")
         meta_tok = [Signal(g.token_bits, name=f"row{k}_token") for k in range(2)]
         meta_sc = [Signal(signed(FM_W), name=f"row{k}_score") for k in range(2)]
-        x_go = act & (rows_left != 0) & ~rfull.bit_select(lsel, 1)
         m.d.comb += self.x.ready.eq(x_go)
         x_fire = self.x.valid & x_go
         bpw, tpw = g.beats_per_xword, g.tiles_per_xword
@@ -264,10 +269,11 @@ class Linear(wiring.Component):
                      xwp.data.eq(Cat(*([self.x.payload.data] * bpw))),
                      xwp.en.eq(Cat(*[x_fire & (lane == k) for k in range(bpw)]) if bpw > 1
                                else x_fire)]
-        row_done = x_fire & (xk == row_last)
+        row_done = x_fire & xk_last
         m.d.comb += set_r.eq(Mux(row_done, _onehot(lsel), 0))
         with m.If(x_fire):
-            m.d.sync += xk.eq(Mux(row_done, 0, xk + 1))
+            m.d.sync += [xk.eq(Mux(row_done, 0, xk + 1)),
+                         xk_last.eq(Mux(row_done, row_last == 0, xk + 1 == row_last))]
         with m.If(row_done):
             m.d.sync += [lsel.eq(~lsel), rows_left.eq(rows_left - 1)]
             for k in range(2):
@@ -317,6 +323,12 @@ class Linear(wiring.Component):
                                      0))]
         wfull_next = (wfull | set_full) & ~clr_full
         rfull_next = (rfull | set_r) & ~clr_r
+        free_next = ~rfull_next.bit_select(lsel ^ row_done, 1)
+        with m.If(cmd_take):
+            m.d.sync += x_go.eq((cp.tokens != 0) & free_next)
+        with m.Else():
+            m.d.sync += x_go.eq(act & ~(fire & end_tok & last_n) & free_next &
+                                Mux(row_done, rows_left != 1, rows_left != 0))
         m.d.sync += [bank_ok.eq(wfull_next.bit_select(Mux(cmd_take, cp.bank, c["bank"]), 1)),
                      row_ok.eq(rfull_next.bit_select(Mux(fire & end_tok, ~csel, csel), 1))]
 
