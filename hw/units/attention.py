@@ -391,13 +391,22 @@ class AttentionAV(wiring.Component):
         pblk = Signal(range(QB), name="pblk")
         ph = Signal(range(max(2, H)), name="ph")
         po = Signal(range(max(2, P)), name="po")
-        need_info = Signal()
-        m.d.comb += need_info.eq((pkey < P) & (pbase + pkey < T))
+        # "this entry brings an info row" and "last item of the entry" are registers,
+        # computed from the counters' next values (timing)
+        need_info = Signal(init=1, name="need_info")
+        last_item = Signal(init=(H == 1 and P == 1), name="last_item")
         a_in = stream.Signature(unsigned(2 * FM_W)).create(path=("a_in",))
         a_out = stream.Signature(signed(FM_W)).create(path=("a_out",))
         item = a_in.valid & a_in.ready
-        last_item = (ph == H - 1) & (po == P - 1)
         done_entry = item & last_item
+        po_next = Mux(po == P - 1, 0, po + 1)
+        ph_next = Mux(po == P - 1, Mux(ph == H - 1, 0, ph + 1), ph)
+        pkey_next = Mux(pkey == T - 1, 0, pkey + 1)
+        pbase_next = Mux(pkey == T - 1, Mux(pblk == QB - 1, 0, pbase + P), pbase)
+        with m.If(item):
+            m.d.sync += last_item.eq((ph_next == H - 1) & (po_next == P - 1))
+        with m.If(done_entry):
+            m.d.sync += need_info.eq((pkey_next < P) & (pbase_next + pkey_next < T))
         m.d.comb += [a_in.valid.eq(cur_v & (~need_info | self.info.valid)),
                      self.info.ready.eq(done_entry & need_info),
                      etake.eq(avail & (~cur_v | done_entry))]
