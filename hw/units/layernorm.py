@@ -206,13 +206,12 @@ class LayerNorm(wiring.Component):
         with m.If(self.x.valid & self.x.ready):
             m.d.sync += in_db.eq(Mux(in_db == fb - 1, 0, in_db + 1))
         self._stats(m, xs, st)
-        # the stats FIFO's ready is a register with one entry of margin (level < depth - 1
-        # a cycle ago), so no ready path runs from the FIFO's level through the statistics
-        # pipeline into ``x``; the token buffer keeps the FIFO below that anyway
-        st_room = Signal(init=1, name="stats_room")
-        m.d.sync += st_room.eq(sfifo.level < sfifo.depth - 1)
-        m.d.comb += [sfifo.w_data.eq(st.payload), sfifo.w_en.eq(st.valid & st_room),
-                     st.ready.eq(st_room)]
+        # The statistics pipeline never stalls (no ready path from the stats FIFO through
+        # it into ``x``): a token's (mean, r) is in the pipeline or the stats FIFO only
+        # while all of its blocks are still in the token buffer (its output starts after
+        # its stats leave the FIFO), so the FIFO holds at most depth(buf) // fb entries
+        assert sfifo.depth > buf.depth // fb, (sfifo.depth, buf.depth, fb)
+        m.d.comb += [sfifo.w_data.eq(st.payload), sfifo.w_en.eq(st.valid), st.ready.eq(1)]
 
         # ---- parameters: two banks of gain and bias rows (one row = one parameter beat)
         rows = cfg.dim // self.per_beat
