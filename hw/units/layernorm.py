@@ -66,9 +66,9 @@ def stats_latency(cfg: AcceleratorConfig) -> int:
     tree_regs = tree_registers(cfg.feature_block, TREE_LEVELS_PER_STAGE)
     rbits = sqrt_geometry(cfg.formats.fm.width, cfg.formats.fm.frac)[1]
     recip_bits = 2 * cfg.formats.fm.frac + 1
-    # input register, X·c, X·t, tree registers, accumulate, mean², var,
+    # input register, X·c, X·t, tree registers, block sums, accumulate, mean², var,
     # square root (1 + root bits), divider (1 + numerator bits), output register
-    return 3 + tree_regs + 3 + (1 + rbits) + (1 + recip_bits) + 1
+    return 3 + tree_regs + 1 + 3 + (1 + rbits) + (1 + recip_bits) + 1
 
 
 def layernorm_latency(cfg: AcceleratorConfig) -> int:
@@ -151,6 +151,10 @@ class LayerNorm(wiring.Component):
         pipe.next()
         sq = [(sp[j] >> frac)[:w] for j in range(n)]
         tsum = adder_trees(pipe, [tr, sq], w, "sum", TREE_LEVELS_PER_STAGE)
+        # the block sums are registered before the accumulate (a 3-operand add measured
+        # two LUT6 levels in front of the carry chain)
+        tsum = [pipe.reg(t, f"bsum{k}", shape=w) for k, t in enumerate(tsum)]
+        pipe.next()
         # accumulate over the token (state registers, updated as the item passes)
         acc_t = Signal(w, name="acc_mean")
         acc_q = Signal(w, name="acc_meansq")
