@@ -321,16 +321,25 @@ class Linear(wiring.Component):
         m.d.comb += [clr_r.eq(Mux(fire & end_tok, _onehot(csel), 0)),
                      clr_full.eq(Mux(fire & end_tok & last_n & ~c["keep"], _onehot(c["bank"]),
                                      0))]
-        wfull_next = (wfull | set_full) & ~clr_full
-        rfull_next = (rfull | set_r) & ~clr_r
-        free_next = ~rfull_next.bit_select(lsel ^ row_done, 1)
+        # next-state values of the issue conditions, written out per case so that the late
+        # signals (fire, row_done) enter one LUT before the flip-flop: a command is taken
+        # only while no pass is active (no fire); a row that completes loading fills slot
+        # lsel; a token that ends frees slot csel; a pass that ends frees its weight bank
+        tok_end = fire & end_tok
+        pass_end = tok_end & last_n
+        bank_sel = wfull | set_full
         with m.If(cmd_take):
-            m.d.sync += x_go.eq((cp.tokens != 0) & free_next)
+            m.d.sync += [bank_ok.eq(bank_sel.bit_select(cp.bank, 1)),
+                         x_go.eq((cp.tokens != 0) & ~rfull.bit_select(lsel, 1))]
         with m.Else():
-            m.d.sync += x_go.eq(act & ~(fire & end_tok & last_n) & free_next &
+            m.d.sync += bank_ok.eq(bank_sel.bit_select(c["bank"], 1) & ~(pass_end & ~c["keep"]))
+            free_other = ~rfull.bit_select(~lsel, 1) | (tok_end & (csel != lsel))
+            free_same = ~rfull.bit_select(lsel, 1) | (tok_end & (csel == lsel))
+            m.d.sync += x_go.eq(act & ~pass_end & Mux(row_done, free_other, free_same) &
                                 Mux(row_done, rows_left != 1, rows_left != 0))
-        m.d.sync += [bank_ok.eq(wfull_next.bit_select(Mux(cmd_take, cp.bank, c["bank"]), 1)),
-                     row_ok.eq(rfull_next.bit_select(Mux(fire & end_tok, ~csel, csel), 1))]
+        m.d.sync += row_ok.eq(Mux(tok_end,
+                                  rfull.bit_select(~csel, 1) | (row_done & (lsel != csel)),
+                                  rfull.bit_select(csel, 1) | (row_done & (lsel == csel))))
 
         wrd = []
         for r, mem in enumerate(self._wmems):
