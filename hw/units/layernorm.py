@@ -263,11 +263,13 @@ class LayerNorm(wiring.Component):
         move = (consume | ~cur_valid) & nxt_valid
         m.d.comb += sfifo.r_en.eq(~nxt_valid)
         with m.If(sfifo.r_rdy & ~nxt_valid):
-            m.d.sync += [nxt_s.eq(sfifo.r_data), nxt_valid.eq(1)]
+            m.d.sync += nxt_s.eq(sfifo.r_data)
         with m.If(move):
-            m.d.sync += [cur.eq(nxt_s), cur_valid.eq(1), nxt_valid.eq(0)]
-        with m.Elif(consume):
-            m.d.sync += cur_valid.eq(0)
+            m.d.sync += cur.eq(nxt_s)
+        # the valid flags as plain next-state expressions (the handshake enters one LUT in
+        # front of D; as if/else updates they became a synchronous reset, 404 ps setup)
+        m.d.sync += [nxt_valid.eq(Mux(nxt_valid, ~move, sfifo.r_rdy)),
+                     cur_valid.eq(nxt_valid | (cur_valid & ~consume))]
         dec = ofire & at_end
         with m.If(ofire):
             m.d.sync += out_db.next_value
