@@ -139,8 +139,16 @@ class AttentionQK(wiring.Component):
         step_out = stream.Signature(1).create(path=("qk_step_out",))
         issue = Signal(name="qk_issue")
         ci = _Counters(m, g, issue)
-        load = Signal(name="qk_load")
-        m.d.comb += load.eq((ci.key < P) & (ci.base + ci.key < g.tokens))
+        # "this step loads a q block" and "... into lane o" are registers, computed from
+        # the counters' next values at the last block of a key (timing)
+        load = Signal(init=1, name="qk_load")
+        key_is = [Signal(init=(o == 0), name=f"qk_key_is{o}") for o in range(P)]
+        key_next = Mux(ci.key == g.tokens - 1, 0, ci.key + 1)
+        base_next = Mux(ci.key == g.tokens - 1,
+                        Mux(ci.b == g.query_blocks - 1, 0, ci.base + P), ci.base)
+        with m.If(issue & ci.last_db):
+            m.d.sync += load.eq((key_next < P) & (base_next + key_next < g.tokens))
+            m.d.sync += [k_o.eq(key_next == o) for o, k_o in enumerate(key_is)]
         m.d.comb += [step_in.valid.eq(self.k.valid & (~load | self.q.valid)),
                      step_in.payload.eq(0)]
         pipe = StallPipeline(m, step_in, step_out, prefix="qk_")
@@ -160,7 +168,7 @@ class AttentionQK(wiring.Component):
             m.submodules[f"qbuf{o}"] = qmem
             rd = qmem.read_port(domain="comb")
             wr = qmem.write_port()
-            here = load & (ci.key == o)
+            here = load & key_is[o]
             m.d.comb += [rd.addr.eq(ci.db), wr.addr.eq(ci.db), wr.data.eq(self.q.payload),
                          wr.en.eq(issue & here)]
             qr.append(pipe.reg(Mux(here, self.q.payload, rd.data), f"q{o}"))

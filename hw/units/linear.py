@@ -293,20 +293,23 @@ class Linear(wiring.Component):
         first = Signal(init=1, name="ib_first")
         row_ok = Signal(name="row_ok")
         bank_ok = Signal(name="bank_ok")
-        credit = Signal(init=1, name="credit_ok")
+        issue_ok = Signal(init=1, name="issue_ok")  # ~first | a credit of the tile FIFO
         fire = Signal(name="fire")
-        m.d.comb += fire.eq(act & row_ok & bank_ok & (~first | credit))
-        # "last" flags of the three loop counters, kept one step ahead (registers)
+        m.d.comb += fire.eq(act & row_ok & bank_ok & issue_ok)
+        # "last" flags of the three loop counters, kept one step ahead (registers), and
+        # their AND ``end_tok`` (the token's last step) as a register of its own
         last_ib, last_ob, last_n = (Signal(name=f"{k}_last") for k in ("ib", "ob", "n"))
-        end_tok = last_ib & last_ob
+        end_tok = Signal(name="end_tok")
         c_it, c_ot, c_tok = c["in_tiles"], c["out_tiles"], c["tokens"]
         with m.If(cmd_take):
             m.d.sync += [last_ib.eq(cp.in_tiles == 1), last_ob.eq(cp.out_tiles == 1),
-                         last_n.eq(cp.tokens == 1)]
+                         last_n.eq(cp.tokens == 1),
+                         end_tok.eq((cp.in_tiles == 1) & (cp.out_tiles == 1))]
         with m.If(fire):
-            m.d.sync += last_ib.eq(Mux(last_ib, c_it == 1, ib + 2 == c_it))
-            with m.If(last_ib):
-                m.d.sync += last_ob.eq(Mux(last_ob, c_ot == 1, ob + 2 == c_ot))
+            ib_next = Mux(last_ib, c_it == 1, ib + 2 == c_it)
+            ob_next = Mux(last_ib, Mux(last_ob, c_ot == 1, ob + 2 == c_ot), last_ob)
+            m.d.sync += [last_ib.eq(ib_next), last_ob.eq(ob_next),
+                         end_tok.eq(ib_next & ob_next)]
             with m.If(end_tok):
                 m.d.sync += last_n.eq(Mux(last_n, c_tok == 1, n + 2 == c_tok))
         with m.If(fire):
@@ -445,7 +448,8 @@ class Linear(wiring.Component):
         take = fire & first
         used_next = Signal.like(used, name="credits_next")
         m.d.comb += used_next.eq(used + take - pop)
-        m.d.sync += [used.eq(used_next), credit.eq(used_next < depth)]
+        m.d.sync += [used.eq(used_next),
+                     issue_ok.eq(Mux(fire, ~last_ib, ~first) | (used_next < depth))]
 
         # ------------------------------------------------ GELU lanes + score (free-running)
         # The serializer issues a beat only with a credit of the output FIFO, so the GELU
