@@ -22,9 +22,14 @@ streams and shared units keep up (:mod:`moevit.hw.units.attention_schedule`), wi
   starts it.  One V block per clock, output rows in order.
 * :class:`Attention` — both phases side by side (ports ``q k s_out i_out v s_in i_in o``).
 
-The Q·K products/adder tree and the V·A multiply-accumulate are still combinational within
-a step (not retimed for 300 MHz); exp, the softmax state update and 1/sum are the pipelined
-shared units, so every stream keeps correct valid/ready back-pressure across their latency.
+Both phases run their steps in a :class:`StallPipeline` (issue → retire): Q·K registers the
+q/k blocks, the 8 products and the adder tree every ``TREE_LEVELS`` levels
+(``qk_step_stages``); softmax·V registers the V beat and the lanes' A, then the products
+(``AV_STEP_STAGES``); the per-step control flags travel down the pipeline as registers.
+Exp, the softmax state update and 1/sum are the pipelined shared units; the hand-overs
+between the parts (head scores → ``nxt`` → serializer → softmax input register; A values →
+``fill`` → ``hold``) are double-buffered with registered flags, so every stream keeps correct
+valid/ready back-pressure and no ready path runs through more than one part.
 """
 
 from amaranth import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
