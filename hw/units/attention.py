@@ -254,8 +254,8 @@ class AttentionQK(wiring.Component):
         # ------------------------------------------------ online softmax (shared unit)
         # A head completes on all P lanes at once.  Its valid lanes' scores (row =
         # lane*HL + head) go to the ``nxt`` registers, move to the serializer when it is
-        # empty or handing over its last score, and leave one per cycle through a register
-        # (``sreg``) into OnlineSoftmax.  A step that completes a head waits while ``nxt``
+        # empty or handing over its last score, and leave one per cycle through a 2-entry
+        # FIFO into OnlineSoftmax.  A step that completes a head waits while ``nxt``
         # is still occupied (tiny: below full rate).  Every flag here is a register.
         sm = OnlineSoftmax(cfg, full_rate=False)  # rows: default_rows(cfg) = P x HL
         m.submodules.softmax = sm
@@ -272,11 +272,11 @@ class AttentionQK(wiring.Component):
         ser_sc = [Signal(signed(FM_W), name=f"ser_sc{o}") for o in range(P)]
         ser_empty = Signal(init=1, name="ser_empty")    # ser_mask == 0
         ser_single = Signal(init=1, name="ser_single")  # at most one bit of ser_mask
-        sv = Signal(name="sreg_v")
         m.d.comb += ser_free.eq(~nxt_v)
         load_mask = Cat(*[v for v, _, _, _ in ser_load])
-        with m.If(retire & f["hl"]):
-            m.d.sync += [nxt_v.eq(1), nxt_mask.eq(load_mask), nxt_head.eq(f["head"]),
+        load_nxt = retire & f["hl"]
+        with m.If(load_nxt):
+            m.d.sync += [nxt_mask.eq(load_mask), nxt_head.eq(f["head"]),
                          nxt_first.eq(Cat(*[x for _, _, x, _ in ser_load])),
                          nxt_last.eq(Cat(*[x for _, _, _, x in ser_load])),
                          nxt_empty.eq(load_mask == 0),
@@ -289,27 +289,41 @@ class AttentionQK(wiring.Component):
         m.d.comb += sel.eq(pick)
         rest = Signal(P, name="ser_rest")        # the mask without its lowest bit
         m.d.comb += rest.eq(ser_mask & ~(Const(1, P) << sel)[:P])
-        can = ~sv | sm.i.ready
+        # the softmax input: a 2-entry FIFO whose "room" flag is a register, so that the
+        # serializer's pop (and the move of nxt) never waits for the softmax's ready
+        sq = [Signal(sm.in_layout, name=f"sm_in{k}") for k in range(2)]
+        sq_n = Signal(range(3), name="sm_in_count")
+        room = Signal(init=1, name="sm_in_room")
         pop = Signal(name="ser_pop")
         move = Signal(name="ser_move")
-        m.d.comb += [pop.eq(~ser_empty & can),
+        m.d.comb += [pop.eq(~ser_empty & room),
                      move.eq(nxt_v & (ser_empty | (ser_single & pop)))]
+        m.d.sync += nxt_v.eq(Mux(nxt_v, ~move, load_nxt))
         with m.If(move):
             m.d.sync += [ser_mask.eq(nxt_mask), ser_first.eq(nxt_first),
-                         ser_last.eq(nxt_last), ser_head.eq(nxt_head), nxt_v.eq(0),
+                         ser_last.eq(nxt_last), ser_head.eq(nxt_head),
                          ser_empty.eq(nxt_empty), ser_single.eq(nxt_single)]
             m.d.sync += [r.eq(s) for r, s in zip(ser_sc, nxt_sc)]
         with m.Elif(pop):
             m.d.sync += [ser_mask.eq(rest), ser_empty.eq(ser_single),
                          ser_single.eq((rest & (rest - 1))[:P] == 0)]
-        with m.If(pop):
-            m.d.sync += [sv.eq(1), sm.i.payload.score.eq(Array(ser_sc)[sel]),
-                         sm.i.payload.row.eq(sel * HL + ser_head),
-                         sm.i.payload.first.eq(ser_first.bit_select(sel, 1)),
-                         sm.i.payload.last.eq(ser_last.bit_select(sel, 1))]
-        with m.Elif(sm.i.ready):
-            m.d.sync += sv.eq(0)
-        m.d.comb += sm.i.valid.eq(sv)
+        item = Signal(sm.in_layout, name="ser_item")
+        m.d.comb += [item.score.eq(Array(ser_sc)[sel]), item.row.eq(sel * HL + ser_head),
+                     item.first.eq(ser_first.bit_select(sel, 1)),
+                     item.last.eq(ser_last.bit_select(sel, 1))]
+        deq = sm.i.valid & sm.i.ready
+        m.d.comb += [sm.i.valid.eq(sq_n != 0), sm.i.payload.eq(sq[0])]
+        with m.If(deq):
+            m.d.sync += sq[0].eq(Mux(pop & (sq_n == 1), item, sq[1]))
+            with m.If(pop):
+                m.d.sync += sq[1].eq(item)
+        with m.Elif(pop):
+            with m.If(sq_n == 0):
+                m.d.sync += sq[0].eq(item)
+            with m.Else():
+                m.d.sync += sq[1].eq(item)
+        n_next = (sq_n + pop - deq)[:2]
+        m.d.sync += [sq_n.eq(n_next), room.eq(n_next < 2)]
 
         # info row: [recip_h, max_h]..., pads 0 -- the softmax results of the finishing
         # lane arrive head by head (rows finish in order, one lane per key)
@@ -445,12 +459,24 @@ class AttentionAV(wiring.Component):
                 m.d.sync += [mx[h].eq(_word(self.info.payload, 2 * h + 1)) for h in range(H)]
             rcs += rc
             mxs += mx
-        fresh = need_info & (po == pkey)  # this entry brings lane po's info row
+        # word indices of the current item (po*H + ph, po*HL + ph) and "lane po's info row
+        # comes with this entry" are registers, stepped with the item (timing)
+        r_idx = Signal(range(max(2, P * H)), name="r_idx")
+        s_idx = Signal(range(max(2, E)), name="s_idx")
+        fresh = Signal(init=(P > 0), name="fresh")  # entry 0 brings lane 0's info row
+        with m.If(item):
+            m.d.sync += [r_idx.eq(Mux(po == P - 1, ph_next, r_idx + H)),
+                         s_idx.eq(Mux(po == P - 1, ph_next, s_idx + HL))]
+            with m.If(done_entry):
+                m.d.sync += fresh.eq((pkey_next < P) & (pbase_next + pkey_next < T)
+                                     & (pkey_next == 0))
+            with m.Else():
+                m.d.sync += fresh.eq(need_info & (po_next == pkey))
         rc_sel = Mux(fresh, Array([_word(self.info.payload, 2 * h) for h in range(H)])[ph],
-                     Array(rcs)[po * H + ph])
+                     Array(rcs)[r_idx])
         mx_sel = Mux(fresh, Array([_word(self.info.payload, 2 * h + 1) for h in range(H)])[ph],
-                     Array(mxs)[po * H + ph])
-        s_sel = Array([_word(cur, i) for i in range(E)])[po * HL + ph]
+                     Array(mxs)[r_idx])
+        s_sel = Array([_word(cur, i) for i in range(E)])[s_idx]
         m.d.comb += a_in.payload.eq(Cat(_wrap32(s_sel - mx_sel), rc_sel))
         pipe = StallPipeline(m, a_in, a_out, prefix="a_")
         x = pipe.reg(a_in.payload[:FM_W].as_signed(), "x")

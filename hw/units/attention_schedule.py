@@ -148,8 +148,8 @@ def _qk_phase_cycles(g: AttentionGeometry, sm_latency: int,
     pipeline advances; it retires at the end unless it completes a head while the ``nxt``
     registers still hold the previous head's lane scores (the whole pipeline then stalls).
     ``nxt`` moves to the serializer when that is empty or hands over its last score; the
-    serializer passes one valid lane score per cycle through a register into
-    OnlineSoftmax, whose hazard check admits a row's score only ``MIN_INTERLEAVE`` cycles
+    serializer passes one valid lane score per cycle, while a 2-entry FIFO has room (a
+    register), into OnlineSoftmax, whose hazard check admits a row's score only ``MIN_INTERLEAVE`` cycles
     after that row's previous one (or at the row's first score).  The last info beat leaves
     ``sm_latency`` + 1 cycles after the last row's last score enters the softmax unit; the
     last score entry max(1, E/8) beats after the last step retires.
@@ -160,25 +160,25 @@ def _qk_phase_cycles(g: AttentionGeometry, sm_latency: int,
     pipe: list[int | None] = [None] * stages   # step index per stage 1..stages
     nxt: list | None = None
     ser: list = []
-    sreg = None                      # (row, first, emits) waiting at the softmax input
+    fifo: list = []                  # softmax input FIFO (2 entries): (row, first, emits)
     admitted: dict[int, int] = {}
     pcnt = 0
     i = cycle = last_retire = info_end = 0
     fires: list[int] = []
     n = g.steps
-    while i < n or any(s is not None for s in pipe) or nxt is not None or ser or sreg:
-        # softmax input register -> OnlineSoftmax
-        can = True
-        if sreg is not None:
-            row, first, emits = sreg
-            can = first or cycle - admitted.get(row, -MIN_INTERLEAVE) >= MIN_INTERLEAVE
-            if can:
+    while i < n or any(s is not None for s in pipe) or nxt is not None or ser or fifo:
+        # softmax input FIFO -> OnlineSoftmax
+        deq = False
+        if fifo:
+            row, first, emits = fifo[0]
+            deq = first or cycle - admitted.get(row, -MIN_INTERLEAVE) >= MIN_INTERLEAVE
+            if deq:
                 admitted[row] = cycle
                 if emits:
                     info_end = max(info_end, cycle + sm_latency + 1)
-        pop = bool(ser) and can
+        pop = bool(ser) and len(fifo) < 2          # the FIFO's room flag (a register)
         move = nxt is not None and (not ser or (len(ser) == 1 and pop))
-        new_sreg = ser[0] if pop else (None if can else sreg)
+        new_fifo = (fifo[1:] if deq else fifo) + ([ser[0]] if pop else [])
         new_ser = ser[1:] if pop else ser
         new_nxt = nxt
         if move:
@@ -206,7 +206,7 @@ def _qk_phase_cycles(g: AttentionGeometry, sm_latency: int,
             if i < n:
                 fires.append(cycle)
                 i += 1
-        nxt, ser, sreg = new_nxt, new_ser, new_sreg
+        nxt, ser, fifo = new_nxt, new_ser, new_fifo
         cycle += 1
     entry_beats = max(1, g.entry_words // g.feature_block)
     end = max(last_retire + entry_beats, info_end)
