@@ -46,8 +46,9 @@ from moevit.hw.units.pipeline import StallPipeline, adder_trees, tree_registers
 from moevit.hw.units.residual import block_shape, lane
 from moevit.hw.units.sqrt import sqrt_geometry, sqrt_stages
 
-#: adder levels between pipeline registers in the statistics sums
-TREE_LEVELS_PER_STAGE = 2
+#: adder levels between pipeline registers in the statistics sums (two levels measured
+#: two LUT6 in front of the carry chain: abc merges them into a compressor)
+TREE_LEVELS_PER_STAGE = 1
 #: normalise pipeline: input register, X - mean, ·r, ·gain, +bias (output register)
 NORM_STAGES = 5
 #: cycles from the statistics pipeline's output to the normalise input: the stats FIFO
