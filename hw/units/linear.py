@@ -301,25 +301,15 @@ class Linear(wiring.Component):
         last_ib, last_ob, last_n = (Signal(name=f"{k}_last") for k in ("ib", "ob", "n"))
         end_tok = Signal(name="end_tok")
         c_it, c_ot, c_tok = c["in_tiles"], c["out_tiles"], c["tokens"]
-        # the comparisons behind them are registers too: it1/ot1 = "one tile", pre_ib/pre_ob
-        # = "the counter's next value is its last" (ib + 2 == in_tiles), so the next-state
-        # logic of the flags is one LUT of flip-flops (timing)
-        it1, ot1, pre_ib, pre_ob = (Signal(name=n) for n in ("it_one", "ot_one",
-                                                              "ib_prelast", "ob_prelast"))
         with m.If(cmd_take):
             m.d.sync += [last_ib.eq(cp.in_tiles == 1), last_ob.eq(cp.out_tiles == 1),
                          last_n.eq(cp.tokens == 1),
-                         end_tok.eq((cp.in_tiles == 1) & (cp.out_tiles == 1)),
-                         it1.eq(cp.in_tiles == 1), ot1.eq(cp.out_tiles == 1),
-                         pre_ib.eq(cp.in_tiles == 2), pre_ob.eq(cp.out_tiles == 2)]
+                         end_tok.eq((cp.in_tiles == 1) & (cp.out_tiles == 1))]
         with m.If(fire):
-            ib_next = Mux(last_ib, it1, pre_ib)
-            ob_next = Mux(last_ib, Mux(last_ob, ot1, pre_ob), last_ob)
+            ib_next = Mux(last_ib, c_it == 1, ib + 2 == c_it)
+            ob_next = Mux(last_ib, Mux(last_ob, c_ot == 1, ob + 2 == c_ot), last_ob)
             m.d.sync += [last_ib.eq(ib_next), last_ob.eq(ob_next),
-                         end_tok.eq(ib_next & ob_next),
-                         pre_ib.eq(Mux(last_ib, c_it == 2, ib + 3 == c_it))]
-            with m.If(last_ib):
-                m.d.sync += pre_ob.eq(Mux(last_ob, c_ot == 2, ob + 3 == c_ot))
+                         end_tok.eq(ib_next & ob_next)]
             with m.If(end_tok):
                 m.d.sync += last_n.eq(Mux(last_n, c_tok == 1, n + 2 == c_tok))
         with m.If(fire):
