@@ -149,8 +149,8 @@ def _qk_phase_cycles(g: AttentionGeometry, sm_latency: int,
     registers still hold the previous head's lane scores (the whole pipeline then stalls).
     ``nxt`` moves to the serializer when that is empty or hands over its last score; the
     serializer passes one valid lane score per cycle, while a 2-entry FIFO has room (a
-    register), into OnlineSoftmax, whose hazard check admits a row's score only ``MIN_INTERLEAVE`` cycles
-    after that row's previous one (or at the row's first score).  The last info beat leaves
+    register), into OnlineSoftmax, whose hazard check admits a row's score only
+    ``MIN_INTERLEAVE`` cycles after that row's previous one (or at the row's first score).  The last info beat leaves
     ``sm_latency`` + 1 cycles after the last row's last score enters the softmax unit; the
     last score entry max(1, E/8) beats after the last step retires.
     """
@@ -221,9 +221,9 @@ def _av_phase_cycles(g: AttentionGeometry, a_latency: int,
     and issues one exp argument per cycle for (head, lane) in order, lane v taking its info
     row with entry (b, v); A = floor(exp(s-max)·recip) leaves ``a_latency`` cycles later into
     the collector's ``fill`` group, which takes A values while it holds fewer than P or
-    ``hold`` is free, and moves to ``hold`` when that is free or being used up.  A step that starts a
-    head waits for a held group; a step retires ``stages`` cycles after its V beat and its
-    output beat leaves one cycle later.
+    ``hold`` is free, and moves to ``hold`` when that is free or being used up.  A step that
+    starts a head waits for a held group; a step retires ``stages`` cycles after its V beat
+    and its output beat leaves one cycle later.
     """
     P, H, FB, bph = g.lanes, g.heads, g.feature_blocks, g.blocks_per_head
     E, FBW, T = g.entry_words, g.feature_block, g.tokens
