@@ -43,8 +43,9 @@ RESOURCES = ["LUT", "FF", "DSP48E2", "BRAM36", "URAM", "sta_ps"]
 #: its own, so it is measured at full rate (the others time an unthrottled phase themselves)
 MEASURE_OPTS = {"attention": {"p_valid": 1.0, "p_ready": 1.0}}
 #: random vectors of the measuring run where 2000 does not fit (moe_gate: random tokens on
-#: top of its golden-model and corner layers)
-MEASURE_VECTORS = {"moe_gate": 0}
+#: top of its golden-model and corner layers; 1 = no random layer, vectors // tokens of
+#: them, and 0 is rejected by run_unit)
+MEASURE_VECTORS = {"moe_gate": 1}
 COLUMNS = ["latency_cycles", "items_per_cycle"] + RESOURCES + ["LUTRAM", "CARRY", "sta_luts"]
 
 

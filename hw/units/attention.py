@@ -22,9 +22,14 @@ streams and shared units keep up (:mod:`moevit.hw.units.attention_schedule`), wi
   starts it.  One V block per clock, output rows in order.
 * :class:`Attention` — both phases side by side (ports ``q k s_out i_out v s_in i_in o``).
 
-The Q·K products/adder tree and the V·A multiply-accumulate are still combinational within
-a step (not retimed for 300 MHz); exp, the softmax state update and 1/sum are the pipelined
-shared units, so every stream keeps correct valid/ready back-pressure across their latency.
+Both phases run their steps in a :class:`StallPipeline` (issue → retire): Q·K registers the
+q/k blocks, the 8 products and the adder tree every ``TREE_LEVELS`` levels
+(``qk_step_stages``); softmax·V registers the V beat and the lanes' A, then the products
+(``AV_STEP_STAGES``); the per-step control flags travel down the pipeline as registers.
+Exp, the softmax state update and 1/sum are the pipelined shared units; the hand-overs
+between the parts (head scores → ``nxt`` → serializer → softmax input register; A values →
+``fill`` → ``hold``) are double-buffered with registered flags, so every stream keeps correct
+valid/ready back-pressure and no ready path runs through more than one part.
 """
 
 from amaranth import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
@@ -32,10 +37,11 @@ from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from moevit.config import AcceleratorConfig, Formats
-from moevit.hw.units.attention_schedule import A_PIPE_STAGES, geometry
+from moevit.hw.units.attention_schedule import (A_PIPE_STAGES, AV_STEP_STAGES, TREE_LEVELS,
+                                                geometry, qk_step_stages)
 from moevit.hw.units.common import require_fm
 from moevit.hw.units.exp import exp_stages
-from moevit.hw.units.pipeline import StallPipeline
+from moevit.hw.units.pipeline import StallPipeline, adder_trees
 from moevit.hw.units.softmax import OnlineSoftmax
 
 #: width of fm_t in this unit: the config's feature-map format, which every constructor
@@ -127,11 +133,63 @@ class AttentionQK(wiring.Component):
                                 g.head_lanes, g.entry_words)
         W = cfg.axi_width
         frac = cfg.formats.fm.frac
-        fire = Signal()
-        c = _Counters(m, g, fire)
-        load = Signal()
-        m.d.comb += load.eq((c.key < P) & (c.base + c.key < g.tokens))
-        emit_lanes = [c.finishing(g, o) for o in range(P)]  # lane o's row ends this key
+
+        # ------------------------------------------------ step pipeline (issue -> retire)
+        # A step is issued (its k beat, and q beat if it loads one, taken) at stage 0 and
+        # retires at stage QK_STEP_STAGES: q/k blocks registered, products registered, the
+        # adder tree registered every TREE_LEVELS levels, the head accumulator.  The issue
+        # counters ``ci`` hand every per-step flag the retire stage needs down the pipeline
+        # as registers; the whole pipeline stalls when the retiring step cannot retire.
+        step_in = stream.Signature(1).create(path=("qk_step_in",))
+        step_out = stream.Signature(1).create(path=("qk_step_out",))
+        issue = Signal(name="qk_issue")
+        ci = _Counters(m, g, issue)
+        # "this step loads a q block" and "... into lane o" are registers, computed from
+        # the counters' next values at the last block of a key (timing)
+        load = Signal(init=1, name="qk_load")
+        key_is = [Signal(init=(o == 0), name=f"qk_key_is{o}") for o in range(P)]
+        key_next = Mux(ci.key == g.tokens - 1, 0, ci.key + 1)
+        base_next = Mux(ci.key == g.tokens - 1,
+                        Mux(ci.b == g.query_blocks - 1, 0, ci.base + P), ci.base)
+        with m.If(issue & ci.last_db):
+            m.d.sync += load.eq((key_next < P) & (base_next + key_next < g.tokens))
+            m.d.sync += [k_o.eq(key_next == o) for o, k_o in enumerate(key_is)]
+        m.d.comb += [step_in.valid.eq(self.k.valid & (~load | self.q.valid)),
+                     step_in.payload.eq(0)]
+        pipe = StallPipeline(m, step_in, step_out, prefix="qk_")
+        m.d.comb += [issue.eq(pipe.valid), self.k.ready.eq(issue),
+                     self.q.ready.eq(issue & load)]
+        flags = {"hf": ci.head_first, "hl": ci.head_last, "ldb": ci.last_db,
+                 "lent": ci.last_entry, "head": ci.head}
+        for o in range(P):
+            flags |= {f"valid{o}": ci.row_valid(g, o), f"first{o}": ci.key == o,
+                      f"emit{o}": ci.finishing(g, o)}
+        for k, v in flags.items():
+            pipe.carry(k, v)
+        kr = pipe.reg(self.k.payload, "k")
+        qr = []
+        for o in range(P):
+            qmem = memory.Memory(shape=unsigned(W), depth=FB, init=[])
+            m.submodules[f"qbuf{o}"] = qmem
+            rd = qmem.read_port(domain="comb")
+            wr = qmem.write_port()
+            here = load & key_is[o]
+            m.d.comb += [rd.addr.eq(ci.db), wr.addr.eq(ci.db), wr.data.eq(self.q.payload),
+                         wr.en.eq(issue & here)]
+            qr.append(pipe.reg(Mux(here, self.q.payload, rd.data), f"q{o}"))
+        pipe.next()
+        # stage 1: registered multiplier inputs -> registered products
+        prods = [[pipe.reg(_wrap32((_word(qr[o], j) * _word(kr, j)) >> frac), f"p{o}_{j}")
+                  for j in range(FBW)] for o in range(P)]
+        pipe.next()
+        # stage 2..: the adder trees (registered every TREE_LEVELS levels)
+        blks = adder_trees(pipe, prods, FM_W, "qks", TREE_LEVELS)
+        assert pipe.stage == qk_step_stages(cfg), (pipe.stage, qk_step_stages(cfg))
+        f = {k: pipe[k] for k in flags}
+        retire = Signal(name="qk_retire")
+        out_ok = Signal(name="qk_out_ok")
+        pipe.finish(Const(0, 1))
+        m.d.comb += [step_out.ready.eq(out_ok), retire.eq(step_out.valid & out_ok)]
 
         # ------------------------------------------------ score packer (entry -> beats)
         entry = Signal(E * FM_W)
@@ -145,7 +203,7 @@ class AttentionQK(wiring.Component):
             pack_ok = (pcnt == 0) | ((pcnt == 1) & self.scores.ready)
             with m.If(self.scores.valid & self.scores.ready):
                 m.d.sync += [pcnt.eq(pcnt - 1), pidx.eq(pidx + 1)]
-            with m.If(fire & c.last_db):
+            with m.If(retire & f["ldb"]):
                 m.d.sync += [pend.eq(entry), pcnt.eq(nb), pidx.eq(0)]
         else:
             epb = FBW // E
@@ -156,87 +214,116 @@ class AttentionQK(wiring.Component):
             pack_ok = ~gfull | self.scores.ready
             with m.If(self.scores.ready):
                 m.d.sync += gfull.eq(0)
-            with m.If(fire & c.last_db):
+            with m.If(retire & f["ldb"]):
                 with m.If(gn == 0):
                     m.d.sync += gather.eq(entry)
                 with m.Else():
                     m.d.sync += gather.word_select(gn, E * FM_W).eq(entry)
-                with m.If((gn == epb - 1) | c.last_entry):
+                with m.If((gn == epb - 1) | f["lent"]):
                     m.d.sync += [gfull.eq(1), gn.eq(0)]
                 with m.Else():
                     m.d.sync += gn.eq(gn + 1)
 
-        ser_free = Signal()
-        m.d.comb += fire.eq(self.k.valid & (~load | self.q.valid)
-                            & (~c.last_db | pack_ok) & (~c.head_last | ser_free))
-        m.d.comb += [self.k.ready.eq(fire), self.q.ready.eq(fire & load)]
+        ser_free = Signal(name="ser_free")
+        m.d.comb += out_ok.eq((~f["ldb"] | pack_ok) & (~f["hl"] | ser_free))
 
-        # ------------------------------------------------ lanes
+        # ------------------------------------------------ lanes: head accumulators
         scale = cfg.attn_scale_shift
         lane_scores = []  # per lane: list of head score values for the entry
         ser_load = []  # per lane: (valid, score, first, last) handed to the serializer
         for o in range(P):
-            qmem = memory.Memory(shape=unsigned(W), depth=FB, init=[])
-            m.submodules[f"qbuf{o}"] = qmem
-            rd = qmem.read_port(domain="comb")
-            wr = qmem.write_port()
-            here = load & (c.key == o)
-            m.d.comb += [rd.addr.eq(c.db), wr.addr.eq(c.db), wr.data.eq(self.q.payload),
-                         wr.en.eq(fire & here)]
-            qblk = Mux(here, self.q.payload, rd.data)
-            prods = [_wrap32((_word(qblk, j) * _word(self.k.payload, j)) >> frac)
-                     for j in range(FBW)]
             blk = Signal(signed(FM_W), name=f"blk{o}")
-            m.d.comb += blk.eq(_wrap32(sum(prods)))
+            m.d.comb += blk.eq(_wrap32(blks[o]))
             acc = Signal(signed(FM_W), name=f"acc{o}")
             acc_new = Signal(signed(FM_W), name=f"acc_new{o}")
-            m.d.comb += acc_new.eq(_wrap32(Mux(c.head_first, 0, acc) + (blk >> scale)))
-            with m.If(fire):
+            m.d.comb += acc_new.eq(_wrap32(Mux(f["hf"], 0, acc) + (blk >> scale)))
+            with m.If(retire):
                 m.d.sync += acc.eq(acc_new)
-            valid = c.row_valid(g, o)
+            valid = f[f"valid{o}"]
             sc = [Signal(signed(FM_W), name=f"sc{o}_{h}") for h in range(H)]
-            with m.If(fire & c.head_last):
+            with m.If(retire & f["hl"]):
                 for h in range(H - 1):
-                    with m.If(c.head == h):
+                    with m.If(f["head"] == h):
                         m.d.sync += sc[h].eq(Mux(valid, acc_new, 0))
             words = [sc[h] if h < H - 1 else Mux(valid, acc_new, 0) for h in range(H)]
             words += [Const(0, FM_W)] * (HL - H)
             lane_scores.append(words)
-            ser_load.append((valid, acc_new, c.key == o, emit_lanes[o]))
+            ser_load.append((valid, acc_new, f[f"first{o}"], f[f"emit{o}"]))
         m.d.comb += entry.eq(Cat(*[w for lane in lane_scores for w in lane]))
 
         # ------------------------------------------------ online softmax (shared unit)
-        # A head completes on all P lanes at once; the serializer hands the valid lanes'
-        # scores (row = lane*HL + head) to OnlineSoftmax one per cycle.  The step after the
-        # next head completion waits until the serializer has room (tiny: below full rate).
+        # A head completes on all P lanes at once.  Its valid lanes' scores (row =
+        # lane*HL + head) go to the ``nxt`` registers, move to the serializer when it is
+        # empty or handing over its last score, and leave one per cycle through a 2-entry
+        # FIFO into OnlineSoftmax.  A step that completes a head waits while ``nxt``
+        # is still occupied (tiny: below full rate).  Every flag here is a register.
         sm = OnlineSoftmax(cfg, full_rate=False)  # rows: default_rows(cfg) = P x HL
         m.submodules.softmax = sm
-        ser_mask = Signal(P, name="ser_mask")
+        Pb = range(max(2, P))
+        nxt_v = Signal(name="nxt_v")
+        nxt_mask, nxt_first, nxt_last = (Signal(P, name=f"nxt_{n}")
+                                         for n in ("mask", "first", "last"))
+        nxt_head = Signal(range(max(2, H)), name="nxt_head")
+        nxt_sc = [Signal(signed(FM_W), name=f"nxt_sc{o}") for o in range(P)]
+        nxt_empty, nxt_single = Signal(name="nxt_empty"), Signal(name="nxt_single")
+        ser_mask, ser_first, ser_last = (Signal(P, name=f"ser_{n}")
+                                         for n in ("mask", "first", "last"))
         ser_head = Signal(range(max(2, H)), name="ser_head")
         ser_sc = [Signal(signed(FM_W), name=f"ser_sc{o}") for o in range(P)]
-        ser_first = Signal(P, name="ser_first")
-        ser_last = Signal(P, name="ser_last")
-        sel = Signal(range(max(2, P)), name="ser_sel")
-        pick = Const(0, range(max(2, P)))
+        ser_empty = Signal(init=1, name="ser_empty")    # ser_mask == 0
+        ser_single = Signal(init=1, name="ser_single")  # at most one bit of ser_mask
+        m.d.comb += ser_free.eq(~nxt_v)
+        load_mask = Cat(*[v for v, _, _, _ in ser_load])
+        load_nxt = retire & f["hl"]
+        with m.If(load_nxt):
+            m.d.sync += [nxt_mask.eq(load_mask), nxt_head.eq(f["head"]),
+                         nxt_first.eq(Cat(*[x for _, _, x, _ in ser_load])),
+                         nxt_last.eq(Cat(*[x for _, _, _, x in ser_load])),
+                         nxt_empty.eq(load_mask == 0),
+                         nxt_single.eq((load_mask & (load_mask - 1))[:P] == 0)]
+            m.d.sync += [r.eq(s) for r, (_, s, _, _) in zip(nxt_sc, ser_load)]
+        sel = Signal(Pb, name="ser_sel")
+        pick = Const(0, Pb)
         for o in reversed(range(P)):
             pick = Mux(ser_mask[o], o, pick)
         m.d.comb += sel.eq(pick)
-        pop = sm.i.valid & sm.i.ready
-        m.d.comb += [sm.i.valid.eq(ser_mask.any()),
-                     sm.i.payload.score.eq(Array(ser_sc)[sel]),
-                     sm.i.payload.row.eq(sel * HL + ser_head),
-                     sm.i.payload.first.eq(ser_first.bit_select(sel, 1)),
-                     sm.i.payload.last.eq(ser_last.bit_select(sel, 1))]
-        single = (ser_mask & (ser_mask - 1)) == 0
-        m.d.comb += ser_free.eq((ser_mask == 0) | (single & pop))
-        with m.If(pop):
-            m.d.sync += ser_mask.eq(ser_mask & ~(Const(1, P) << sel)[:P])
-        with m.If(fire & c.head_last):
-            m.d.sync += [ser_mask.eq(Cat(*[v for v, _, _, _ in ser_load])),
-                         ser_head.eq(c.head),
-                         ser_first.eq(Cat(*[f for _, _, f, _ in ser_load])),
-                         ser_last.eq(Cat(*[lst for _, _, _, lst in ser_load]))]
-            m.d.sync += [r.eq(s) for r, (_, s, _, _) in zip(ser_sc, ser_load)]
+        rest = Signal(P, name="ser_rest")        # the mask without its lowest bit
+        m.d.comb += rest.eq(ser_mask & ~(Const(1, P) << sel)[:P])
+        # the softmax input: a 2-entry FIFO whose "room" flag is a register, so that the
+        # serializer's pop (and the move of nxt) never waits for the softmax's ready
+        sq = [Signal(sm.in_layout, name=f"sm_in{k}") for k in range(2)]
+        sq_n = Signal(range(3), name="sm_in_count")
+        room = Signal(init=1, name="sm_in_room")
+        pop = Signal(name="ser_pop")
+        move = Signal(name="ser_move")
+        m.d.comb += [pop.eq(~ser_empty & room),
+                     move.eq(nxt_v & (ser_empty | (ser_single & pop)))]
+        m.d.sync += nxt_v.eq(Mux(nxt_v, ~move, load_nxt))
+        with m.If(move):
+            m.d.sync += [ser_mask.eq(nxt_mask), ser_first.eq(nxt_first),
+                         ser_last.eq(nxt_last), ser_head.eq(nxt_head),
+                         ser_empty.eq(nxt_empty), ser_single.eq(nxt_single)]
+            m.d.sync += [r.eq(s) for r, s in zip(ser_sc, nxt_sc)]
+        with m.Elif(pop):
+            m.d.sync += [ser_mask.eq(rest), ser_empty.eq(ser_single),
+                         ser_single.eq((rest & (rest - 1))[:P] == 0)]
+        item = Signal(sm.in_layout, name="ser_item")
+        m.d.comb += [item.score.eq(Array(ser_sc)[sel]), item.row.eq(sel * HL + ser_head),
+                     item.first.eq(ser_first.bit_select(sel, 1)),
+                     item.last.eq(ser_last.bit_select(sel, 1))]
+        deq = sm.i.valid & sm.i.ready
+        m.d.comb += [sm.i.valid.eq(sq_n != 0), sm.i.payload.eq(sq[0])]
+        with m.If(deq):
+            m.d.sync += sq[0].eq(Mux(pop & (sq_n == 1), item, sq[1]))
+            with m.If(pop):
+                m.d.sync += sq[1].eq(item)
+        with m.Elif(pop):
+            with m.If(sq_n == 0):
+                m.d.sync += sq[0].eq(item)
+            with m.Else():
+                m.d.sync += sq[1].eq(item)
+        n_next = (sq_n + pop - deq)[:2]
+        m.d.sync += [sq_n.eq(n_next), room.eq(n_next < 2)]
 
         # info row: [recip_h, max_h]..., pads 0 -- the softmax results of the finishing
         # lane arrive head by head (rows finish in order, one lane per key)
@@ -331,13 +418,22 @@ class AttentionAV(wiring.Component):
         pblk = Signal(range(QB), name="pblk")
         ph = Signal(range(max(2, H)), name="ph")
         po = Signal(range(max(2, P)), name="po")
-        need_info = Signal()
-        m.d.comb += need_info.eq((pkey < P) & (pbase + pkey < T))
+        # "this entry brings an info row" and "last item of the entry" are registers,
+        # computed from the counters' next values (timing)
+        need_info = Signal(init=1, name="need_info")
+        last_item = Signal(init=(H == 1 and P == 1), name="last_item")
         a_in = stream.Signature(unsigned(2 * FM_W)).create(path=("a_in",))
         a_out = stream.Signature(signed(FM_W)).create(path=("a_out",))
         item = a_in.valid & a_in.ready
-        last_item = (ph == H - 1) & (po == P - 1)
         done_entry = item & last_item
+        po_next = Mux(po == P - 1, 0, po + 1)
+        ph_next = Mux(po == P - 1, Mux(ph == H - 1, 0, ph + 1), ph)
+        pkey_next = Mux(pkey == T - 1, 0, pkey + 1)
+        pbase_next = Mux(pkey == T - 1, Mux(pblk == QB - 1, 0, pbase + P), pbase)
+        with m.If(item):
+            m.d.sync += last_item.eq((ph_next == H - 1) & (po_next == P - 1))
+        with m.If(done_entry):
+            m.d.sync += need_info.eq((pkey_next < P) & (pbase_next + pkey_next < T))
         m.d.comb += [a_in.valid.eq(cur_v & (~need_info | self.info.valid)),
                      self.info.ready.eq(done_entry & need_info),
                      etake.eq(avail & (~cur_v | done_entry))]
@@ -363,12 +459,24 @@ class AttentionAV(wiring.Component):
                 m.d.sync += [mx[h].eq(_word(self.info.payload, 2 * h + 1)) for h in range(H)]
             rcs += rc
             mxs += mx
-        fresh = need_info & (po == pkey)  # this entry brings lane po's info row
+        # word indices of the current item (po*H + ph, po*HL + ph) and "lane po's info row
+        # comes with this entry" are registers, stepped with the item (timing)
+        r_idx = Signal(range(max(2, P * H)), name="r_idx")
+        s_idx = Signal(range(max(2, E)), name="s_idx")
+        fresh = Signal(init=(P > 0), name="fresh")  # entry 0 brings lane 0's info row
+        with m.If(item):
+            m.d.sync += [r_idx.eq(Mux(po == P - 1, ph_next, r_idx + H)),
+                         s_idx.eq(Mux(po == P - 1, ph_next, s_idx + HL))]
+            with m.If(done_entry):
+                m.d.sync += fresh.eq((pkey_next < P) & (pbase_next + pkey_next < T)
+                                     & (pkey_next == 0))
+            with m.Else():
+                m.d.sync += fresh.eq(need_info & (po_next == pkey))
         rc_sel = Mux(fresh, Array([_word(self.info.payload, 2 * h) for h in range(H)])[ph],
-                     Array(rcs)[po * H + ph])
+                     Array(rcs)[r_idx])
         mx_sel = Mux(fresh, Array([_word(self.info.payload, 2 * h + 1) for h in range(H)])[ph],
-                     Array(mxs)[po * H + ph])
-        s_sel = Array([_word(cur, i) for i in range(E)])[po * HL + ph]
+                     Array(mxs)[r_idx])
+        s_sel = Array([_word(cur, i) for i in range(E)])[s_idx]
         m.d.comb += a_in.payload.eq(Cat(_wrap32(s_sel - mx_sel), rc_sel))
         pipe = StallPipeline(m, a_in, a_out, prefix="a_")
         x = pipe.reg(a_in.payload[:FM_W].as_signed(), "x")
@@ -382,47 +490,80 @@ class AttentionAV(wiring.Component):
         assert pipe.latency == A_PIPE_STAGES, (pipe.latency, A_PIPE_STAGES)
 
         # ------------------------------------------------ collector: P A values per head
-        fire = Signal()
-        c = _Counters(m, g, fire)
-        grp = [Signal(signed(FM_W), name=f"grp{o}") for o in range(P)]
+        # Double-buffered: ``fill`` gathers the P lanes' A of the next head while ``hold``
+        # waits for the step that starts the head.  The A pipeline's ready comes from two
+        # registers (``fill`` not full, or ``hold`` free so that a full ``fill`` moves this
+        # cycle), so no ready path runs from the V steps back through the A pipeline.
+        fill = [Signal(signed(FM_W), name=f"grp{o}") for o in range(P)]
+        hold = [Signal(signed(FM_W), name=f"hold{o}") for o in range(P)]
         gcnt = Signal(range(P + 1), name="gcnt")
-        consume = fire & c.head_first
-        m.d.comb += a_out.ready.eq((gcnt < P) | consume)
-        slot = Mux(consume, 0, gcnt)
-        with m.If(a_out.valid & a_out.ready):
-            m.d.sync += Array(grp)[slot].eq(a_out.payload)
-            m.d.sync += gcnt.eq(slot + 1)
-        with m.Elif(consume):
-            m.d.sync += gcnt.eq(0)
+        fill_full = Signal(name="fill_full")      # gcnt == P
+        hold_v = Signal(name="hold_v")
+        consume = Signal(name="a_consume")
+        take = a_out.valid & a_out.ready
+        move = fill_full & (~hold_v | consume)
+        m.d.comb += a_out.ready.eq(~fill_full | ~hold_v)
+        with m.If(take):
+            m.d.sync += Array(fill)[Mux(fill_full, 0, gcnt)].eq(a_out.payload)
+        with m.If(move):
+            m.d.sync += [hold_v.eq(1), gcnt.eq(take), fill_full.eq(take & (P == 1))]
+            m.d.sync += [h.eq(x) for h, x in zip(hold, fill)]
+        with m.Else():
+            with m.If(take):
+                m.d.sync += [gcnt.eq(gcnt + 1), fill_full.eq(gcnt == P - 1)]
+            with m.If(consume):
+                m.d.sync += hold_v.eq(0)
 
-        # ------------------------------------------------ V steps
-        out_lanes = [c.finishing(g, o) for o in range(P)]
-        need_out = Cat(*out_lanes).any()
-        out = _OutReg(m, self.out, W)
-        m.d.comb += fire.eq(self.v.valid & (~c.head_first | (gcnt == P))
-                            & (~need_out | out.can_push))
-        m.d.comb += self.v.ready.eq(fire)
-
-        out_sel = Const(0, W)
+        # ------------------------------------------------ V steps (issue -> retire)
+        # Issue (stage 0): the V beat and each lane's A (the held group's at a head's first
+        # block) are registered; stage 1: registered products; retire (AV_STEP_STAGES): the
+        # accumulator row read, added and written, and the finishing lane's row pushed.
+        step_in = stream.Signature(1).create(path=("av_step_in",))
+        step_out = stream.Signature(1).create(path=("av_step_out",))
+        issue = Signal(name="av_issue")
+        ci = _Counters(m, g, issue)
+        m.d.comb += [step_in.valid.eq(self.v.valid & (~ci.head_first | hold_v)),
+                     step_in.payload.eq(0)]
+        vp = StallPipeline(m, step_in, step_out, prefix="av_")
+        m.d.comb += [issue.eq(vp.valid), self.v.ready.eq(issue),
+                     consume.eq(issue & ci.head_first)]
+        vp.carry("db", ci.db)
+        for o in range(P):
+            vp.carry(f"reset{o}", ci.key == o)
+            vp.carry(f"emit{o}", ci.finishing(g, o))
+        vp.carry("need_out", Cat(*[ci.finishing(g, o) for o in range(P)]).any())
+        vr = vp.reg(self.v.payload, "v")
+        ar = []
         for o in range(P):
             aw = Signal(signed(FM_W), name=f"aw{o}")
             a_now = Signal(signed(FM_W), name=f"a_now{o}")
-            m.d.comb += a_now.eq(Mux(c.head_first, grp[o], aw))
-            with m.If(fire):
+            m.d.comb += a_now.eq(Mux(ci.head_first, hold[o], aw))
+            with m.If(issue):
                 m.d.sync += aw.eq(a_now)
+            ar.append(vp.reg(a_now, f"a{o}"))
+        vp.next()
+        prods = [[vp.reg(_wrap32((_word(vr, j) * ar[o]) >> frac), f"va{o}_{j}")
+                  for j in range(FBW)] for o in range(P)]
+        vp.next()
+        assert vp.stage == AV_STEP_STAGES, (vp.stage, AV_STEP_STAGES)
+        out = _OutReg(m, self.out, W)
+        retire = Signal(name="av_retire")
+        vp.finish(Const(0, 1))
+        m.d.comb += [step_out.ready.eq(~vp["need_out"] | out.can_push),
+                     retire.eq(step_out.valid & step_out.ready)]
+        out_sel = Const(0, W)
+        for o in range(P):
             amem = memory.Memory(shape=unsigned(W), depth=FB, init=[])
             m.submodules[f"acc{o}"] = amem
             rd = amem.read_port(domain="comb")
             wr = amem.write_port()
-            reset = c.key == o
-            new_words = [_wrap32(Mux(reset, 0, _word(rd.data, j))
-                                 + _wrap32((_word(self.v.payload, j) * a_now) >> frac))
+            new_words = [_wrap32(Mux(vp[f"reset{o}"], 0, _word(rd.data, j)) + prods[o][j])
                          for j in range(FBW)]
             new_blk = Signal(W, name=f"acc_blk{o}")
-            m.d.comb += [new_blk.eq(Cat(*new_words)), rd.addr.eq(c.db), wr.addr.eq(c.db),
-                         wr.data.eq(new_blk), wr.en.eq(fire)]
-            out_sel = Mux(out_lanes[o], new_blk, out_sel)
-        with m.If(fire & need_out):
+            m.d.comb += [new_blk.eq(Cat(*new_words)), rd.addr.eq(vp["db"]),
+                         wr.addr.eq(vp["db"]), wr.data.eq(new_blk), wr.en.eq(retire)]
+            out_sel = Mux(vp[f"emit{o}"], new_blk, out_sel)
+        with m.If(retire & vp["need_out"]):
             out.push(m, out_sel)
         return m
 

@@ -19,11 +19,17 @@ from dataclasses import dataclass
 from moevit.config import AcceleratorConfig
 from moevit.errors import ConfigError
 from moevit.hw.units.exp import EXP_STAGES
+from moevit.hw.units.pipeline import tree_registers
 from moevit.hw.units.softmax import MIN_INTERLEAVE, softmax_latency
 
 #: stages of the softmax·V A pipeline: argument register, the shared exp datapath
 #: (``exp_stages``), the registered A = e·recip product
 A_PIPE_STAGES = EXP_STAGES + 2
+#: adder-tree levels between registers in the Q·K step pipeline
+TREE_LEVELS = 2
+#: softmax·V step pipeline: registered V beat and A values, registered products, then the
+#: retire stage (accumulator row read, add, write)
+AV_STEP_STAGES = 2
 
 
 @dataclass(frozen=True)
@@ -94,6 +100,13 @@ def geometry(cfg: AcceleratorConfig) -> AttentionGeometry:
     return AttentionGeometry.from_config(cfg)
 
 
+def qk_step_stages(cfg: AcceleratorConfig) -> int:
+    """Q·Kᵀ step pipeline: registered q/k blocks, registered products, the adder tree's
+    registers (every ``TREE_LEVELS`` levels over ``feature_block`` products), then the retire
+    stage (last tree levels + the head accumulator): 3 for 8-wide blocks."""
+    return 2 + tree_registers(cfg.feature_block, TREE_LEVELS)
+
+
 @dataclass(frozen=True)
 class Step:
     b: int
@@ -126,57 +139,91 @@ def bandwidth_profile(cfg: AcceleratorConfig) -> dict:
                 q_blocks=q_total, k_blocks=k_total)
 
 
-def _qk_phase_cycles(g: AttentionGeometry, sm_latency: int) -> tuple[int, int, list[int]]:
-    """Q·Kᵀ phase at full rate: (cycles, cycles beyond steps + E/8, cycle of every step),
-    replayed cycle by cycle as the RTL does it.
+def _qk_phase_cycles(g: AttentionGeometry, sm_latency: int,
+                     stages: int) -> tuple[int, int, list[int]]:
+    """Q·Kᵀ phase at full rate: (cycles, cycles beyond steps + E/8, issue cycle of every
+    step), replayed cycle by cycle as the RTL does it.
 
-    A step fires unless it completes a head while the serializer still holds more than the
-    score it hands over this cycle.  The serializer offers one valid lane score per cycle to
-    OnlineSoftmax, whose hazard check admits a row's score only ``MIN_INTERLEAVE`` cycles
-    after that row's previous one (or at the row's first score).  The last info beat leaves
+    A step is issued (its k beat taken) into the ``stages``-deep step pipeline whenever the
+    pipeline advances; it retires at the end unless it completes a head while the ``nxt``
+    registers still hold the previous head's lane scores (the whole pipeline then stalls).
+    ``nxt`` moves to the serializer when that is empty or hands over its last score; the
+    serializer passes one valid lane score per cycle, while a 2-entry FIFO has room (a
+    register), into OnlineSoftmax, whose hazard check admits a row's score only
+    ``MIN_INTERLEAVE`` cycles after that row's previous one (or at the row's first score).  The last info beat leaves
     ``sm_latency`` + 1 cycles after the last row's last score enters the softmax unit; the
-    last score entry leaves ``max(1, E/8)`` cycles after the last step.
+    last score entry max(1, E/8) beats after the last step retires.
     """
     P, H, HL, bph = g.lanes, g.heads, g.head_lanes, g.blocks_per_head
-    ser: list[tuple[int, bool, bool]] = []  # (row id, first, ends an info row) waiting
+    FB, FBW, E = g.feature_blocks, g.feature_block, g.entry_words
+    nb = E // FBW if E >= FBW else 0
+    pipe: list[int | None] = [None] * stages   # step index per stage 1..stages
+    nxt: list | None = None
+    ser: list = []
+    fifo: list = []                  # softmax input FIFO (2 entries): (row, first, emits)
     admitted: dict[int, int] = {}
-    i = cycle = last_fire = info_end = 0
+    pcnt = 0
+    i = cycle = last_retire = info_end = 0
     fires: list[int] = []
     n = g.steps
-    while i < n or ser:
-        if ser:
-            row, first, emits = ser[0]
-            if first or cycle - admitted.get(row, -MIN_INTERLEAVE) >= MIN_INTERLEAVE:
+    while i < n or any(s is not None for s in pipe) or nxt is not None or ser or fifo:
+        # softmax input FIFO -> OnlineSoftmax
+        deq = False
+        if fifo:
+            row, first, emits = fifo[0]
+            deq = first or cycle - admitted.get(row, -MIN_INTERLEAVE) >= MIN_INTERLEAVE
+            if deq:
                 admitted[row] = cycle
-                ser.pop(0)
                 if emits:
                     info_end = max(info_end, cycle + sm_latency + 1)
-        if i < n:
-            b, rem = divmod(i, g.tokens * g.feature_blocks)
-            k, db = divmod(rem, g.feature_blocks)
-            head_last = db % bph == bph - 1
-            if not head_last or not ser:
+        pop = bool(ser) and len(fifo) < 2          # the FIFO's room flag (a register)
+        move = nxt is not None and (not ser or (len(ser) == 1 and pop))
+        new_fifo = (fifo[1:] if deq else fifo) + ([ser[0]] if pop else [])
+        new_ser = ser[1:] if pop else ser
+        new_nxt = nxt
+        if move:
+            new_ser, new_nxt = nxt, None
+        # the retiring step
+        step = pipe[-1]
+        advance = True
+        if step is not None:
+            b, rem = divmod(step, g.tokens * FB)
+            k, db = divmod(rem, FB)
+            head_last, last_db = db % bph == bph - 1, db == FB - 1
+            pack_ok = pcnt <= 1
+            advance = (not last_db or pack_ok) and (not head_last or nxt is None)
+            if advance:
+                last_retire = cycle
                 if head_last:
                     h = db // bph
-                    ser = [(o * HL + h, k == o, k == g.last_key(o) and h == H - 1)
-                           for o in range(P) if g.valid(b, k, o)]
-                last_fire = cycle
+                    new_nxt = [(o * HL + h, k == o, k == g.last_key(o) and h == H - 1)
+                               for o in range(P) if g.valid(b, k, o)]
+        pcnt = max(0, pcnt - 1)
+        if step is not None and advance and last_db and nb:
+            pcnt = nb
+        if advance:
+            pipe = [i if i < n else None] + pipe[:-1]
+            if i < n:
                 fires.append(cycle)
                 i += 1
+        nxt, ser, fifo = new_nxt, new_ser, new_fifo
         cycle += 1
     entry_beats = max(1, g.entry_words // g.feature_block)
-    end = max(last_fire + entry_beats, info_end)
+    end = max(last_retire + entry_beats, info_end)
     return end + 1, end + 1 - n - entry_beats, fires
 
 
-def _av_phase_cycles(g: AttentionGeometry, a_latency: int) -> tuple[int, int]:
+def _av_phase_cycles(g: AttentionGeometry, a_latency: int,
+                     stages: int) -> tuple[int, int]:
     """softmax·V phase at full rate: (cycles, cycles beyond steps + 1), cycle by cycle.
 
     The A producer takes a score entry (unpacked from max(1, E/8) beats, double-buffered),
     and issues one exp argument per cycle for (head, lane) in order, lane v taking its info
     row with entry (b, v); A = floor(exp(s-max)·recip) leaves ``a_latency`` cycles later into
-    the collector, which gathers the P lanes' A of one head.  A step that starts a head
-    waits for a full collector; output beats leave one cycle after their step.
+    the collector's ``fill`` group, which takes A values while it holds fewer than P or
+    ``hold`` is free, and moves to ``hold`` when that is free or being used up.  A step that
+    starts a head waits for a held group; a step retires ``stages`` cycles after its V beat
+    and its output beat leaves one cycle later.
     """
     P, H, FB, bph = g.lanes, g.heads, g.feature_blocks, g.blocks_per_head
     E, FBW, T = g.entry_words, g.feature_block, g.tokens
@@ -190,7 +237,7 @@ def _av_phase_cycles(g: AttentionGeometry, a_latency: int) -> tuple[int, int]:
     loaded = 0  # entries moved into cur
     cur_v, items_done = False, 0  # producer: current entry valid, items of it issued
     pipe = [False] * a_latency  # stage 1..L valid
-    gcnt = 0
+    gcnt, hold_v = 0, False
     i = cycle = last = 0
     n = g.steps
     while i < n:
@@ -198,11 +245,12 @@ def _av_phase_cycles(g: AttentionGeometry, a_latency: int) -> tuple[int, int]:
         b, rem = divmod(i, T * FB)
         k, db = divmod(rem, FB)
         head_first = db % bph == 0
-        fire = not head_first or gcnt == P
+        fire = not head_first or hold_v
         consume = fire and head_first
         out_valid = pipe[-1]
-        ready = gcnt < P or consume
-        advance = not out_valid or ready
+        fill_full = gcnt == P
+        take = out_valid and (not fill_full or not hold_v)
+        advance = not out_valid or take
         # producer input
         avail = (ncnt == nb) if big else sfull
         item = cur_v and advance
@@ -226,10 +274,11 @@ def _av_phase_cycles(g: AttentionGeometry, a_latency: int) -> tuple[int, int]:
                 sfull = True
                 beats_left -= 1
         # collector
-        if out_valid and ready:
-            gcnt = (0 if consume else gcnt) + 1
-        elif consume:
-            gcnt = 0
+        if fill_full and (not hold_v or consume):
+            gcnt, hold_v = int(take), True
+        else:
+            gcnt += int(take)
+            hold_v = hold_v and not consume
         if advance:
             pipe = [item] + pipe[:-1]
         items_done = 0 if done_entry else items_done + int(item)
@@ -239,10 +288,10 @@ def _av_phase_cycles(g: AttentionGeometry, a_latency: int) -> tuple[int, int]:
         elif done_entry:
             cur_v = False
         if fire:
-            last = cycle
+            last = max(last, cycle)
             for o in range(P):
                 if k == g.last_key(o) and g.valid(b, k, o):
-                    last = cycle + 1  # the output beat leaves a cycle later
+                    last = cycle + stages + 1  # the output beat leaves after the retire
             i += 1
         cycle += 1
     return last + 1, last + 1 - n
@@ -251,21 +300,23 @@ def _av_phase_cycles(g: AttentionGeometry, a_latency: int) -> tuple[int, int]:
 def cycles_per_layer(cfg: AcceleratorConfig) -> dict:
     """Cycles of one attention layer with every stream at full rate (no back-pressure).
 
-    Q·Kᵀ + statistics: QB·T·FB steps, plus the serializer stalls where a head completes on
-    P lanes faster than one score per cycle (P·(valid lanes) scores per ``blocks_per_head``
-    steps; none on edge-moe), plus the tail: the last info row leaves the OnlineSoftmax
-    latency (``SOFTMAX_LATENCY``) + 1 cycles after the last row's last score enters it, the
-    last score entry max(1, E/8) beats after the last step.
+    Q·Kᵀ + statistics: QB·T·FB steps, plus the step pipeline (``qk_step_stages``), plus the
+    serializer stalls where a head completes on P lanes faster than one score per cycle
+    (P·(valid lanes) scores per ``blocks_per_head`` steps; none on edge-moe or zcu104), plus
+    the tail: the last info row leaves the OnlineSoftmax latency (``SOFTMAX_LATENCY``) + 1
+    cycles after the last row's last score enters it, the last score entry max(1, E/8) beats
+    after the last step retires.
     softmax·V: QB·T·FB steps, plus the fill (first entry's beats, the A pipeline of
-    ``A_PIPE_STAGES`` = exp + multiply stages, P A values gathered) and the collector stalls
-    where the P·H A values of a key outrun FB steps (tiny), plus 1 for the output register.
+    ``A_PIPE_STAGES`` = exp + multiply stages, P A values gathered and moved to the held
+    group) and the collector stalls where the P·H A values of a key outrun FB steps (tiny),
+    plus the step pipeline (``AV_STEP_STAGES``) and 1 for the output register.
     Both phase figures come from a cycle-by-cycle replay of those rules
     (``_qk_phase_cycles``, ``_av_phase_cycles``), asserted equal to the RTL in tests/hw.
     The spec's ideal figure (§11) is 2·QB·T·FB.  QB = ceil((T-1)/P) + 1.
     """
     g = geometry(cfg)
-    qk, qk_extra, _ = _qk_phase_cycles(g, softmax_latency(cfg))
-    av, av_extra = _av_phase_cycles(g, A_PIPE_STAGES)
+    qk, qk_extra, _ = _qk_phase_cycles(g, softmax_latency(cfg), qk_step_stages(cfg))
+    av, av_extra = _av_phase_cycles(g, A_PIPE_STAGES, AV_STEP_STAGES)
     return dict(P=g.lanes, tokens=g.tokens, feature_blocks=g.feature_blocks,
                 query_blocks=g.query_blocks, qk_cycles=qk, av_cycles=av, layer_cycles=qk + av,
                 qk_stall_and_tail_cycles=qk_extra, av_fill_and_stall_cycles=av_extra,
@@ -275,4 +326,4 @@ def cycles_per_layer(cfg: AcceleratorConfig) -> dict:
 def qk_step_cycles(cfg: AcceleratorConfig) -> list[int]:
     """Cycle (from the phase's first cycle) at which each Q·Kᵀ step retires at full rate:
     the k beat of step i is taken then, and its q beat if the step loads one."""
-    return _qk_phase_cycles(geometry(cfg), softmax_latency(cfg))[2]
+    return _qk_phase_cycles(geometry(cfg), softmax_latency(cfg), qk_step_stages(cfg))[2]

@@ -46,8 +46,9 @@ from moevit.hw.units.pipeline import StallPipeline, adder_trees, tree_registers
 from moevit.hw.units.residual import block_shape, lane
 from moevit.hw.units.sqrt import sqrt_geometry, sqrt_stages
 
-#: adder levels between pipeline registers in the statistics sums
-TREE_LEVELS_PER_STAGE = 2
+#: adder levels between pipeline registers in the statistics sums (two levels measured
+#: two LUT6 in front of the carry chain: abc merges them into a compressor)
+TREE_LEVELS_PER_STAGE = 1
 #: normalise pipeline: input register, X - mean, ·r, ·gain, +bias (output register)
 NORM_STAGES = 5
 #: cycles from the statistics pipeline's output to the normalise input: the stats FIFO
@@ -66,9 +67,9 @@ def stats_latency(cfg: AcceleratorConfig) -> int:
     tree_regs = tree_registers(cfg.feature_block, TREE_LEVELS_PER_STAGE)
     rbits = sqrt_geometry(cfg.formats.fm.width, cfg.formats.fm.frac)[1]
     recip_bits = 2 * cfg.formats.fm.frac + 1
-    # input register, X·c, X·t, tree registers, accumulate, mean², var,
+    # input register, X·c, X·t, tree registers, block sums, accumulate, mean², var,
     # square root (1 + root bits), divider (1 + numerator bits), output register
-    return 3 + tree_regs + 3 + (1 + rbits) + (1 + recip_bits) + 1
+    return 3 + tree_regs + 1 + 3 + (1 + rbits) + (1 + recip_bits) + 1
 
 
 def layernorm_latency(cfg: AcceleratorConfig) -> int:
@@ -151,6 +152,10 @@ class LayerNorm(wiring.Component):
         pipe.next()
         sq = [(sp[j] >> frac)[:w] for j in range(n)]
         tsum = adder_trees(pipe, [tr, sq], w, "sum", TREE_LEVELS_PER_STAGE)
+        # the block sums are registered before the accumulate (a 3-operand add measured
+        # two LUT6 levels in front of the carry chain)
+        tsum = [pipe.reg(t, f"bsum{k}", shape=w) for k, t in enumerate(tsum)]
+        pipe.next()
         # accumulate over the token (state registers, updated as the item passes)
         acc_t = Signal(w, name="acc_mean")
         acc_q = Signal(w, name="acc_meansq")
@@ -206,8 +211,12 @@ class LayerNorm(wiring.Component):
         with m.If(self.x.valid & self.x.ready):
             m.d.sync += in_db.eq(Mux(in_db == fb - 1, 0, in_db + 1))
         self._stats(m, xs, st)
-        m.d.comb += [sfifo.w_data.eq(st.payload), sfifo.w_en.eq(st.valid),
-                     st.ready.eq(sfifo.w_rdy)]
+        # The statistics pipeline never stalls (no ready path from the stats FIFO through
+        # it into ``x``): a token's (mean, r) is in the pipeline or the stats FIFO only
+        # while all of its blocks are still in the token buffer (its output starts after
+        # its stats leave the FIFO), so the FIFO holds at most depth(buf) // fb entries
+        assert sfifo.depth > buf.depth // fb, (sfifo.depth, buf.depth, fb)
+        m.d.comb += [sfifo.w_data.eq(st.payload), sfifo.w_en.eq(st.valid), st.ready.eq(1)]
 
         # ---- parameters: two banks of gain and bias rows (one row = one parameter beat)
         rows = cfg.dim // self.per_beat
@@ -255,11 +264,13 @@ class LayerNorm(wiring.Component):
         move = (consume | ~cur_valid) & nxt_valid
         m.d.comb += sfifo.r_en.eq(~nxt_valid)
         with m.If(sfifo.r_rdy & ~nxt_valid):
-            m.d.sync += [nxt_s.eq(sfifo.r_data), nxt_valid.eq(1)]
+            m.d.sync += nxt_s.eq(sfifo.r_data)
         with m.If(move):
-            m.d.sync += [cur.eq(nxt_s), cur_valid.eq(1), nxt_valid.eq(0)]
-        with m.Elif(consume):
-            m.d.sync += cur_valid.eq(0)
+            m.d.sync += cur.eq(nxt_s)
+        # the valid flags as plain next-state expressions (the handshake enters one LUT in
+        # front of D; as if/else updates they became a synchronous reset, 404 ps setup)
+        m.d.sync += [nxt_valid.eq(Mux(nxt_valid, ~move, sfifo.r_rdy)),
+                     cur_valid.eq(nxt_valid | (cur_valid & ~consume))]
         dec = ofire & at_end
         with m.If(ofire):
             m.d.sync += out_db.next_value

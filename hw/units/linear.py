@@ -231,6 +231,11 @@ class Linear(wiring.Component):
 
         # ------------------------------------------------ command
         cp = self.cmd.payload
+        # x_go (= act, rows left, the loading slot free) and "this is the row's last beat"
+        # are registers computed from next-state values, so x.ready and the row-done
+        # decision are one LUT from flip-flops (timing)
+        x_go = Signal(name="x_go")
+        xk_last = Signal(name="x_beat_last")
         act = Signal(name="c_active")
         c = {k: Signal.like(getattr(cp, k), name=f"c_{k}") for k in
              ("bank", "in_tiles", "out_tiles", "tokens", "gelu", "score", "add", "keep")}
@@ -242,9 +247,10 @@ class Linear(wiring.Component):
             m.d.sync += [act.eq(1), rows_left.eq(cp.tokens)]
             m.d.sync += [c[k].eq(getattr(cp, k)) for k in c]
             if TI >= g.x_per_beat:
-                m.d.sync += row_last.eq(cp.in_tiles * (TI // g.x_per_beat) - 1)
+                new_last = cp.in_tiles * (TI // g.x_per_beat) - 1
             else:
-                m.d.sync += row_last.eq((cp.in_tiles >> _log2(g.x_per_beat // TI)) - 1)
+                new_last = (cp.in_tiles >> _log2(g.x_per_beat // TI)) - 1
+            m.d.sync += [row_last.eq(new_last), xk_last.eq(new_last == 0)]
 
         # ------------------------------------------------ input-row loader (double-buffered)
         rfull = Signal(2, name="rfull")
@@ -254,7 +260,6 @@ class Linear(wiring.Component):
         xk = Signal(range(g.in_beats(g.max_in)), name="x_beat")
         meta_tok = [Signal(g.token_bits, name=f"row{k}_token") for k in range(2)]
         meta_sc = [Signal(signed(FM_W), name=f"row{k}_score") for k in range(2)]
-        x_go = act & (rows_left != 0) & ~rfull.bit_select(lsel, 1)
         m.d.comb += self.x.ready.eq(x_go)
         x_fire = self.x.valid & x_go
         bpw, tpw = g.beats_per_xword, g.tiles_per_xword
@@ -264,10 +269,11 @@ class Linear(wiring.Component):
                      xwp.data.eq(Cat(*([self.x.payload.data] * bpw))),
                      xwp.en.eq(Cat(*[x_fire & (lane == k) for k in range(bpw)]) if bpw > 1
                                else x_fire)]
-        row_done = x_fire & (xk == row_last)
+        row_done = x_fire & xk_last
         m.d.comb += set_r.eq(Mux(row_done, _onehot(lsel), 0))
         with m.If(x_fire):
-            m.d.sync += xk.eq(Mux(row_done, 0, xk + 1))
+            m.d.sync += [xk.eq(Mux(row_done, 0, xk + 1)),
+                         xk_last.eq(Mux(row_done, row_last == 0, xk + 1 == row_last))]
         with m.If(row_done):
             m.d.sync += [lsel.eq(~lsel), rows_left.eq(rows_left - 1)]
             for k in range(2):
@@ -287,20 +293,23 @@ class Linear(wiring.Component):
         first = Signal(init=1, name="ib_first")
         row_ok = Signal(name="row_ok")
         bank_ok = Signal(name="bank_ok")
-        credit = Signal(init=1, name="credit_ok")
+        issue_ok = Signal(init=1, name="issue_ok")  # ~first | a credit of the tile FIFO
         fire = Signal(name="fire")
-        m.d.comb += fire.eq(act & row_ok & bank_ok & (~first | credit))
-        # "last" flags of the three loop counters, kept one step ahead (registers)
+        m.d.comb += fire.eq(act & row_ok & bank_ok & issue_ok)
+        # "last" flags of the three loop counters, kept one step ahead (registers), and
+        # their AND ``end_tok`` (the token's last step) as a register of its own
         last_ib, last_ob, last_n = (Signal(name=f"{k}_last") for k in ("ib", "ob", "n"))
-        end_tok = last_ib & last_ob
+        end_tok = Signal(name="end_tok")
         c_it, c_ot, c_tok = c["in_tiles"], c["out_tiles"], c["tokens"]
         with m.If(cmd_take):
             m.d.sync += [last_ib.eq(cp.in_tiles == 1), last_ob.eq(cp.out_tiles == 1),
-                         last_n.eq(cp.tokens == 1)]
+                         last_n.eq(cp.tokens == 1),
+                         end_tok.eq((cp.in_tiles == 1) & (cp.out_tiles == 1))]
         with m.If(fire):
-            m.d.sync += last_ib.eq(Mux(last_ib, c_it == 1, ib + 2 == c_it))
-            with m.If(last_ib):
-                m.d.sync += last_ob.eq(Mux(last_ob, c_ot == 1, ob + 2 == c_ot))
+            ib_next = Mux(last_ib, c_it == 1, ib + 2 == c_it)
+            ob_next = Mux(last_ib, Mux(last_ob, c_ot == 1, ob + 2 == c_ot), last_ob)
+            m.d.sync += [last_ib.eq(ib_next), last_ob.eq(ob_next),
+                         end_tok.eq(ib_next & ob_next)]
             with m.If(end_tok):
                 m.d.sync += last_n.eq(Mux(last_n, c_tok == 1, n + 2 == c_tok))
         with m.If(fire):
@@ -315,10 +324,25 @@ class Linear(wiring.Component):
         m.d.comb += [clr_r.eq(Mux(fire & end_tok, _onehot(csel), 0)),
                      clr_full.eq(Mux(fire & end_tok & last_n & ~c["keep"], _onehot(c["bank"]),
                                      0))]
-        wfull_next = (wfull | set_full) & ~clr_full
-        rfull_next = (rfull | set_r) & ~clr_r
-        m.d.sync += [bank_ok.eq(wfull_next.bit_select(Mux(cmd_take, cp.bank, c["bank"]), 1)),
-                     row_ok.eq(rfull_next.bit_select(Mux(fire & end_tok, ~csel, csel), 1))]
+        # next-state values of the issue conditions, written out per case so that the late
+        # signals (fire, row_done) enter one LUT before the flip-flop: a command is taken
+        # only while no pass is active (no fire); a row that completes loading fills slot
+        # lsel; a token that ends frees slot csel; a pass that ends frees its weight bank
+        tok_end = fire & end_tok
+        pass_end = tok_end & last_n
+        bank_sel = wfull | set_full
+        with m.If(cmd_take):
+            m.d.sync += [bank_ok.eq(bank_sel.bit_select(cp.bank, 1)),
+                         x_go.eq((cp.tokens != 0) & ~rfull.bit_select(lsel, 1))]
+        with m.Else():
+            m.d.sync += bank_ok.eq(bank_sel.bit_select(c["bank"], 1) & ~(pass_end & ~c["keep"]))
+            free_other = ~rfull.bit_select(~lsel, 1) | (tok_end & (csel != lsel))
+            free_same = ~rfull.bit_select(lsel, 1) | (tok_end & (csel == lsel))
+            m.d.sync += x_go.eq(act & ~pass_end & Mux(row_done, free_other, free_same) &
+                                Mux(row_done, rows_left != 1, rows_left != 0))
+        m.d.sync += row_ok.eq(Mux(tok_end,
+                                  rfull.bit_select(~csel, 1) | (row_done & (lsel != csel)),
+                                  rfull.bit_select(csel, 1) | (row_done & (lsel == csel))))
 
         wrd = []
         for r, mem in enumerate(self._wmems):
@@ -424,7 +448,8 @@ class Linear(wiring.Component):
         take = fire & first
         used_next = Signal.like(used, name="credits_next")
         m.d.comb += used_next.eq(used + take - pop)
-        m.d.sync += [used.eq(used_next), credit.eq(used_next < depth)]
+        m.d.sync += [used.eq(used_next),
+                     issue_ok.eq(Mux(fire, ~last_ib, ~first) | (used_next < depth))]
 
         # ------------------------------------------------ GELU lanes + score (free-running)
         # The serializer issues a beat only with a credit of the output FIFO, so the GELU

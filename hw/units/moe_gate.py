@@ -270,14 +270,17 @@ class MoeGate(wiring.Component):
         s = sp.reg(lr.data.word_select(sp["e"], W).as_signed(), "s", shape=signed(W))
         sp.next()
         # ---- stage 2: per-slot state (running max, top-k list): read, update, write
-        bias = Array(Signal(signed(W), name=f"bias{r}") for r in range(R))
-        lsc = [Array(Signal(signed(W), name=f"lsc{r}_{j}") for r in range(R)) for j in range(K)]
-        lix = [Array(Signal(g.expert_bits, name=f"lix{r}_{j}") for r in range(R))
+        # The slots reach this stage strictly in turn (0, 1, .., R-1, 0, ..: every scan item
+        # passes, a layer is groups·E·R items), so the per-slot state is a rotating register
+        # file: entry 0 is always the current item's slot (no slot-select multiplexer).
+        bias = [Signal(signed(W), name=f"bias{r}") for r in range(R)]
+        lsc = [[Signal(signed(W), name=f"lsc{r}_{j}") for r in range(R)] for j in range(K)]
+        lix = [[Signal(g.expert_bits, name=f"lix{r}_{j}") for r in range(R)]
                for j in range(K)]
         r_, first, e_ = sp["slot"], sp["first"], sp["e"]
-        cur_b = Mux(first, fm_min, bias[r_])
-        cur_sc = [Mux(first, fm_min, lsc[j][r_]) for j in range(K)]
-        cur_ix = [Mux(first, 0, lix[j][r_]) for j in range(K)]
+        cur_b = Mux(first, fm_min, bias[0])
+        cur_sc = [Mux(first, fm_min, lsc[j][0]) for j in range(K)]
+        cur_ix = [Mux(first, 0, lix[j][0]) for j in range(K)]
         d = cur_b - s                                     # exact W+1 bits
         new_max = d < 0
         arg = Mux(new_max, d, s - cur_b)[:W].as_signed()  # wrap32(±d), both in parallel
@@ -293,10 +296,12 @@ class MoeGate(wiring.Component):
             else:
                 new_sc.append(Mux(gt[j], Mux(gt[j - 1], cur_sc[j - 1], s), cur_sc[j]))
                 new_ix.append(Mux(gt[j], Mux(gt[j - 1], cur_ix[j - 1], e_), cur_ix[j]))
+        def rotate(regs, new):
+            return [a.eq(b) for a, b in zip(regs, regs[1:] + [new])]
         with m.If(sp.valid & sp.advance):
-            m.d.sync += bias[r_].eq(new_b)
+            m.d.sync += rotate(bias, new_b)
             for j in range(K):
-                m.d.sync += [lsc[j][r_].eq(new_sc[j]), lix[j][r_].eq(new_ix[j])]
+                m.d.sync += rotate(lsc[j], new_sc[j]) + rotate(lix[j], new_ix[j])
         side = {"slot": r_, "new_max": new_max, "valid": sp["valid"], "last": sp["last"],
                 "first": first, "max": new_b, "token": sp["token"]}
         regs = {k: sp.reg(v, "o_" + k) for k, v in side.items()}

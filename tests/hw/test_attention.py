@@ -11,9 +11,10 @@ import pytest
 from moevit.config import preset
 from moevit.errors import ConfigError
 from moevit.golden import attention as ga
-from moevit.hw.units.attention_schedule import (A_PIPE_STAGES, bandwidth_profile,
-                                                cycles_per_layer, geometry, qk_step_cycles,
-                                                qk_steps, softmax_latency)
+from moevit.hw.units.attention_schedule import (A_PIPE_STAGES, AV_STEP_STAGES,
+                                                bandwidth_profile, cycles_per_layer, geometry,
+                                                qk_step_cycles, qk_step_stages, qk_steps,
+                                                softmax_latency)
 
 PS = [1, 2, 4, 8]
 
@@ -68,8 +69,11 @@ def test_cycle_model_edge_moe_retires_one_step_per_clock(P):
     assert qk_step_cycles(cfg) == list(range(g.steps))
     c = cycles_per_layer(cfg)
     sm_tail = softmax_latency(cfg) + 1
-    assert c["qk_cycles"] <= g.steps + sm_tail + 1
-    assert c["av_cycles"] <= g.steps + max(1, g.entry_words // 8) + A_PIPE_STAGES + P + 4
+    # + the step pipeline, the nxt registers and the softmax input register
+    assert c["qk_cycles"] <= g.steps + sm_tail + 1 + qk_step_stages(cfg) + 2
+    # + the step pipeline and the move of the gathered A group to the held one
+    assert c["av_cycles"] <= (g.steps + max(1, g.entry_words // 8) + A_PIPE_STAGES + P + 4
+                              + AV_STEP_STAGES + 1)
 
 
 def test_cycle_model_latency_terms_match_the_units():
