@@ -202,7 +202,7 @@ def measure_edge_moe(out: Path, debug_id: int = 28) -> Path:
            "commit": commit(), "config_digest": cfg.digest,
            "bit_exact": all(v is None for v in r.mismatches.values()),
            key: r.cycles, "stage_sample_every": r.sample_every,
-           "stage_cycles": [[s["debug_id"], s["name"], s["cycles"]] for s in r.stage_cycles],
+           "stage_cycles": [[s.debug_id, s.name, s.cycles] for s in r.stage_cycles],
            "sim_wall_s": r.sim_wall_s, "simulator": r.simulator, "machine": machine.describe()}
     name = "top_edge_moe_layer1_cycles.json" if debug_id == 28 else "top_edge_moe_cycles.json"
     path = out / name
