@@ -42,6 +42,7 @@ from moevit.golden.weights import seeded_weights
 from moevit.host.layout import ACTIVATION_POINTERS, GATE_POINTER, stage_by_id, stages
 from moevit.host.packing import pack_weights
 from moevit.regmap import REGMAP
+from moevit.sim import axil_regs
 from moevit.sim.runner import tb_config, tb_params, tb_simulator, write_metrics
 from moevit.sim.top_fast import PAGE, place_buffers
 
@@ -139,14 +140,7 @@ class Host:
         rd._read, wr._write = _read, _write
 
     async def reg(self, name, value=None):
-        words = REGMAP[name].words()
-        if value is None:
-            out = 0
-            for i, (_, off) in enumerate(words):
-                out |= (await self.ctl.read_dword(off)) << (32 * i)
-            return out
-        for i, (_, off) in enumerate(words):
-            await self.ctl.write_dword(off, (int(value) >> (32 * i)) & 0xFFFFFFFF)
+        return await axil_regs.access(self.ctl, name, value)
 
     async def run(self, *, num_images, debug_id=0, reload=1, max_cycles):
         await self.reg("num_images", num_images)

@@ -30,6 +30,7 @@ import cocotb
 from cocotb.triggers import ClockCycles, First, RisingEdge, Timer
 
 from moevit.regmap import REGMAP
+from moevit.sim import axil_regs
 from moevit.sim.mem.tb import SimMemTB
 from moevit.sim.runner import ENV_METRICS, tb_config, tb_params, write_metrics
 
@@ -48,14 +49,7 @@ class FastHost(SimMemTB):
                                  self.rst_n, reset_active_level=False)
 
     async def reg(self, name, value=None):
-        words = REGMAP[name].words()
-        if value is None:
-            out = 0
-            for i, (_, off) in enumerate(words):
-                out |= (await self.ctl.read_dword(off)) << (32 * i)
-            return out
-        for i, (_, off) in enumerate(words):
-            await self.ctl.write_dword(off, (int(value) >> (32 * i)) & 0xFFFFFFFF)
+        return await axil_regs.access(self.ctl, name, value)
 
     async def run(self, max_cycles: int, sample_every: int) -> list[tuple[int, int]]:
         """Start, wait for the interrupt (sampling ``stage`` if asked); returns the samples."""

@@ -304,8 +304,7 @@ class SequencedCore:
         m.d.comb += [pe.w.payload.eq(src_data), pe.b.payload.eq(src_data),
                      pe.w.valid.eq(src_valid & to_patch & to_w),
                      pe.b.valid.eq(src_valid & to_patch & ~to_w),
-                     wd.ready.eq(~zero_feed & tgt_ready & ~moe.owns_weights),
-                     moe.w_ready_in.eq(0)]
+                     wd.ready.eq(~zero_feed & tgt_ready & ~moe.owns_weights)]
         lin_w_valid = src_valid & ~to_patch & to_w & ~moe.owns_weights
         lin_b_valid = src_valid & ~to_patch & ~to_w & ~moe.owns_weights
         m.d.comb += [lin.w.payload.eq(Mux(moe.owns_weights, wd.payload, src_data)),
@@ -566,7 +565,6 @@ class _MoeSequencer:
         self.done = Signal(name="moe_done")
         self.owns_weights = Signal(name="moe_owns_weights")
         self.w_to_w = Signal(name="moe_w_to_w")
-        self.w_ready_in = Signal()
         self.w_fire_in = Signal()
         self.a_ready = Signal()
         self.a_fire = Signal()
@@ -750,14 +748,10 @@ class _MoeSequencer:
                      self.cmd_c.beats.eq(prog.wt_beats(cfg, cfg.num_experts * D))]
         with m.If(self.cmd_c.valid & self.cmd_c.ready):
             m.d.sync += gate_c.eq(0)
-        gate_a_cmd = _Cmd("moe_gate_rows")
-        m.d.comb += [gate_a_cmd.addr.eq(base_of(ptr["tmp1"])), gate_a_cmd.beats.eq(T * row_beats)]
-        # A: the gate's rows or the gather descriptors
-        a_v, a_addr, a_beats = self.cmd_a.valid, self.cmd_a.addr, self.cmd_a.beats
+        # A: the gate's rows (LN2 output, all tokens) before the gather descriptors
         with m.If(gate_a):
-            m.d.comb += [self.cmd_a.valid.eq(1), self.cmd_a.addr.eq(gate_a_cmd.addr),
-                         self.cmd_a.beats.eq(gate_a_cmd.beats)]
-        del a_v, a_addr, a_beats
+            m.d.comb += [self.cmd_a.valid.eq(1), self.cmd_a.addr.eq(base_of(ptr["tmp1"])),
+                         self.cmd_a.beats.eq(T * row_beats)]
         with m.If(gate_a & self.cmd_a.ready):
             m.d.sync += gate_a.eq(0)
 
