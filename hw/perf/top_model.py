@@ -1,9 +1,10 @@
 """Cycle model of the RTL top (:mod:`moevit.hw.top.core`): the sequenced core as built.
 
 The core runs the program of :func:`moevit.hw.top.program.program` strictly one stage after
-another, every tensor through DRAM, with no weight prefetch: a linear stage's weights and
-biases stream on the weight reader *before* its first step (the engine waits for the bank),
-and the MoE stage zero-fills its output, runs the gate over the LN2 rows, then per non-empty
+another, every tensor through DRAM.  A linear stage's weights and biases stream on the weight
+reader during the stage *before* it (into the engine's other bank; ``weight_prefetch=False``
+models the earlier core that loaded them at the stage's start, before its first step), and
+the MoE stage zero-fills its output, runs the gate over the LN2 rows, then per non-empty
 expert FC1 (weights, rows gathered by token, GELU, rows scattered to ``tmp_hidden``) and FC2
 (weights, gathered rows, score-accumulate into ``tmp3``), each pass waiting for its writes.
 
@@ -185,6 +186,8 @@ class StageTime:
     bytes_read: int
     bytes_written: int
     end: float = 0.0           # absolute cycle of the next FETCH (DONE for the last stage)
+    #: ``end`` of a run stopped here (``debug_id``): the stop stage loads nothing ahead
+    stop_end: float = 0.0
 
     @property
     def overhead_cycles(self) -> float:
@@ -232,7 +235,7 @@ class TopResult:
 
     def stop_cycles(self) -> dict[int, float]:
         """The ``cycles`` register a run stopped at each debug id (image 0) would read."""
-        return {s.debug_id: s.end + RUN_EDGES for s in self.stages if s.image == 0}
+        return {s.debug_id: s.stop_end + RUN_EDGES for s in self.stages if s.image == 0}
 
     def by_kind(self) -> dict:
         """Cycles, compute / DRAM wait / overhead and DRAM bytes per stage kind; ``preload``:
@@ -353,9 +356,12 @@ class _Timeline:
         return self.lw + BUSY_CLEAR + SETTLE + STAGE_EXIT
 
     def port_bound(self, st: prog.Stage) -> float:
-        """Cycles the busiest port of a stage needs for its beats (1/cycle ideal)."""
+        """Cycles the busiest port of a stage needs for its own beats (1/cycle ideal); a
+        load ahead on the weight reader runs beside them (:meth:`ahead_end`)."""
         per_port: dict[int, int] = {}
         for ch, ds in st.reads.items():
+            if ch == prog.R_WEIGHTS and st.wload_ahead:
+                continue
             per_port[prog.READ_PORT[ch]] = per_port.get(prog.READ_PORT[ch], 0) + sum(
                 d.total_beats for d in ds)
         rd = max(per_port.values(), default=0)
@@ -367,13 +373,27 @@ class _Timeline:
         wr = sum(d.total_beats for ds in st.writes.values() for d in ds) * self.beat_bytes
         return rd, wr
 
+    def ahead_end(self, st: prog.Stage) -> float:
+        """RUN-relative cycle of the last beat of a load ahead (the next stage's weights,
+        taken by the engine's free bank one per cycle), or -inf without one."""
+        if not st.wload_ahead:
+            return -math.inf
+        beats = sum(d.total_beats for d in st.reads[prog.R_WEIGHTS])
+        return self.first_beat() + self.mem.stream(beats) - 1
+
+    def stage_end(self, st: prog.Stage, last_write: float) -> float:
+        """Cycles of a stage whose last W beat is at RUN-relative ``last_write``: the
+        writer's B response or the load ahead's last beat, then busy clear, settle, exit."""
+        return STAGE_ENTRY + max(last_write + self.lw, self.ahead_end(st)) + (
+            BUSY_CLEAR + SETTLE + STAGE_EXIT)
+
     def stream_stage(self, st: prog.Stage, unit: float) -> tuple[float, float, float]:
         """(cycles, compute, memory) of a stream stage whose unit needs ``unit`` cycles from
         its first input beat to its last output beat (both counted)."""
         rd, wr = self.stage_bytes(st)
         mem_bound = max(self.port_bound(st), self.mem.shared(rd + wr))
         busy = max(unit, mem_bound)
-        cycles = STAGE_ENTRY + self.first_beat() + busy - 1 + self.write_tail()
+        cycles = self.stage_end(st, self.first_beat() + busy - 1)
         return cycles, unit, busy - unit
 
     def linear_stage(self, st: prog.Stage) -> tuple[float, float, float]:
@@ -381,17 +401,19 @@ class _Timeline:
         g = LS.geometry(cfg, LS.linear_format(cfg))
         n_in, n_out = op.in_tiles * g.tile_in, op.out_tiles * g.tile_out
         p = LS.pass_cycles(g, n_in, n_out, op.tokens, gelu=op.gelu)
-        w_beats = sum(d.total_beats for d in st.reads[prog.R_WEIGHTS])
-        load = self.mem.stream(w_beats)
-        w_last = self.first_beat() + load - 1
+        if st.wload is op:                      # loads its own weights first
+            w_beats = sum(d.total_beats for d in st.reads[prog.R_WEIGHTS])
+            w_last = self.first_beat() + self.mem.stream(w_beats) - 1
+        else:                                   # loaded during the stage before
+            w_last = -math.inf
         x_row = self.first_beat() + self.mem.stream(g.in_beats(n_in)) - 1
-        first_step = max(w_last, x_row) + BANK_FULL
+        first_step = max(w_last + BANK_FULL, x_row + ROW_FULL)
         out_row = self.mem.stream(op.out_tiles * g.out_beats_per_tile)
         per_token = max(p.per_token, self.mem.stream(g.in_beats(n_in)), out_row)
         after = _after_first_step(p, op.tokens, op.out_tiles, op.in_tiles,
                                   g.out_beats_per_tile, per_token)
         last = first_step + after
-        cycles = STAGE_ENTRY + last + self.write_tail()
+        cycles = self.stage_end(st, last)
         compute = _after_first_step(p, op.tokens, op.out_tiles, op.in_tiles,
                                     g.out_beats_per_tile, p.per_token)
         return cycles, compute, (first_step - self.first_beat()) + (after - compute)
@@ -522,7 +544,8 @@ class _Timeline:
 
 def top_cycles(cfg: AcceleratorConfig, *, memory: str | Memory = "ideal",
                routing: dict | None = None, num_images: int = 1, debug_id: int = 0,
-               reload: bool = True, moe_weight_streamer: bool = True) -> TopResult:
+               reload: bool = True, moe_weight_streamer: bool = True,
+               weight_prefetch: bool = True) -> TopResult:
     """Model one ``ap_start`` of the RTL top for ``num_images`` images.
 
     ``memory``: ``"ideal"`` (the RTL testbench memory), ``"board"`` (the ZCU104) or a
@@ -544,7 +567,7 @@ def top_cycles(cfg: AcceleratorConfig, *, memory: str | Memory = "ideal",
                           f"images; give one per image or one dict for all")
     routes = [_check_routing(cfg, uniform_routing(cfg) if r is None else r)
               for r in per_image[:num_images]]
-    stages = prog.program(cfg)
+    stages = prog.program(cfg, prefetch=weight_prefetch)
     if debug_id and debug_id not in {s.debug_id for s in stages}:
         raise ConfigError(f"debug_id {debug_id} is no stage of config {cfg.name!r}; see "
                           f"moevit.hw.top.program.program(cfg) for the stage ids")
@@ -557,27 +580,36 @@ def top_cycles(cfg: AcceleratorConfig, *, memory: str | Memory = "ideal",
         return TopResult(cfg.name, cfg.clock_hz, mem.describe(), label, images, preload, out,
                          mem.stream(pre_beats), pre_beats * tl.beat_bytes)
     out: list[StageTime] = []
+
+    def stage(st, image):
+        """(cycles, compute, memory, bytes read, bytes written) of one stage."""
+        rd, wr = tl.stage_bytes(st)
+        if st.kind == "linear":
+            return (*tl.linear_stage(st), rd, wr)
+        if st.kind == "patch":
+            return (*tl.patch_stage(st), rd, wr)
+        if st.kind == "moe":
+            return tl.moe_stage(st, routes[image][st.layer])
+        unit = {"ln": _layernorm, "residual": _residual}.get(st.kind)
+        if unit is not None:
+            u = unit(cfg)
+        else:
+            qk, av = _attention(cfg)
+            u = qk if st.kind == "qk" else av
+        return (*tl.stream_stage(st, u), rd, wr)
+
     for image in range(num_images):
         for st in stages:
-            rd, wr = tl.stage_bytes(st)
-            if st.kind == "linear":
-                cyc, comp, memc = tl.linear_stage(st)
-            elif st.kind == "patch":
-                cyc, comp, memc = tl.patch_stage(st)
-            elif st.kind == "moe":
-                cyc, comp, memc, rd, wr = tl.moe_stage(st, routes[image][st.layer])
-            else:
-                unit = {"ln": _layernorm, "residual": _residual}.get(st.kind)
-                if unit is not None:
-                    u = unit(cfg)
-                else:
-                    qk, av = _attention(cfg)
-                    u = qk if st.kind == "qk" else av
-                cyc, comp, memc = tl.stream_stage(st, u)
+            stop = debug_id and image == 0 and st.debug_id == debug_id
+            if stop:
+                st = prog.without_prefetch(st)      # the stop loads nothing ahead
+            cyc, comp, memc, rd, wr = stage(st, image)
+            stop_end = t + (cyc if not st.wload_ahead or image else
+                            stage(prog.without_prefetch(st), image)[0])
             t += cyc
             out.append(StageTime(st.name, st.kind, st.layer, st.debug_id, image, cyc, comp,
-                                 memc, rd, wr, end=t))
-            if debug_id and image == 0 and st.debug_id == debug_id:
+                                 memc, rd, wr, end=t, stop_end=stop_end))
+            if stop:
                 return result(1)
     return result(num_images)
 

@@ -20,7 +20,12 @@ leaves every buffer as the host expects it):
   ping/pong (FC1 → bank 0, FC2 → bank 1) one load ahead of the compute, so an expert's FC2
   weights arrive while its FC1 runs and the next expert's FC1 while its FC2 runs; each used
   expert's weights are read once, unused experts never.
-* dense linear stages load their weights at the stage start (no prefetch across stages).
+* a linear stage's weights (and biases) load during the stage before it (the program's
+  :func:`~moevit.hw.top.program.prefetch_weights`): that stage's ``wop`` sends the engine the
+  next pass's ``wcmd`` and its weight reader streams the next pass's weights into the other
+  bank while it runs.  The engine loads a bank only when it is free and computes only from a
+  loaded one, so this needs no interlock here; the ``debug_id`` stop stage drops its load
+  ahead, so no loaded bank outlives a run.
 
 Before the first image, ``reload_one_time_weights`` loads the patch-embedding weights into
 the patch engine's kept bank (after a reset of that engine); without it the weights of an
@@ -55,6 +60,9 @@ COUNT_W = 8
 #: a linear pass in the ROM (wide fields: each engine's command takes the bits it has)
 OP_LAYOUT = data.StructLayout({"bank": 1, "in_tiles": 16, "out_tiles": 16, "tokens": 16,
                                "gelu": 1, "score": 1, "add": 1, "keep": 1, "attn_bias": 1})
+#: the weight load a stage issues (its own pass's, or with ``ahead`` the next stage's)
+WOP_LAYOUT = data.StructLayout({"valid": 1, "ahead": 1, "bank": 1, "in_tiles": 16,
+                                "out_tiles": 16, "attn_bias": 1})
 
 
 def _assign_fields(dst, src) -> list:
@@ -79,6 +87,7 @@ def entry_layout(cfg: AcceleratorConfig) -> data.StructLayout:
         "reads": data.ArrayLayout(slots, prog.READ_CHANNELS),
         "writes": data.ArrayLayout(slots, prog.WRITE_CHANNELS),
         "op": OP_LAYOUT,
+        "wop": WOP_LAYOUT,
         "w_beats": unsigned(BEATS_WIDTH), "x_row_beats": unsigned(16),
         "moe": data.StructLayout({k: unsigned(OFFSET_W) for k in
                                   ("gate_offset", "w1_offset", "b1_offset", "w2_offset",
@@ -113,8 +122,13 @@ def rom_entry(st: prog.Stage) -> dict:
         e["op"] = {"bank": op.bank, "in_tiles": op.in_tiles, "out_tiles": op.out_tiles,
                    "tokens": op.tokens, "gelu": int(op.gelu), "score": int(op.score),
                    "add": int(op.add), "keep": int(op.keep), "attn_bias": int(op.attn_bias)}
-        e["w_beats"] = op.w_beats
         e["x_row_beats"] = op.x_beats_per_row
+    if st.wload is not None:
+        w = st.wload
+        e["wop"] = {"valid": 1, "ahead": int(st.wload_ahead), "bank": w.bank,
+                    "in_tiles": w.in_tiles, "out_tiles": w.out_tiles,
+                    "attn_bias": int(w.attn_bias)}
+        e["w_beats"] = w.w_beats
     if st.moe is not None:
         e["moe"] = {k: getattr(st.moe, k) for k in ("gate_offset", "w1_offset", "b1_offset",
                                                     "w2_offset", "b2_offset")}
@@ -409,7 +423,7 @@ class SequencedCore:
         wcmd_pending = Signal(name="wcmd_pending")
         cmd_pending = Signal(name="cmd_pending")
         pe_wcmd_pending = Signal(name="pe_wcmd_pending")
-        m.d.comb += _assign_fields(lin.wcmd.payload, ent.op)
+        m.d.comb += _assign_fields(lin.wcmd.payload, ent.wop)
         m.d.comb += _assign_fields(lin.cmd.payload, ent.op) + _assign_fields(pe.cmd.payload,
                                                                             ent.op)
         pe_wcmd = pe.wcmd.payload
@@ -422,7 +436,7 @@ class SequencedCore:
                          lin.cmd.valid.eq(moe.cmd_valid), lin.cmd.payload.eq(moe.cmd),
                          moe.wcmd_ready.eq(lin.wcmd.ready), moe.cmd_ready.eq(lin.cmd.ready)]
         with m.Else():
-            m.d.comb += [lin.wcmd.valid.eq(wcmd_pending & is_kind("linear")),
+            m.d.comb += [lin.wcmd.valid.eq(wcmd_pending & stage_active),
                          lin.cmd.valid.eq(cmd_pending & is_kind("linear"))]
         m.d.comb += pe.cmd.valid.eq(cmd_pending & is_kind("patch"))
         with m.If(lin.wcmd.valid & lin.wcmd.ready & ~in_moe):
@@ -493,15 +507,20 @@ class SequencedCore:
                     m.next = "FETCH"
             with m.State("FETCH"):
                 m.d.sync += ent.eq(rp.data)
+                # the debug_id stop loads nothing ahead (no bank stays loaded after the run)
+                with m.If((args.debug_id == rp.data.debug_id) & (image == 0) &
+                          rp.data.wop.ahead):
+                    m.d.sync += [ent.wop.valid.eq(0)] + [
+                        ent.reads[prog.R_WEIGHTS][k].valid.eq(0) for k in range(prog.SLOTS)]
                 m.next = "START"
             with m.State("START"):
                 m.d.comb += start.eq(1)
                 m.d.sync += [stage_active.eq(1), settle.eq(0)]
                 m.d.sync += [stage_reg.eq(ent.debug_id), w_count.eq(0),
-                             w_split.eq(Mux(kind_is("linear"), ent.w_beats, 0)),
-                             w_total.eq(Mux(kind_is("linear"), ent.reads[0][0].beats +
+                             w_split.eq(Mux(ent.wop.valid, ent.w_beats, 0)),
+                             w_total.eq(Mux(ent.wop.valid, ent.reads[0][0].beats +
                                             ent.reads[0][1].beats, 0)),
-                             wcmd_pending.eq(kind_is("linear")),
+                             wcmd_pending.eq(ent.wop.valid),
                              cmd_pending.eq(kind_is("linear") | kind_is("patch"))]
                 m.d.comb += moe.start.eq(kind_is("moe"))
                 m.next = "RUN"

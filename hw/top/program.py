@@ -17,7 +17,7 @@ base offsets and the sequencer's expert FSM derives the per-token descriptors
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from moevit.config import AcceleratorConfig
 from moevit.errors import ConfigError
@@ -103,6 +103,11 @@ class Stage:
     writes: dict[int, tuple[Desc, ...]] = field(default_factory=dict)
     linear: LinearOp | None = None
     moe: MoeOp | None = None
+    #: the weight load this stage issues: its ``R_WEIGHTS`` beats fill ``wload.bank``
+    wload: LinearOp | None = None
+    #: ``wload`` is the next stage's (a prefetch); the core drops it when this stage is the
+    #: ``debug_id`` stop, so no loaded bank outlives a run
+    wload_ahead: bool = False
 
     @property
     def code(self) -> int:
@@ -149,7 +154,36 @@ def linear_stage(cfg, debug_id, layer, name, *, src, dst, n_in, n_out, w_ptr, w_
                  reads={R_WEIGHTS: (Desc(w_ptr, w_off, op.w_beats),
                                     Desc(b_ptr, b_off, wt_beats(cfg, n_out))),
                         R_A: (Desc(src, 0, fm_beats(cfg, T * n_in)),)},
-                 writes={W_OUT: (Desc(dst, 0, fm_beats(cfg, T * n_out)),)}, linear=op)
+                 writes={W_OUT: (Desc(dst, 0, fm_beats(cfg, T * n_out)),)}, linear=op,
+                 wload=op)
+
+
+def prefetch_weights(stages: list[Stage]) -> list[Stage]:
+    """Move every linear stage's weight load into the stage before it (cross-stage prefetch).
+
+    The engine loads a bank only when it is free and computes only from a loaded bank, so the
+    next stage's weights stream into the other bank while this stage runs.  The stage before
+    must leave the weight reader free: not the MoE stage (its streamer owns it) nor the patch
+    stage (the patch engine's preload)."""
+    out = list(stages)
+    for i in range(1, len(out)):
+        st, prev = out[i], out[i - 1]
+        if (st.kind != "linear" or st.wload is None or prev.kind in ("moe", "patch")
+                or R_WEIGHTS in prev.reads):
+            continue
+        out[i - 1] = replace(prev, reads={**prev.reads, R_WEIGHTS: st.reads[R_WEIGHTS]},
+                             wload=st.wload, wload_ahead=True)
+        out[i] = replace(st, reads={k: v for k, v in st.reads.items() if k != R_WEIGHTS},
+                         wload=None)
+    return out
+
+
+def without_prefetch(st: Stage) -> Stage:
+    """``st`` as the core runs it when it is the ``debug_id`` stop (no load ahead)."""
+    if not st.wload_ahead:
+        return st
+    return replace(st, reads={k: v for k, v in st.reads.items() if k != R_WEIGHTS},
+                   wload=None, wload_ahead=False)
 
 
 def patch_stage(cfg: AcceleratorConfig) -> Stage:
@@ -252,15 +286,17 @@ def layer_stages(cfg: AcceleratorConfig, L: int) -> list[Stage]:
     return out
 
 
-def program(cfg: AcceleratorConfig) -> list[Stage]:
-    """Every stage of one image in schedule order (patch embedding first)."""
+def program(cfg: AcceleratorConfig, prefetch: bool = True) -> list[Stage]:
+    """Every stage of one image in schedule order (patch embedding first); with ``prefetch``
+    (the core's program) each linear stage's weights load during the stage before it
+    (:func:`prefetch_weights`)."""
     if (cfg.depth - 1) * LAYER_DEBUG_STRIDE + 12 >= PATCH_EMBED_DEBUG_ID:
         raise ConfigError(f"config {cfg.name!r}: depth {cfg.depth} has debug ids that collide "
                           f"with patch embedding's {PATCH_EMBED_DEBUG_ID} (at most 15 layers)")
     out = [patch_stage(cfg)]
     for L in range(cfg.depth):
         out += layer_stages(cfg, L)
-    return out
+    return prefetch_weights(out) if prefetch else out
 
 
 def moe_strides(cfg: AcceleratorConfig) -> dict[str, int]:
