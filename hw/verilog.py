@@ -106,17 +106,19 @@ def parse_sta(text: str) -> dict:
             "sta_luts": sum(1 for c in cells if c.startswith("LUT"))}
 
 
-def _yosys_script(verilog: Path, top: str, family: str) -> str:
-    return (f"read_verilog -sv {verilog}; synth_xilinx -family {family} -top {top} -flatten "
-            f"-abc9; stat; sta")
+def _yosys_script(verilog: Path, top: str, family: str, blackbox: tuple[str, ...] = ()) -> str:
+    bb = f"blackbox {' '.join(blackbox)}; hierarchy -top {top}; " if blackbox else ""
+    return (f"read_verilog -sv {verilog}; {bb}synth_xilinx -family {family} -top {top} "
+            f"-flatten -abc9; stat; sta")
 
 
-def _cache_dir(verilog: Path, top: str, family: str, exe: str) -> Path:
+def _cache_dir(verilog: Path, top: str, family: str, exe: str,
+               blackbox: tuple[str, ...] = ()) -> Path:
     """``build/yosys/<key>/``: the key covers the Verilog text (not its path), the top
     module, the family, the yosys executable and the synthesis script."""
     from moevit.tools import build_root
     h = hashlib.sha256(Path(verilog).read_bytes())
-    script = _yosys_script(Path("design.v"), top, family)
+    script = _yosys_script(Path("design.v"), top, family, blackbox)
     h.update("\0".join([top, family, exe, script]).encode())
     return build_root() / "yosys" / h.hexdigest()[:16]
 
@@ -129,11 +131,12 @@ def _write_atomic(path: Path, text: str) -> None:
 
 
 def cached_yosys_estimate(verilog: Path, top: str, *, yosys: str | None = None,
-                          family: str = "xcup", log: Path | None = None) -> dict | None:
+                          family: str = "xcup", log: Path | None = None,
+                          blackbox: tuple[str, ...] = ()) -> dict | None:
     """The cached :func:`yosys_estimate` result for this Verilog text, top and options, or
     None when it was never synthesised (yosys is not run).  ``log`` receives the cached log."""
     from moevit.tools import find_yosys
-    d = _cache_dir(verilog, top, family, yosys or find_yosys())
+    d = _cache_dir(verilog, top, family, yosys or find_yosys(), blackbox)
     res_file = d / "result.json"
     if not res_file.is_file():
         return None
@@ -144,21 +147,24 @@ def cached_yosys_estimate(verilog: Path, top: str, *, yosys: str | None = None,
 
 def yosys_estimate(verilog: Path, top: str, *, yosys: str | None = None,
                    family: str = "xcup", log: Path | None = None,
-                   timeout: int = 1800, cache: bool = True) -> dict:
+                   timeout: int = 1800, cache: bool = True,
+                   blackbox: tuple[str, ...] = ()) -> dict:
     """Synthesise ``verilog`` with ``synth_xilinx -family <family> -flatten -abc9`` and time
     it with ``sta``; returns the summary (see :func:`summarise`), the timing proxy (see
     :func:`parse_sta`), ``cells`` and ``seconds`` (of the synthesis run).
 
     With ``cache`` (default) a result for the same Verilog text, top, family and yosys is
     returned from ``build/yosys/`` without running yosys (``log`` then gets the cached log).
+    ``blackbox``: module names kept as empty boxes (not counted; e.g. a top's units).
     """
     from moevit.tools import find_yosys
     exe = yosys or find_yosys()
     if cache:
-        hit = cached_yosys_estimate(verilog, top, yosys=exe, family=family, log=log)
+        hit = cached_yosys_estimate(verilog, top, yosys=exe, family=family, log=log,
+                                    blackbox=blackbox)
         if hit is not None:
             return hit
-    script = _yosys_script(verilog, top, family)
+    script = _yosys_script(verilog, top, family, blackbox)
     t0 = time.monotonic()
     try:
         out = subprocess.run([exe, "-p", script], capture_output=True, text=True,
@@ -176,7 +182,7 @@ def yosys_estimate(verilog: Path, top: str, *, yosys: str | None = None,
     res.update(parse_sta(text))
     res.update(cells=cells, seconds=round(time.monotonic() - t0, 1))
     if cache:
-        d = _cache_dir(verilog, top, family, exe)
+        d = _cache_dir(verilog, top, family, exe, blackbox)
         d.mkdir(parents=True, exist_ok=True)
         _write_atomic(d / "yosys.log", text + out.stderr)
         _write_atomic(d / "result.json", json.dumps(res))   # written last: marks a hit

@@ -1,6 +1,7 @@
 """Yosys resource estimates: stat parsing, and a real synth_xilinx run on a small unit."""
 
 import warnings
+from pathlib import Path
 
 import pytest
 
@@ -91,3 +92,27 @@ def test_parse_sta_path():
                  "sta_to": "$abc$1$aiger$15538b", "sta_luts": 2}
     with pytest.raises(ValueError, match="no `sta` report"):
         parse_sta("no timing here")
+
+
+def test_yosys_script_boxes_modules_only_when_asked(tmp_path):
+    from moevit.hw.verilog import _cache_dir, _yosys_script
+    plain = _yosys_script(Path("d.v"), "top", "xcup")
+    assert plain == "read_verilog -sv d.v; synth_xilinx -family xcup -top top -flatten -abc9; stat; sta"
+    boxed = _yosys_script(Path("d.v"), "top", "xcup", ("\\top.linear", "\\top.attention"))
+    assert "blackbox \\top.linear \\top.attention; hierarchy -top top; synth_xilinx" in boxed
+    v = tmp_path / "d.v"
+    v.write_text("module top; endmodule\n")
+    assert _cache_dir(v, "top", "xcup", "yosys") != _cache_dir(v, "top", "xcup", "yosys",
+                                                               ("\\top.linear",))
+
+
+def test_top_core_boxes_the_units_present(tmp_path):
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        "synth_top_core", Path(__file__).resolve().parents[2] / "scripts" / "synth_top_core.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    v = tmp_path / "top.v"
+    v.write_text("module moevit_top; endmodule\nmodule \\moevit_top.linear (a);\nendmodule\n"
+                 "module \\moevit_top.linear.gelu0 ; endmodule\nmodule \\moevit_top.control ;\n")
+    assert mod.unit_modules(v) == ("\\moevit_top.linear",)
