@@ -34,7 +34,7 @@ Every multiplier has registered inputs and a registered product; adder trees hav
 from __future__ import annotations
 
 from amaranth import Cat, Module, Mux, Signal
-from amaranth.lib import fifo, memory, stream, wiring
+from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from moevit.config import AcceleratorConfig
@@ -43,6 +43,7 @@ from moevit.golden.layernorm import inv_dim_raw
 from moevit.hw.units.common import silence
 from moevit.hw.units.divide import recip_stages
 from moevit.hw.units.pipeline import StallPipeline, adder_trees, tree_registers
+from moevit.hw.units.reg_fifo import RegFlagFIFO
 from moevit.hw.units.residual import block_shape, lane
 from moevit.hw.units.sqrt import sqrt_geometry, sqrt_stages
 
@@ -52,7 +53,8 @@ TREE_LEVELS_PER_STAGE = 1
 #: normalise pipeline: input register, X - mean, ·r, ·gain, +bias (output register)
 NORM_STAGES = 5
 #: cycles from the statistics pipeline's output to the normalise input: the stats FIFO
-#: (an amaranth SyncFIFOBuffered, 2 when empty) and the two head registers ``next``/``cur``
+#: (a :class:`~moevit.hw.units.reg_fifo.RegFlagFIFO`, 2 when empty) and the two head
+#: registers ``next``/``cur``
 FIFO_LATENCY = 4
 
 
@@ -198,8 +200,10 @@ class LayerNorm(wiring.Component):
         in_db = Signal(range(fb), name="in_db")
         xs = stream.Signature(blk.width + 2).create(path=("xs",))   # {x, first, last}
         st = stream.Signature(2 * w).create(path=("st",))
-        m.submodules.buf = buf = fifo.SyncFIFOBuffered(width=blk.width, depth=block_fifo_depth(cfg))
-        m.submodules.sfifo = sfifo = fifo.SyncFIFOBuffered(
+        # (FIFOs with flip-flop flags: buf.w_rdy gates x.ready and the statistics input, and a
+        # level comparator there measured two LUT levels, over the timing budget)
+        m.submodules.buf = buf = RegFlagFIFO(width=blk.width, depth=block_fifo_depth(cfg))
+        m.submodules.sfifo = sfifo = RegFlagFIFO(
             width=2 * w, depth=block_fifo_depth(cfg) // fb + 2)
         m.d.comb += [
             self.x.ready.eq(buf.w_rdy & xs.ready),

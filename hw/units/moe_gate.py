@@ -6,10 +6,11 @@ Then the unit offers the list of non-empty experts on ``meta`` ({expert, length,
 ascending) and serves queue entries {token, score} on ``rd_req`` → ``rd_resp`` (expert,
 index), until the consumer hands the queues back on ``release``.  Pipelines:
 
-1. **Logits** (``x``, one block per clock): E × feature_block products per clock, each split
-   into two single-DSP products (x = hi·2^14 + lo: ⌊x·w/2^14⌋ = hi·w + ⌊lo·w/2^14⌋, exact),
-   a registered adder tree per expert, an accumulator; a token's E logits go into the logit
-   buffer (``buffer_tokens`` rows).
+1. **Logits** (``x``, one block per clock): E × feature_block products per clock, each on
+   one DSP48E2 plus LUTs (:class:`~moevit.hw.units.dsp_mul.FloorProductPipe`:
+   x = ah·2^5 + al, ⌊x·w/2^14⌋ = ⌊(ah·w + ⌊al·w/2^5⌋)/2^9⌋, exact; the LUT half's adds
+   one per stage), the floored product registered, a registered adder tree per expert, an
+   accumulator; a token's E logits go into the logit buffer (``buffer_tokens`` rows).
 2. **Scan**: groups of ``slots`` tokens, items (expert e, slot r) with r inner, so one slot
    recurs every ``slots`` items.  Per item: the running max, the exp argument of the §4.5.3
    update, and the strict top-k insertion, all from per-slot registers.
@@ -33,9 +34,11 @@ from moevit.config import AcceleratorConfig
 from moevit.errors import ConfigError
 from moevit.hw.units.common import silence
 from moevit.hw.units.divide import Divide
+from moevit.hw.units.dsp_mul import FloorProductPipe
 from moevit.hw.units.exp import Exp
-from moevit.hw.units.moe_gate_geometry import (READ_STAGES, SCAN_STAGES, SUM_LOOP_STAGES,
-                                               SUM_STAGES, MoeGateGeometry, gate_cycles)
+from moevit.hw.units.moe_gate_geometry import (READ_STAGES, SCAN_STAGES, SPLIT_STAGES,
+                                               SUM_LOOP_STAGES, SUM_STAGES, MoeGateGeometry,
+                                               gate_cycles)
 from moevit.hw.units.pipeline import StallPipeline
 from moevit.hw.units.side_channel import SideChannel
 
@@ -169,9 +172,8 @@ class MoeGate(wiring.Component):
         pipe.next()
         # ---- stage 1: weight words read; select this block's weights, register operands
         FB, ww, wf = g.feature_block, g.w_width, g.w_frac
-        xw = [pipe["x"][W * j:W * (j + 1)].as_signed() for j in range(FB)]
-        xh = [pipe.reg(x >> wf, f"xh{j}", shape=signed(W - wf)) for j, x in enumerate(xw)]
-        xl = [pipe.reg(x[:wf], f"xl{j}", shape=unsigned(wf)) for j, x in enumerate(xw)]
+        xr = [pipe.reg(pipe["x"][W * j:W * (j + 1)].as_signed(), f"x{j}", shape=signed(W))
+              for j in range(FB)]
         pipe.drop("x")
         wsel = pipe["sel"]
         wreg = []
@@ -181,17 +183,21 @@ class MoeGate(wiring.Component):
                                   shape=signed(ww)) for j in range(FB)])
         pipe.drop("sel")
         pipe.next()
-        # ---- stage 2: products (each one DSP: (W-wf) x ww signed, wf unsigned x ww)
-        terms = []
-        for e in range(E):
-            te = []
-            for j in range(FB):
-                hi = pipe.reg((xh[j] * wreg[e][j])[:W], f"ph{e}_{j}", shape=unsigned(W))
-                lo = pipe.reg((xl[j] * wreg[e][j]) >> wf, f"pl{e}_{j}", shape=signed(ww + 1))
-                te += [hi, lo]
-            terms.append(te)
+        # ---- stages 2..: split products (x = ah·2^5 + al: ah × w on one DSP48E2, al × w as
+        # 2-bit LUT partial products summed in pairs, one add per stage; dsp_mul), then the
+        # floored product floor(x·w / 2^wf) mod 2^W registered
+        prods = [[FloorProductPipe(xr[j], wreg[e][j], wf, f"p{e}_{j}", width=W)
+                  for j in range(FB)] for e in range(E)]
+        assert prods[0][0].stages == SPLIT_STAGES, prods[0][0].stages
+        for _ in range(SPLIT_STAGES):
+            for pe in prods:
+                for p in pe:
+                    p.step(pipe.reg)
+            pipe.next()
+        terms = [[pipe.reg(p.value, f"prod{e}_{j}", shape=unsigned(W)) for j, p in enumerate(pe)]
+                 for e, pe in enumerate(prods)]
         pipe.next()
-        # ---- stages 3..: adder tree per expert (mod 2^W), one level per stage
+        # ---- then the adder tree per expert (mod 2^W), one level per stage
         for lvl in range(g.tree_levels):
             nxt = []
             for e in range(E):

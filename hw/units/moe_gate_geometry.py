@@ -12,9 +12,13 @@ from dataclasses import dataclass
 from moevit.config import AcceleratorConfig
 from moevit.errors import ConfigError
 
-#: logit MAC pipeline: x/weight-word register, operand register, product register, then
-#: log2(2·feature_block) adder-tree levels; the last level's stage accumulates and writes
-MAC_FIXED_STAGES = 3
+#: register stages of one split logit product (``dsp_mul.FloorProductPipe`` for a 32-bit
+#: fm_t: the DSP product and the 2-bit LUT partials, then their pair sums)
+SPLIT_STAGES = 2
+#: logit MAC pipeline: x/weight-word register, operand register, the split product's
+#: stages, floored-product register, then log2(feature_block) adder-tree levels; the last
+#: level's stage accumulates and writes
+MAC_FIXED_STAGES = 2 + SPLIT_STAGES + 1
 #: scan pipeline (max, exp argument, top-k per item): logit word read, logit select,
 #: state update, output register
 SCAN_STAGES = 3
@@ -95,8 +99,8 @@ class MoeGateGeometry:
 
     @property
     def tree_levels(self) -> int:
-        """Adder-tree levels over the 2·feature_block terms (hi and lo products) per expert."""
-        return _clog2(2 * self.feature_block)
+        """Adder-tree levels over the feature_block floored products per expert."""
+        return _clog2(self.feature_block)
 
     @property
     def mac_stages(self) -> int:
@@ -149,8 +153,8 @@ class MoeGateGeometry:
 
     @property
     def multipliers(self) -> int:
-        """Gate-logit products per clock (E × feature_block), each split into two
-        single-DSP products (hi × w, lo × w)."""
+        """Gate-logit products per clock (E × feature_block), each one DSP48E2 (the 27-bit
+        high part of x times w) plus a 5-bit × w LUT product."""
         return self.experts * self.feature_block
 
 

@@ -54,13 +54,14 @@ def test_cycle_model_stalls_when_experts_exceed_blocks():
 
 
 def test_split_product_identity():
-    """floor(x·w / 2^14) = (x >> 14)·w + floor((x mod 2^14)·w / 2^14): the two single-DSP
-    products of the logit MAC, exact over the format extremes."""
+    """floor(x·w / 2^14) = floor(((x >> 5)·w + floor((x mod 2^5)·w / 2^5)) / 2^9): the DSP
+    half (27-bit x >> 5) and the floored 5-bit LUT half of the logit MAC, exact over the
+    format extremes (numpy's floor of the full product is the reference)."""
     rng = np.random.default_rng(0)
-    x = np.concatenate([rng.integers(-2**31, 2**31, 20000), [-2**31, 2**31 - 1, 0, -1, 1]])
-    w = np.concatenate([rng.integers(-2**15, 2**15, 20000), [-2**15, 2**15 - 1, 0, -1, 1]])
+    x = np.concatenate([rng.integers(-2**31, 2**31, 20000), [-2**31, 2**31 - 1, 0, -1, 1, 31]])
+    w = np.concatenate([rng.integers(-2**15, 2**15, 20000), [-2**15, 2**15 - 1, 0, -1, 1, -1]])
     full = wrap32(floor_shift(x * w, 14))
-    split = wrap32((x >> 14) * w + floor_shift((x & (2**14 - 1)) * w, 14))
+    split = wrap32(floor_shift((x >> 5) * w + floor_shift((x & 31) * w, 5), 9))
     assert np.array_equal(full, split)
 
 
