@@ -78,6 +78,7 @@ LINEAR_RTL = ("tests/sim/test_linear_rtl.py", "-k", "test_linear_tiny and icarus
 LAYERNORM = ("tests/hw/test_layernorm.py", "-k", "layernorm")
 RESIDUAL = ("tests/hw/test_layernorm.py", "-k", "residual")
 MOE_GATE_RTL = ("tests/sim/test_moe_gate_rtl.py", "-k", "tiny and icarus")
+REPLAY = ("tests/hw/test_stream_replay.py",)
 
 M = Mutant
 MUTANTS: list[Mutant] = [
@@ -348,6 +349,13 @@ MUTANTS: list[Mutant] = [
       "f = self.shift", MOE_GATE_RTL,
       "MoE gate (dsp_mul.FloorProductPipe): the split logit product's terms floored one "
       "by one (a sum of floors instead of the floor of the sum)"),
+    M("rtl_replay_pass_wrap", "hw/units/stream_replay.py",
+      "ra_last.eq(Mux(ra_last, single, ra == last_m1))",
+      "ra_last.eq(Mux(ra_last, 0, ra == last_m1))", REPLAY,
+      "K/V replay: after the first replayed pass the wrap flag is lost (passes run long)"),
+    M("rtl_replay_early_read_single", "hw/units/stream_replay.py",
+      "with m.If(~single):", "with m.If(1):", REPLAY,
+      "K/V replay: a one-beat pass is read back in the cycle it is written (stale beat)"),
     M("rtl_moe_gate_sum_rescale", "hw/units/moe_gate.py",
       "rescaled = ((prod >> g.fm_frac) + one)[:W]", "rescaled = ((prod >> g.fm_frac))[:W]",
       MOE_GATE_RTL, "MoE gate: online-softmax rescale drops the + 1.0 of the new maximum"),

@@ -7,6 +7,9 @@ models the earlier core that loaded them at the stage's start, before its first 
 the MoE stage zero-fills its output, runs the gate over the LN2 rows, then per non-empty
 expert FC1 (weights, rows gathered by token, GELU, rows scattered to ``tmp_hidden``) and FC2
 (weights, gathered rows, score-accumulate into ``tmp3``), each pass waiting for its writes.
+K and V are fetched once per attention stage and replayed on chip once per query block
+(:class:`~moevit.hw.top.program.Replay`): the replays cost cycles at one beat per cycle, no
+DRAM bytes.
 
 This module replays that timeline from the unit models (``linear_schedule.pass_cycles``,
 ``layernorm_cycles``, ``attention_schedule.cycles_per_layer``, ``moe_gate.gate_model``,
@@ -341,8 +344,9 @@ def _after_first_step(p: LS.PassCycles, tokens: int, ot: int, it: int, obpt: int
 
 # ------------------------------------------------------------------------------ the model
 class _Timeline:
-    def __init__(self, cfg: AcceleratorConfig, mem: Memory, streamer: bool = True):
-        self.cfg, self.mem, self.streamer = cfg, mem, streamer
+    def __init__(self, cfg: AcceleratorConfig, mem: Memory, streamer: bool = True,
+                 kv_replay: bool = True):
+        self.cfg, self.mem, self.streamer, self.kv_replay = cfg, mem, streamer, kv_replay
         self.beat_bytes = cfg.axi_width // 8
         self.lr, self.lw = mem.read_latency, mem.write_latency
 
@@ -355,21 +359,34 @@ class _Timeline:
         """Last W beat -> the next FETCH: B, busy clear, settle, exit."""
         return self.lw + BUSY_CLEAR + SETTLE + STAGE_EXIT
 
+    def replayed(self, st: prog.Stage, ch: int) -> bool:
+        """Reader ``ch`` of ``st`` goes through the K/V replay buffer (read from DRAM once;
+        ``kv_replay=False``: the core before it, which read it once per pass)."""
+        return self.kv_replay and st.replay is not None and st.replay.channel == ch
+
+    def dram_beats(self, st: prog.Stage, ch: int) -> int:
+        """Beats reader ``ch`` of ``st`` fetches from DRAM."""
+        return (sum(d.total_beats for d in st.reads.get(ch, ())) if self.replayed(st, ch)
+                else st.unit_beats(ch))
+
     def port_bound(self, st: prog.Stage) -> float:
         """Cycles the busiest port of a stage needs for its own beats (1/cycle ideal); a
-        load ahead on the weight reader runs beside them (:meth:`ahead_end`)."""
-        per_port: dict[int, int] = {}
-        for ch, ds in st.reads.items():
+        replayed channel: its DRAM pass at the port's rate, the replays at one beat per cycle;
+        a load ahead on the weight reader runs beside them (:meth:`ahead_end`)."""
+        per_port: dict[int, float] = {}
+        for ch in st.reads:
             if ch == prog.R_WEIGHTS and st.wload_ahead:
                 continue
-            per_port[prog.READ_PORT[ch]] = per_port.get(prog.READ_PORT[ch], 0) + sum(
-                d.total_beats for d in ds)
+            t = self.mem.stream(self.dram_beats(st, ch))
+            if self.replayed(st, ch):
+                t += st.unit_beats(ch) - self.dram_beats(st, ch)
+            per_port[prog.READ_PORT[ch]] = per_port.get(prog.READ_PORT[ch], 0) + t
         rd = max(per_port.values(), default=0)
         wr = max((sum(d.total_beats for d in ds) for ds in st.writes.values()), default=0)
-        return self.mem.stream(max(rd, wr))
+        return max(rd, self.mem.stream(wr))
 
     def stage_bytes(self, st: prog.Stage) -> tuple[int, int]:
-        rd = sum(d.total_beats for ds in st.reads.values() for d in ds) * self.beat_bytes
+        rd = sum(self.dram_beats(st, ch) for ch in st.reads) * self.beat_bytes
         wr = sum(d.total_beats for ds in st.writes.values() for d in ds) * self.beat_bytes
         return rd, wr
 
@@ -389,7 +406,8 @@ class _Timeline:
 
     def stream_stage(self, st: prog.Stage, unit: float) -> tuple[float, float, float]:
         """(cycles, compute, memory) of a stream stage whose unit needs ``unit`` cycles from
-        its first input beat to its last output beat (both counted)."""
+        its first input beat to its last output beat (both counted); the unit and its
+        streams overlap (a replayed input: :meth:`port_bound`)."""
         rd, wr = self.stage_bytes(st)
         mem_bound = max(self.port_bound(st), self.mem.shared(rd + wr))
         busy = max(unit, mem_bound)
@@ -545,7 +563,7 @@ class _Timeline:
 def top_cycles(cfg: AcceleratorConfig, *, memory: str | Memory = "ideal",
                routing: dict | None = None, num_images: int = 1, debug_id: int = 0,
                reload: bool = True, moe_weight_streamer: bool = True,
-               weight_prefetch: bool = True) -> TopResult:
+               weight_prefetch: bool = True, kv_replay: bool = True) -> TopResult:
     """Model one ``ap_start`` of the RTL top for ``num_images`` images.
 
     ``memory``: ``"ideal"`` (the RTL testbench memory), ``"board"`` (the ZCU104) or a
@@ -556,7 +574,10 @@ def top_cycles(cfg: AcceleratorConfig, *, memory: str | Memory = "ideal",
     loaded first (``reload_one_time_weights``).  ``moe_weight_streamer=False`` models the
     core before main d77c3f0 (each MoE pass loaded its weights at its start), on which
     ``bench/top_edge_moe.json`` (a whole edge-moe image) was recorded: kept to check the
-    model at edge-moe shapes."""
+    model at edge-moe shapes.  ``kv_replay=False`` models the core before the K/V replay
+    buffer (K and V read from DRAM once per query block), on which the edge-moe RTL runs in
+    ``bench/top_edge_moe_layer1_cycles.json`` and ``bench/top_edge_moe_cycles.json`` were
+    recorded."""
     if num_images < 1:
         raise ConfigError(f"num_images must be >= 1 (got {num_images})")
     mem = _memory(cfg, memory)
@@ -571,7 +592,7 @@ def top_cycles(cfg: AcceleratorConfig, *, memory: str | Memory = "ideal",
     if debug_id and debug_id not in {s.debug_id for s in stages}:
         raise ConfigError(f"debug_id {debug_id} is no stage of config {cfg.name!r}; see "
                           f"moevit.hw.top.program.program(cfg) for the stage ids")
-    tl = _Timeline(cfg, mem, moe_weight_streamer)
+    tl = _Timeline(cfg, mem, moe_weight_streamer, kv_replay)
     t = tl.preload() if reload else 0.0
     preload = t
     pre_beats = tl.preload_beats() if reload else 0

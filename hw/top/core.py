@@ -26,6 +26,9 @@ leaves every buffer as the host expects it):
   bank while it runs.  The engine loads a bank only when it is free and computes only from a
   loaded one, so this needs no interlock here; the ``debug_id`` stop stage drops its load
   ahead, so no loaded bank outlives a run.
+* K (Q·Kᵀ stage, reader R_B) and V (softmax·V stage, reader R_A) are read from DRAM once and
+  pass through one :class:`~moevit.hw.units.stream_replay.StreamReplay`, which gives the
+  attention the tensor once per query block (the ROM entry's ``replay`` beats and passes).
 
 Before the first image, ``reload_one_time_weights`` loads the patch-embedding weights into
 the patch engine's kept bank (after a reset of that engine); without it the weights of an
@@ -51,6 +54,7 @@ from moevit.hw.units.moe_gate import MoeGate
 from moevit.hw.units.patch_embed import PatchEmbed
 from moevit.hw.units.patch_gather import PatchGather
 from moevit.hw.units.residual import Residual
+from moevit.hw.units.stream_replay import StreamReplay
 
 ADDR_W = 64
 OFFSET_W = 32
@@ -92,6 +96,8 @@ def entry_layout(cfg: AcceleratorConfig) -> data.StructLayout:
         "moe": data.StructLayout({k: unsigned(OFFSET_W) for k in
                                   ("gate_offset", "w1_offset", "b1_offset", "w2_offset",
                                    "b2_offset")}),
+        "replay": data.StructLayout({"beats": unsigned(BEATS_WIDTH),
+                                     "passes": unsigned(cfg.query_blocks.bit_length())}),
     })
 
 
@@ -132,6 +138,9 @@ def rom_entry(st: prog.Stage) -> dict:
     if st.moe is not None:
         e["moe"] = {k: getattr(st.moe, k) for k in ("gate_offset", "w1_offset", "b1_offset",
                                                     "w2_offset", "b2_offset")}
+    if st.replay is not None:
+        e["replay"] = {"beats": st.reads[st.replay.channel][0].beats,
+                       "passes": st.replay.passes}
     return e
 
 
@@ -194,6 +203,7 @@ class SequencedCore:
         self.stages = prog.program(cfg)
         self.entries = [rom_entry(s) for s in self.stages]
         _check_commands(cfg, self.stages)
+        _check_replays(cfg, self.stages)
 
     # ------------------------------------------------------------------------------------
     def elaborate(self, m: Module, ctl, ports) -> None:
@@ -211,6 +221,7 @@ class SequencedCore:
         m.submodules.attention = att = Attention(cfg)
         m.submodules.residual = res = Residual(cfg)
         m.submodules.moe_gate = gate = MoeGate(cfg)
+        m.submodules.kv_replay = kv = StreamReplay.for_attention(cfg)
         pe_g = geometry(cfg, patch_format(cfg))
 
         # ---------------------------------------------------------------- ROM
@@ -361,9 +372,10 @@ class SequencedCore:
         m.d.comb += lin_x_direct_fire.eq((lin.x.valid & lin.x.ready & is_kind("linear")) |
                                          pe_x_fire)
 
-        route_a = {"patch": pg.pix, "ln": ln.x, "linear": None, "qk": att.q, "av": att.v,
+        kv_k, kv_v = _StreamEnd(cfg.axi_width, "kv_k"), _StreamEnd(cfg.axi_width, "kv_v")
+        route_a = {"patch": pg.pix, "ln": ln.x, "linear": None, "qk": att.q, "av": kv_v,
                    "residual": res.x}
-        route_b = {"patch": pe.d, "qk": att.k, "av": att.s_in, "residual": res.y}
+        route_b = {"patch": pe.d, "qk": kv_k, "av": att.s_in, "residual": res.y}
         route_c = {"ln": ln.p, "av": att.i_in}
         for ch, route in ((ra, route_a), (rb, route_b), (rc, route_c)):
             ready = Const(0)
@@ -381,6 +393,7 @@ class SequencedCore:
             if ch is rc:
                 ready = ready | (in_moe & gate.w.ready)
             m.d.comb += ch.ready.eq(ready)
+        kv_done = _connect_kv_replay(m, kv, ent, kv_k, kv_v, att, is_kind, start)
         # linear x: direct (tag = row counter) or MoE gather (tag from the gather FIFO)
         m.d.comb += [lin.x.payload.data.eq(ra.payload)]
         with m.If(in_moe):
@@ -454,7 +467,7 @@ class SequencedCore:
         for p in ports[:prog.READ_CHANNELS]:
             busy = busy | p.rd_busy | p.wr_busy
         m.d.comb += quiet.eq(gens_done & ~busy & ~wcmd_pending & ~cmd_pending &
-                             ~pe_wcmd_pending & weights_in)
+                             ~pe_wcmd_pending & weights_in & kv_done)
         settle = Signal(2, name="settle")
         with m.If(quiet):
             m.d.sync += settle.eq(Mux(settle == 3, 3, settle + 1))
@@ -562,6 +575,54 @@ def _check_commands(cfg: AcceleratorConfig, stages) -> None:
             if v >> width:
                 raise ConfigError(f"config {cfg.name!r}: stage {st.name} needs {name} = {v}, "
                                   f"wider than the {st.kind} engine's {width}-bit field")
+
+
+def _check_replays(cfg: AcceleratorConfig, stages) -> None:
+    """The core replays K on R_B in ``qk`` and V on R_A in ``av`` (one descriptor, at most
+    the buffer's beats and passes); any other replay in the program is refused."""
+    where = {"qk": prog.R_B, "av": prog.R_A}
+    depth, most = cfg.tokens * cfg.feature_blocks, cfg.query_blocks
+    for st in stages:
+        r = st.replay
+        if r is None:
+            continue
+        descs = st.reads.get(r.channel, ())
+        if where.get(st.kind) != r.channel or len(descs) != 1 or descs[0].total_beats != \
+                descs[0].beats or not 1 <= descs[0].beats <= depth or not 1 <= r.passes <= most:
+            raise ConfigError(f"config {cfg.name!r}: stage {st.name} replays {descs} "
+                              f"{r.passes} times on reader {r.channel}; the K/V replay buffer "
+                              f"takes one descriptor of at most {depth} beats, at most {most} "
+                              f"passes, K on R_B in qk and V on R_A in av")
+
+
+class _StreamEnd:
+    """valid / ready / payload signals (a stream end the router drives like a unit port)."""
+
+    def __init__(self, width: int, name: str):
+        self.valid = Signal(name=f"{name}_valid")
+        self.ready = Signal(name=f"{name}_ready")
+        self.payload = Signal(width, name=f"{name}_payload")
+
+
+def _connect_kv_replay(m, kv, ent, kv_k, kv_v, att, is_kind, start):
+    """K (qk stage, from R_B) and V (av stage, from R_A) through the one replay buffer into
+    the attention; its command (the ROM entry's beats and passes) is offered from the
+    stage's start.  Returns the 'no replay running or pending' signal."""
+    pending = Signal(name="kv_replay_pending")
+    in_qk = is_kind("qk")
+    with m.If(start):
+        m.d.sync += pending.eq(ent.replay.passes != 0)
+    with m.Elif(kv.cmd.valid & kv.cmd.ready):
+        m.d.sync += pending.eq(0)
+    m.d.comb += [kv.cmd.valid.eq(pending), kv.cmd.payload.beats.eq(ent.replay.beats),
+                 kv.cmd.payload.passes.eq(ent.replay.passes),
+                 kv.i.valid.eq(kv_k.valid | kv_v.valid),
+                 kv.i.payload.eq(Mux(in_qk, kv_k.payload, kv_v.payload)),
+                 kv_k.ready.eq(kv.i.ready), kv_v.ready.eq(kv.i.ready),
+                 att.k.payload.eq(kv.o.payload), att.v.payload.eq(kv.o.payload),
+                 att.k.valid.eq(kv.o.valid & in_qk), att.v.valid.eq(kv.o.valid & is_kind("av")),
+                 kv.o.ready.eq((in_qk & att.k.ready) | (is_kind("av") & att.v.ready))]
+    return ~pending & kv.idle
 
 
 def _all(sigs):

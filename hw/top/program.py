@@ -94,6 +94,17 @@ class MoeOp:
 
 
 @dataclass(frozen=True)
+class Replay:
+    """The attention's K (``qk``) or V (``av``) stream through the on-chip replay buffer
+    (:class:`~moevit.hw.units.stream_replay.StreamReplay`): reader ``channel``'s one
+    descriptor is read from DRAM once and the unit takes it ``passes`` times (one per query
+    block)."""
+
+    channel: int
+    passes: int
+
+
+@dataclass(frozen=True)
 class Stage:
     kind: str
     debug_id: int
@@ -108,10 +119,19 @@ class Stage:
     #: ``wload`` is the next stage's (a prefetch); the core drops it when this stage is the
     #: ``debug_id`` stop, so no loaded bank outlives a run
     wload_ahead: bool = False
+    replay: Replay | None = None
 
     @property
     def code(self) -> int:
         return KINDS.index(self.kind)
+
+    def unit_beats(self, channel: int) -> int:
+        """Beats reader ``channel`` delivers to the stage's unit (DRAM beats, times the
+        replay passes when the channel goes through the replay buffer)."""
+        beats = sum(d.total_beats for d in self.reads.get(channel, ()))
+        if self.replay is not None and self.replay.channel == channel:
+            beats *= self.replay.passes
+        return beats
 
 
 def image_stride(cfg: AcceleratorConfig, ptr: str) -> int:
@@ -253,16 +273,17 @@ def layer_stages(cfg: AcceleratorConfig, L: int) -> list[Stage]:
            lin(2, "q", "tmp1", "tmp2", 0, 0),
            lin(3, "k", "tmp1", "tmp3", 1, 1),
            Stage("qk", base + 4, L, "score_buffer",
-                 reads={R_A: (Desc("tmp2", 0, act),),
-                        R_B: (Desc("tmp3", 0, act, inner=qb, inner_stride=0),)},
+                 reads={R_A: (Desc("tmp2", 0, act),), R_B: (Desc("tmp3", 0, act),)},
                  writes={W_SCORES: (Desc("attn", 0, ag.score_beats),),
-                         W_INFO: (Desc("attn_softmax_info", 0, T),)}),
+                         W_INFO: (Desc("attn_softmax_info", 0, T),)},
+                 replay=Replay(R_B, qb)),
            lin(5, "v", "tmp1", "tmp2", 2, 0),
            Stage("av", base + 6, L, "av",
-                 reads={R_A: (Desc("tmp2", 0, act, inner=qb, inner_stride=0),),
+                 reads={R_A: (Desc("tmp2", 0, act),),
                         R_B: (Desc("attn", 0, ag.score_beats),),
                         R_C: (Desc("attn_softmax_info", 0, T),)},
-                 writes={W_OUT: (Desc("tmp1", 0, act),)}),
+                 writes={W_OUT: (Desc("tmp1", 0, act),)},
+                 replay=Replay(R_A, qb)),
            lin(7, "proj", "tmp1", "tmp3", 3, 1),
            residual(8, "resid1"),
            ln(9, 1)]

@@ -19,7 +19,7 @@ from moevit.config import preset
 from moevit.errors import ConfigError
 from moevit.golden.weights import seeded_weights
 from moevit.hw.perf import top_model as TM
-from moevit.hw.top.program import program
+from moevit.hw.top.program import R_A, R_B, program
 
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 RECORDED = BENCH / "top_tiny_cycles.json"
@@ -29,8 +29,14 @@ PRE_STREAMER = BENCH / "top_pre_streamer_cycles.json"
 EDGE_MOE_L1 = BENCH / "top_edge_moe_layer1_cycles.json"
 #: the current core, a whole edge-moe image (same harness)
 EDGE_MOE_FULL = BENCH / "top_edge_moe_cycles.json"
-#: the core the edge-moe recordings were made on (before the cross-stage weight prefetch)
-RECORDED_CORE = {"weight_prefetch": False}
+
+
+def recorded_core(rec: dict) -> dict:
+    """The top_cycles options of the core a recording was made on (its feature flags; a
+    record without a flag predates that feature)."""
+    return {k: bool(rec.get(k, False)) for k in ("kv_replay", "weight_prefetch")}
+
+
 #: issue #11: the model within 2 % of the RTL's cycle counts
 TOLERANCE = 0.02
 
@@ -109,7 +115,7 @@ def test_pre_streamer_core_tiny(pre_streamer, name):
     rec = pre_streamer[name]
     cfg = preset("tiny") if name == "tiny" else TM.held_out_config()
     assert rec["config_digest"] == cfg.digest
-    old = {"moe_weight_streamer": False, "weight_prefetch": False}
+    old = {"moe_weight_streamer": False, "weight_prefetch": False, "kv_replay": False}
     assert _compare(cfg, rec["stops"], tb_routing(cfg)[0], **old) == []
     two = TM.top_cycles(cfg, routing=tb_routing(cfg, task=1, n=2), num_images=2, **old).cycles
     assert abs(two - rec["run_2_images_task_1"]) <= TOLERANCE * rec["run_2_images_task_1"]
@@ -123,7 +129,8 @@ def test_pre_streamer_core_edge_moe_image(pre_streamer):
     cfg = preset("edge-moe")
     assert rec["config_digest"] == cfg.digest
     routing = tb_routing(cfg)[0]
-    res = TM.top_cycles(cfg, routing=routing, moe_weight_streamer=False, weight_prefetch=False)
+    res = TM.top_cycles(cfg, routing=routing, moe_weight_streamer=False, weight_prefetch=False,
+                        kv_replay=False)
     assert abs(res.cycles - rec["full_cycles"]) <= TOLERANCE * rec["full_cycles"]
     stop = res.stop_cycles()[28]
     assert abs(stop - rec["layer1_stop_28_cycles"]) <= TOLERANCE * rec["layer1_stop_28_cycles"]
@@ -144,7 +151,7 @@ def test_edge_moe_layer1_current_core():
     rec = json.loads(EDGE_MOE_L1.read_text())
     cfg = preset("edge-moe")
     assert rec["config_digest"] == cfg.digest and rec["bit_exact"]
-    res = TM.top_cycles(cfg, routing=tb_routing(cfg)[0], debug_id=28, **RECORDED_CORE)
+    res = TM.top_cycles(cfg, routing=tb_routing(cfg)[0], debug_id=28, **recorded_core(rec))
     want = rec["layer1_stop_28_cycles"]
     assert abs(res.cycles - want) <= TOLERANCE * want
     assert _check_sampled(res, rec) == []
@@ -155,7 +162,7 @@ def test_edge_moe_image_current_core():
     rec = json.loads(EDGE_MOE_FULL.read_text())
     cfg = preset("edge-moe")
     assert rec["config_digest"] == cfg.digest and rec["bit_exact"]
-    res = TM.top_cycles(cfg, routing=tb_routing(cfg)[0], **RECORDED_CORE)
+    res = TM.top_cycles(cfg, routing=tb_routing(cfg)[0], **recorded_core(rec))
     want = rec["stop_0_cycles"]
     assert abs(res.cycles - want) <= TOLERANCE * want
     assert _check_sampled(res, rec) == []
@@ -221,6 +228,35 @@ def test_stage_bytes_are_the_tensors_moved():
     assert rows["q"].bytes_written == T * D * 4
     assert rows["resid1"].bytes_read == 2 * T * D * 4
     assert rows["hidden"].bytes_written == T * cfg.mlp_hidden * 4
+
+
+def test_kv_replay_reads_k_and_v_once():
+    """K (qk) and V (av) come from DRAM once per stage; the attention still takes them once
+    per query block (from the replay buffer).  On the testbench memory (1 beat/cycle per
+    port) that changes no cycle; on the board it saves the DRAM passes."""
+    for name in ("tiny", "edge-moe"):
+        cfg = preset(name)
+        T, D, qb = cfg.tokens, cfg.dim, cfg.query_blocks
+        act = T * D * 4
+        st = {s.name: s for s in program(cfg) if s.layer == 0}
+        assert st["score_buffer"].unit_beats(R_B) == qb * T * cfg.feature_blocks
+        assert st["av"].unit_beats(R_A) == qb * T * cfg.feature_blocks
+        # (without the weight prefetch, so the stages read only their own operands)
+        new, old = (TM.top_cycles(cfg, debug_id=7, kv_replay=kv, weight_prefetch=False)
+                    for kv in (True, False))
+        rows, old_rows = ({r.name: r for r in x.stages} for x in (new, old))
+        assert rows["score_buffer"].bytes_read == 2 * act                 # Q and K once
+        assert old_rows["score_buffer"].bytes_read == act + qb * act
+        assert old_rows["av"].bytes_read - rows["av"].bytes_read == (qb - 1) * act
+        assert new.cycles == old.cycles
+        bn, bo = (TM.top_cycles(cfg, memory="board", debug_id=7, kv_replay=kv,
+                                weight_prefetch=False)
+                  for kv in (True, False))
+        bn_rows, bo_rows = ({r.name: r for r in x.stages} for x in (bn, bo))
+        for k in ("score_buffer", "av"):     # tiny is compute-bound on the board too
+            assert bn_rows[k].cycles <= bo_rows[k].cycles
+            assert (bn_rows[k].cycles < bo_rows[k].cycles) == (name == "edge-moe")
+            assert bn_rows[k].cycles >= rows[k].cycles
 
 
 def test_board_memory_is_slower_and_named():

@@ -75,3 +75,26 @@ def test_top_interfaces():
     # the sequenced core reads on one port per reader channel
     with pytest.raises(ConfigError, match="mem_ports is 2"):
         MoevitTop(preset("zcu104"), ports=2)
+
+
+def test_kv_replay_in_the_program_and_its_limits():
+    """The program reads K and V once and replays them query_blocks times; the core refuses
+    a replay it has no route or room for."""
+    from moevit.hw.top import core, program as prog
+    cfg = preset("tiny")
+    stages = prog.program(cfg)
+    rep = {s.name: s for s in stages if s.replay is not None and s.layer == 0}
+    assert set(rep) == {"score_buffer", "av"}
+    assert rep["score_buffer"].replay == prog.Replay(prog.R_B, cfg.query_blocks)
+    assert rep["av"].replay == prog.Replay(prog.R_A, cfg.query_blocks)
+    core._check_replays(cfg, stages)
+    qk = rep["score_buffer"]
+    k = qk.reads[prog.R_B][0]
+    for bad in (dataclasses.replace(qk, replay=prog.Replay(prog.R_A, 2)),
+                dataclasses.replace(qk, replay=prog.Replay(prog.R_B, cfg.query_blocks + 1)),
+                dataclasses.replace(qk, reads={**qk.reads, prog.R_B: (dataclasses.replace(
+                    k, inner=2),)}),
+                dataclasses.replace(qk, reads={**qk.reads, prog.R_B: (dataclasses.replace(
+                    k, beats=cfg.tokens * cfg.feature_blocks + 1),)})):
+        with pytest.raises(ConfigError, match="K/V replay buffer"):
+            core._check_replays(cfg, [bad])
