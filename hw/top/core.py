@@ -844,7 +844,8 @@ class _MoeSequencer:
                                   (req_i == length) & ~req_sent & ~tags.r_rdy)
         wait = Signal(3, name="moe_wait")
         ci = Signal(range(2 * E + 1), name="moe_pass_index")
-        m.d.comb += [expert.eq(ex_id[ci >> 1]), length.eq(ex_len[ci >> 1]), phase2.eq(ci[0])]
+        # the running pass's expert, length and phase are registers loaded in PASS (one
+        # cycle before anything reads them), not a mux of the expert list on every path
 
         with m.FSM(name="moe"):
             with m.State("IDLE"):
@@ -869,6 +870,8 @@ class _MoeSequencer:
                                      self.x_to_linear.eq(1)]
                         m.next = "PASS"
             with m.State("PASS"):
+                m.d.sync += [expert.eq(ex_id[ci >> 1]), length.eq(ex_len[ci >> 1]),
+                             phase2.eq(ci[0])]
                 m.d.sync += [cmd_p.eq(1), req_i.eq(0), rows_written.eq(0), y_beat.eq(0),
                              a_beat.eq(0), y_desc_sent.eq(0), gather_on.eq(1),
                              scatter_on.eq(1), wait.eq(0)]
