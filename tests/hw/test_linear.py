@@ -9,7 +9,7 @@ from moevit.config import preset
 from moevit.errors import ConfigError
 from moevit.golden import linear as gl
 from moevit.hw.units.linear_schedule import (
-    geometry, layer_shapes, linear_format, pass_cycles, patch_format)
+    BANKS, PATCH_BANK, geometry, layer_shapes, linear_format, pass_cycles, patch_format)
 from moevit.sim.linear_host import Pass, Program, golden_pass, pack, unpack
 
 
@@ -21,10 +21,13 @@ def test_edge_moe_geometry_matches_the_spec():
     assert g.w_per_beat == 16 and g.x_per_beat == 8 and g.max_in == 768
     assert g.weight_beats(192, 768) == 9216 and g.in_beats(192) == 24
     assert g.beats_per_xword == 2 and g.tiles_per_xword == 1
-    p = geometry(cfg, patch_format(cfg))
-    assert layer_shapes(cfg, p.fmt) == {"patch_embed": (768, 192)}
-    assert p.fmt.shift == 2 and linear_format(cfg).shift == 14  # spec §4.1 / §4.3 floors
-    assert p.x_per_beat == 32 and p.tiles_per_xword == 2 and p.in_beats(768) == 24
+    # the patch embedding runs on the same engine: a 768-pixel row in pixel mode, its
+    # weights (192 x 768 = 576 tiles) in a bank of their own
+    assert layer_shapes(cfg)["patch_embed"] == (768, 192) and (BANKS, PATCH_BANK) == (3, 2)
+    assert patch_format(cfg).shift == 2 and linear_format(cfg).shift == 14  # §4.1 / §4.3 floors
+    assert g.pixel_lshift == 12  # a pixel P enters its lane as P·2^12: ⌊P·2^12·W/2^14⌋ = ⌊P·W/4⌋
+    assert g.pixel_per_beat == 32 and g.pixel_tiles_per_beat == 2 and g.in_beats(768, True) == 24
+    assert g.x_words == 48  # one bank of the row cache: a 768-input fm row (a pixel row: 24)
 
 
 def test_tile_widths_come_from_the_config():
