@@ -413,7 +413,10 @@ class _Timeline:
         R, steps = gg.patch_beats, op.out_tiles * op.in_tiles
         S = self.mem.stream(gg.strip_beats)
         F = self.first_beat()                 # the image's first pix beat (RUN-relative)
-        t_r = F + 1                           # the gather's next free read cycle
+        # the gather's next free read: its zero row issues from the cycle of the image's
+        # first pix beat (measured: tiny and tiny-e8 equal at every stop with this, one
+        # cycle more with F + 1)
+        t_r = F
         strip_ready, read_end = [], []        # per strip: readable from; its last read
         firsts: list[float] = []
         for k in range(op.tokens):
