@@ -108,3 +108,24 @@ def test_wider_engine_elaborates():
     cfg = preset("tiny").replace(linear_tile_in=32, linear_tile_out=32)
     text = verilog_text(Linear(cfg), "linear")
     assert "wbank31" in text and "p31_31" in text
+
+
+def test_pixel_lane_shift_gives_the_patch_floor():
+    """Pixel mode puts P at P·2^lshift in a signed 32-bit lane; the engine's one product
+    floor (>> the linear shift) must equal the patch floor ⌊P·W / 2^(8+16−22)⌋ of spec §4.1
+    for every pixel and weight (the lane stays positive, the product is exact)."""
+    cfg = preset("edge-moe")
+    g = geometry(cfg)
+    f = cfg.formats
+    pix = np.arange(256, dtype=np.int64)[:, None]
+    w = np.arange(f.wt_patch_embed.raw_min, f.wt_patch_embed.raw_max + 1, dtype=np.int64)[None]
+    lane = pix << g.pixel_lshift
+    assert lane.max() < 2 ** 31
+    shift_patch = f.pixel.frac + f.wt_patch_embed.frac - f.fm.frac
+    assert np.array_equal((lane * w) >> linear_format(cfg).shift, (pix * w) >> shift_patch)
+
+
+def test_pixel_mode_config_errors_name_the_fix():
+    # a 64-wide tile of pixels (512 bits) does not fit a 256-bit beat
+    with pytest.raises(ConfigError, match="pixel mode.*linear_tile_in <= 32"):
+        geometry(preset("edge-moe").replace(linear_tile_in=64))
