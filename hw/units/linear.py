@@ -121,11 +121,6 @@ def _bank_base(sel, size: int):
     return Mux(sel[1], 2 * size, Mux(sel[0], size, 0)) if BANKS == 3 else sel * size
 
 
-def _encode(onehot):
-    """Index of the set bit of a ``BANKS``-bit one-hot mask."""
-    return Mux(onehot[2], 2, Mux(onehot[1], 1, 0)) if BANKS == 3 else onehot[1]
-
-
 def _log2(n: int) -> int:
     return n.bit_length() - 1
 
@@ -172,14 +167,18 @@ class Linear(wiring.Component):
         # a freed bank's biases are still read for up to bias_hold cycles after its pass's
         # last step (the bias is read just before the accumulator stage, not at issue):
         # hold the bias writes of a load into the bank freed last until then
+        # (a one-hot mask register beside ``wfull``, so the bias ready is as shallow as the
+        # weight ready)
         hold_n = bias_hold(g)
         hold = Signal(range(hold_n + 1), name="ld_bias_hold")
-        hold_bank = Signal(range(BANKS), name="ld_bias_hold_bank")
+        hold_mask = Signal(BANKS, name="ld_bias_hold_mask")
         with m.If(clr_full.any()):
-            m.d.sync += [hold.eq(hold_n), hold_bank.eq(_encode(clr_full))]
+            m.d.sync += [hold.eq(hold_n), hold_mask.eq(clr_full)]
         with m.Elif(hold != 0):
             m.d.sync += hold.eq(hold - 1)
-        b_go = busy & free & ~b_done & ~((hold != 0) & (hold_bank == bank))
+            with m.If(hold == 1):
+                m.d.sync += hold_mask.eq(0)
+        b_go = busy & ~(wfull | hold_mask).bit_select(bank, 1) & ~b_done
         m.d.comb += [self.w.ready.eq(w_go), self.b.ready.eq(b_go)]
         w_fire = self.w.valid & w_go
         b_fire = self.b.valid & b_go
