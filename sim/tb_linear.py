@@ -230,25 +230,13 @@ def corner_phase(cfg, rng):
     sc = rng.integers(lo, hi, size=len(gather), endpoint=True)
     sc[0] = lo
     patch1, patch2, want = patch_cls_passes(cfg, rng, mem)
-    passes = [Pass("attn_bias", 0, w_a, b_a, "x", allrows, "a", attn_bias=True),
+    # patch2 runs long enough for the next two loads (the first expert's FC1 and FC2) to
+    # finish during it: the expert's FC1 then frees ping with the next load waiting, the
+    # case where a load starts while the freed bank's last biases are still being read
+    passes = [Pass("attn_bias", 0, w_a, b_a, "x", allrows, "a", attn_bias=True), patch1,
               Pass("fc1_gelu_gather", 1, w_1, b_1, "x", gather, "h", gelu=True),
               Pass("fc2_score_acc", 0, w_2, b_2, "h", gather, "acc", score=True, add=True,
-                   scores=[int(s) for s in sc])]
-    import os
-    var = os.environ.get("PL_VAR", "")
-    if "1" in var:
-        passes.insert(1, patch1)
-    else:
-        want.pop("pe0")
-    if "2" in var:
-        passes.insert(int(os.environ.get("PL_POS", "99")), patch2)
-    if "L" in var:
-        mem["a2"] = np.zeros((T, D), np.int64)
-        passes.append(Pass("lin_b2", int(os.environ.get("PL_BANK", "2")), w_a, b_a, "x",
-                           allrows, "a2", attn_bias=True))
-        want["a2"] = gl.linear_ref(x, w_a, b_a, w_frac=f.wt_linear.frac, bias_frac=f.wt_attn_bias.frac)
-    else:
-        want.pop("pe1")
+                   scores=[int(s) for s in sc]), patch2]
     gf = _gelu_fn(cfg)
     want["a"] = gl.linear_ref(x, w_a, b_a, w_frac=f.wt_linear.frac,
                               bias_frac=f.wt_attn_bias.frac)
@@ -272,8 +260,6 @@ def corner_phase(cfg, rng):
     xm = acts(D)
     mem.update({"xm": xm, "hm": np.zeros((T, Dh), np.int64), "om": np.zeros((T, D), np.int64)})
     passes += expert_passes(rt, w1, b1, w2, b2, src="xm", hidden="hm", dst="om")
-    if os.environ.get("PL_LATE"):
-        passes.append(passes.pop(4))
     wf, bf = f.wt_linear.frac, f.wt_bias.frac
     want["om"] = moe_forward(
         xm, rt, lambda e, xx, rows: gl.linear_ref(xx[rows], w1[e], b1[e], w_frac=wf,
