@@ -201,6 +201,7 @@ def measure_edge_moe(out: Path, debug_id: int = 28) -> Path:
                      "default_rng(1) uint8 image, task 0, sample_every=500); in-design DRAM, "
                      "latency 0, no stalls",
            "commit": commit(), "config_digest": cfg.digest, "kv_replay": True, "weight_prefetch": True,
+           "patch_on_linear": True,
            "bit_exact": all(v is None for v in r.mismatches.values()),
            key: r.cycles, "stage_sample_every": r.sample_every,
            "stage_cycles": [[s.debug_id, s.name, s.cycles] for s in r.stage_cycles],

@@ -77,6 +77,8 @@ class Pass:
     keep: bool = False
     load: bool = True  # stream this pass's weights (False: reuse a kept bank)
     cls: bool = False  # patch embedding: the dst row 0 (pos_embed[0]) passes first as token 0
+    pixel: bool = False  # uint8 pixel rows (the engine's pixel mode: the patch embedding)
+    cls_row: bool = False  # the engine's cls mode: the pass's first row gets no bias
 
     @property
     def n_in(self) -> int:
@@ -133,8 +135,9 @@ class Program:
             self.cmd.append(self.fcmd.pack(bank=ps.bank, in_tiles=it, out_tiles=ot,
                                            tokens=len(ps.rows), gelu=int(ps.gelu),
                                            score=int(ps.score), add=int(ps.add),
-                                           keep=int(ps.keep)))
-            nb_in = g.in_beats(ps.n_in)
+                                           keep=int(ps.keep), pixel=int(ps.pixel),
+                                           cls=int(ps.cls_row)))
+            nb_in = g.in_beats(ps.n_in, ps.pixel)
             if ps.cls:
                 for k in range(ps.n_out // fb):
                     self.y_expected.append((p, -1, k))
@@ -153,7 +156,9 @@ class Program:
 
     # ------------------------------------------------------------ lazy items
     def _x_item(self, p, r, k, sc):
-        ps, xpb, xw = self.passes[p], self.g.x_per_beat, self.g.fmt.x_width
+        ps = self.passes[p]
+        xpb, xw = ((self.g.pixel_per_beat, self.g.pixel_bits) if ps.pixel else
+                   (self.g.x_per_beat, self.g.fmt.x_width))
 
         def item():
             if not self.mem.available(ps.src, r, p):

@@ -12,7 +12,10 @@ the token id the engine returns.  Phases (``params["phases"]``, default all thre
              score-accumulate from ``route()`` of the ``gate_logits`` tap) vs ``mlp_out``.
 ``corners``  format extremes and wraps (x = ±2^31, weights ±2^15, biases ±2^15, both bias
              formats) through every mode, and a routing with an expert holding every token,
-             an expert with none and tied logits, vs ``linear_ref`` / ``moe_forward``.
+             an expert with none and tied logits, vs ``linear_ref`` / ``moe_forward``; between
+             them two patch-embedding passes in pixel + cls mode on the patch bank (extreme
+             pixels / weights / bias / pos_embed; the second reuses the kept bank after
+             linear passes ran in ping and pong), vs the golden ``patch_embed``.
 ``rate``     full-rate FC1 (+GELU) then FC2 with FC2's weights loading during FC1: cycles
              per pass vs :func:`~moevit.hw.units.linear_schedule.pass_cycles`, tile steps
              per cycle.
@@ -34,7 +37,7 @@ from moevit.golden import linear as gl
 from moevit.golden.kernels import GeluSpec, gelu
 from moevit.golden.moe import moe_forward, route
 from moevit.hw.units.linear_schedule import (
-    geometry, linear_format, load_cycles, pass_cycles)
+    geometry, load_cycles, pass_cycles)
 from moevit.sim.linear_host import Pass, Program, expert_passes
 from moevit.sim.runner import tb_config, tb_params, write_metrics
 from moevit.sim.tb_stream import start_clock_reset
@@ -226,11 +229,14 @@ def corner_phase(cfg, rng):
     w_2, b_2 = weights(D, H), bias(D)
     sc = rng.integers(lo, hi, size=len(gather), endpoint=True)
     sc[0] = lo
-    passes = [Pass("attn_bias", 0, w_a, b_a, "x", allrows, "a", attn_bias=True),
+    patch1, patch2, want = patch_cls_passes(cfg, rng, mem)
+    # patch2 runs long enough for the next two loads (the first expert's FC1 and FC2) to
+    # finish during it: the expert's FC1 then frees ping with the next load waiting, the
+    # case where a load starts while the freed bank's last biases are still being read
+    passes = [Pass("attn_bias", 0, w_a, b_a, "x", allrows, "a", attn_bias=True), patch1,
               Pass("fc1_gelu_gather", 1, w_1, b_1, "x", gather, "h", gelu=True),
               Pass("fc2_score_acc", 0, w_2, b_2, "h", gather, "acc", score=True, add=True,
-                   scores=[int(s) for s in sc])]
-    want = {}
+                   scores=[int(s) for s in sc]), patch2]
     gf = _gelu_fn(cfg)
     want["a"] = gl.linear_ref(x, w_a, b_a, w_frac=f.wt_linear.frac,
                               bias_frac=f.wt_attn_bias.frac)
@@ -262,6 +268,29 @@ def corner_phase(cfg, rng):
     info = {"experts_with_all_tokens": int(sum(len(q) == T for q in rt.queues)),
             "experts_without_tokens": int(sum(len(q) == 0 for q in rt.queues))}
     return passes, mem, want, info
+
+
+def patch_cls_passes(cfg, rng, mem):
+    """Two patch embeddings on the engine as the accelerator top runs them: pixel mode, the
+    patch bank kept, rows 0..T-1 with an all-zero row 0 and ``cls`` (token 0 gets no bias,
+    so it is pos_embed[0]); the second image on the kept weights.  Adds the rows to ``mem``;
+    returns the passes and the golden ``patch_embed`` rows."""
+    from moevit.golden.patch_embed import patch_embed, patches
+    from moevit.hw.units.linear_schedule import PATCH_BANK
+    from moevit.sim.tb_patch_embed import extreme_inputs
+    pix, w, b, pos = extreme_inputs(cfg, rng)
+    pix2 = rng.integers(0, 256, size=pix.shape)
+    pos2 = rng.integers(-(1 << 31), (1 << 31) - 1, size=pos.shape, endpoint=True)
+    rows, want, passes = list(range(cfg.tokens)), {}, []
+    for k, (px, ps) in enumerate(((pix, pos), (pix2, pos2))):
+        x = np.zeros((cfg.tokens, cfg.image_channels * cfg.patch_size ** 2), np.int64)
+        x[1:] = patches(px, cfg)
+        mem[f"px{k}"], mem[f"pe{k}"] = x, np.array(ps, dtype=np.int64)
+        passes.append(Pass(f"patch_cls{k}", PATCH_BANK, w.reshape(cfg.dim, -1), b, f"px{k}",
+                           rows, f"pe{k}", add=True, keep=True, load=k == 0, pixel=True,
+                           cls_row=True))
+        want[f"pe{k}"] = patch_embed(px, w, b, ps, cfg, reference=True)
+    return passes[0], passes[1], want
 
 
 def rate_phase(cfg, rng, layer="fc1"):
@@ -315,7 +344,7 @@ async def linear_bit_exact(dut):
     rng = np.random.default_rng(seed)
     pv, pr = float(p.get("p_valid", 0.7)), float(p.get("p_ready", 0.7))
     phases = p.get("phases", ["model", "corners", "rate"])
-    g = geometry(cfg, linear_format(cfg))
+    g = geometry(cfg)
     await start_clock_reset(dut.clk, dut.rst)
     metrics = {"unit": "linear", "preset": cfg.name, "tile_in": g.tile_in,
                "tile_out": g.tile_out, "p_valid": pv, "p_ready": pr, "mismatches": 0,

@@ -22,7 +22,7 @@ import cocotb
 import numpy as np
 
 from moevit.golden.patch_embed import patch_embed, patches
-from moevit.hw.units.linear_schedule import geometry, pass_cycles, patch_format
+from moevit.hw.units.linear_schedule import geometry, pass_cycles, patch_in
 from moevit.sim.linear_host import Pass, Program
 from moevit.sim.runner import tb_config, tb_params, write_metrics
 from moevit.sim.tb_linear import _mismatch, _preload, drive
@@ -36,7 +36,8 @@ def image_pass(cfg, pixels, w, b, pos, *, bank=0, keep=False, load=True, tag="im
     px[1:] = patches(pixels, cfg)
     mem = {f"{tag}_px": px, f"{tag}_out": np.array(pos, dtype=np.int64)}
     ps = Pass(tag, bank, np.asarray(w).reshape(cfg.dim, -1), np.asarray(b), f"{tag}_px",
-              list(range(1, T)), f"{tag}_out", add=True, keep=keep, load=load, cls=True)
+              list(range(1, T)), f"{tag}_out", add=True, keep=keep, load=load, cls=True,
+              pixel=True)
     want = {f"{tag}_out": patch_embed(pixels, w, b, pos, cfg, reference=True)}
     return ps, mem, want
 
@@ -75,7 +76,7 @@ async def patch_embed_bit_exact(dut):
     seed = int(p.get("seed", 1))
     rng = np.random.default_rng(seed)
     pv, pr = float(p.get("p_valid", 0.7)), float(p.get("p_ready", 0.7))
-    g = geometry(cfg, patch_format(cfg))
+    g = geometry(cfg)
     await start_clock_reset(dut.clk, dut.rst)
     metrics = {"unit": "patch_embed", "preset": cfg.name, "mismatches": 0, "vectors": 0,
                "corner_vectors": 0, "outputs": 0, "phases": {}, "p_valid": pv, "p_ready": pr}
@@ -129,12 +130,13 @@ async def patch_embed_bit_exact(dut):
             if line:
                 errors.append(f"{phase}: {line}")
         n_out = int(sum(v.size for v in want.values()))
-        steps = (cfg.tokens - 1) * (g.max_in // g.tile_in) * (cfg.dim // g.tile_out) * len(passes)
+        steps = (cfg.tokens - 1) * (patch_in(cfg) // g.tile_in) * (cfg.dim // g.tile_out) \
+            * len(passes)
         ph = {"passes": len(passes), "cycles": cycles, "tile_steps": steps, "mismatches": mism,
               "outputs": n_out, "sim_seconds": round(t_sim, 2),
               "golden_seconds": round(t_sim0 - t0, 2), "cycles_per_second": round(cycles / t_sim)}
         if phase == "rate":
-            pc = pass_cycles(g, g.max_in, cfg.dim, cfg.tokens - 1)
+            pc = pass_cycles(g, patch_in(cfg), cfg.dim, cfg.tokens - 1, pixel=True)
             c0 = fired["cmd"][0]
             ph.update(pass_cycles=fired["y"][-1] - c0 + 1, model_cycles=pc.cycles,
                       steps_per_cycle=round(steps / (fired["y"][-1] - c0 + 1), 4),

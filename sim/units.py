@@ -242,8 +242,9 @@ _TESTBENCH_UNITS = [
      "multi-head attention: Q·Kᵀ, staggered P lanes, online softmax, softmax·V (spec §4.5)",
      "moevit.sim.tb_attention", ()),
     ("linear", "moevit.hw.units.linear", "Linear",
-     "unified linear engine: ping/pong weight tiles, direct/gather/scatter/score-accumulate, "
-     "GELU (spec §4.3)", "moevit.sim.tb_linear", ()),
+     "unified linear engine: ping/pong weight tiles + patch bank, direct/gather/scatter/"
+     "score-accumulate, GELU (spec §4.3), pixel mode = the patch embedding (spec §4.1)",
+     "moevit.sim.tb_linear", ()),
     ("patch_embed", "moevit.hw.units.patch_embed", "PatchEmbed",
      "patch embedding on the linear engine: uint8 pixels, cls row, pos_embed (spec §4.1)",
      "moevit.sim.tb_patch_embed", ()),

@@ -21,13 +21,13 @@ PS = (1, 2, 4, 8)
 
 
 def candidates(cfg: AcceleratorConfig, tiles=TILES, ps=PS):
-    """Every valid (tile_in, tile_out, P) variant of ``cfg`` that the linear engine and the
-    patch-embedding instance can be built with (tiles are whole 256-bit weight beats)."""
+    """Every valid (tile_in, tile_out, P) variant of ``cfg`` that the linear engine (with its
+    pixel mode for the patch embedding) can be built with (tiles are whole 256-bit weight
+    beats)."""
     for tin, tout, p in itertools.product(tiles, tiles, ps):
         try:
             c = cfg.replace(linear_tile_in=tin, linear_tile_out=tout, attn_parallel=p)
             LS.geometry(c)
-            LS.geometry(c, LS.patch_format(c))
         except ConfigError:
             continue
         yield c

@@ -345,8 +345,9 @@ def _after_first_step(p: LS.PassCycles, tokens: int, ot: int, it: int, obpt: int
 # ------------------------------------------------------------------------------ the model
 class _Timeline:
     def __init__(self, cfg: AcceleratorConfig, mem: Memory, streamer: bool = True,
-                 kv_replay: bool = True):
+                 kv_replay: bool = True, patch_on_linear: bool = True):
         self.cfg, self.mem, self.streamer, self.kv_replay = cfg, mem, streamer, kv_replay
+        self.patch_on_linear = patch_on_linear
         self.beat_bytes = cfg.axi_width // 8
         self.lr, self.lw = mem.read_latency, mem.write_latency
 
@@ -416,7 +417,7 @@ class _Timeline:
 
     def linear_stage(self, st: prog.Stage) -> tuple[float, float, float]:
         cfg, op = self.cfg, st.linear
-        g = LS.geometry(cfg, LS.linear_format(cfg))
+        g = LS.geometry(cfg)
         n_in, n_out = op.in_tiles * g.tile_in, op.out_tiles * g.tile_out
         p = LS.pass_cycles(g, n_in, n_out, op.tokens, gelu=op.gelu)
         if st.wload is op:                      # loads its own weights first
@@ -437,10 +438,55 @@ class _Timeline:
         return cycles, compute, (first_step - self.first_beat()) + (after - compute)
 
     def patch_stage(self, st: prog.Stage) -> tuple[float, float, float]:
+        """The patch embedding on the linear engine (pixel mode, weights kept in the patch
+        bank): the gather's zero cls row leaves once the image's first beat is in, patch
+        rows once their strip is; the engine takes a row into a free slot of its
+        double-buffered row cache and steps a token once its row is in."""
+        if not self.patch_on_linear:
+            return self._separate_patch_stage(st)
         cfg, op = self.cfg, st.linear
-        g = LS.geometry(cfg, LS.patch_format(cfg))
+        g = LS.geometry(cfg)
         n_in, n_out = op.in_tiles * g.tile_in, op.out_tiles * g.tile_out
-        p = LS.pass_cycles(g, n_in, n_out, op.tokens)
+        p = LS.pass_cycles(g, n_in, n_out, op.tokens, pixel=True)
+        gg = gather_geometry(cfg)
+        R, steps = gg.patch_beats, op.out_tiles * op.in_tiles
+        S = self.mem.stream(gg.strip_beats)
+        F = self.first_beat()                 # the image's first pix beat (RUN-relative)
+        # the gather's next free read: its zero row issues from the cycle of the image's
+        # first pix beat (measured: tiny and tiny-e8 equal at every stop with this, one
+        # cycle more with F + 1)
+        t_r = F
+        strip_ready, read_end = [], []        # per strip: readable from; its last read
+        firsts: list[float] = []
+        for k in range(op.tokens):
+            if k == 0:                        # the zero row: no strip needed
+                start = t_r
+            else:
+                s, j = divmod(k - 1, gg.grid_w)
+                if j == 0:                    # strip s written after s-1, into a free half
+                    w = max(F + S * s if s == 0 else strip_ready[s - 1],
+                            read_end[s - 2] + 1 if s >= 2 else 0.0)
+                    strip_ready.append(w + S)
+                start = max(t_r, strip_ready[s])
+            last = start + R - 1 + GATHER_READ_LATENCY
+            if k >= 2:                        # the row's cache slot frees at token k-2's end
+                last = max(last, firsts[k - 2] + steps + R - 1)
+            t_r = last - GATHER_READ_LATENCY + 1
+            if k >= 1 and (k - 1) % gg.grid_w == gg.grid_w - 1:
+                read_end.append(t_r - 1)
+            firsts.append(max(last + 1, firsts[-1] + steps) if firsts else last + 1)
+        last_out = firsts[-1] + op.out_tiles * max(op.in_tiles, g.out_beats_per_tile) + p.tail
+        cycles = STAGE_ENTRY + last_out + self.write_tail()
+        compute = p.cycles - p.first_step
+        return cycles, compute, last_out - F - compute
+
+    def _separate_patch_stage(self, st: prog.Stage) -> tuple[float, float, float]:
+        """The core before the patch embedding moved onto the linear engine: a separate
+        patch engine (no GELU lanes) over tokens 1..T-1, the cls row passed by its front."""
+        cfg, op = self.cfg, st.linear
+        g = LS.geometry(cfg)
+        n_in, n_out = op.in_tiles * g.tile_in, op.out_tiles * g.tile_out
+        p = LS.pass_cycles(g, n_in, n_out, op.tokens - 1, pixel=True, gelu_latency=0)
         gg = gather_geometry(cfg)
         # the gather's first strip is written (pix at the port rate), then its rows leave
         # GATHER_READ_LATENCY after their reads; pass_cycles counts x from its cycle 1
@@ -466,7 +512,7 @@ class _Timeline:
         T, D, Dh, E = cfg.tokens, cfg.dim, cfg.expert_hidden, cfg.num_experts
         fb, bb = cfg.feature_block, self.beat_bytes
         row = D // fb
-        g = LS.geometry(cfg, LS.linear_format(cfg))
+        g = LS.geometry(cfg)
         rd = wr = 0
         compute = memory = 0.0
         # ZERO: T rows of zeros on W_OUT, then wait for the writer
@@ -563,7 +609,8 @@ class _Timeline:
 def top_cycles(cfg: AcceleratorConfig, *, memory: str | Memory = "ideal",
                routing: dict | None = None, num_images: int = 1, debug_id: int = 0,
                reload: bool = True, moe_weight_streamer: bool = True,
-               weight_prefetch: bool = True, kv_replay: bool = True) -> TopResult:
+               weight_prefetch: bool = True, kv_replay: bool = True,
+               patch_on_linear: bool = True) -> TopResult:
     """Model one ``ap_start`` of the RTL top for ``num_images`` images.
 
     ``memory``: ``"ideal"`` (the RTL testbench memory), ``"board"`` (the ZCU104) or a
@@ -574,10 +621,10 @@ def top_cycles(cfg: AcceleratorConfig, *, memory: str | Memory = "ideal",
     loaded first (``reload_one_time_weights``).  ``moe_weight_streamer=False`` models the
     core before main d77c3f0 (each MoE pass loaded its weights at its start), on which
     ``bench/top_edge_moe.json`` (a whole edge-moe image) was recorded: kept to check the
-    model at edge-moe shapes.  ``kv_replay=False`` models the core before the K/V replay
-    buffer (K and V read from DRAM once per query block), on which the edge-moe RTL runs in
-    ``bench/top_edge_moe_layer1_cycles.json`` and ``bench/top_edge_moe_cycles.json`` were
-    recorded."""
+    model at edge-moe shapes.  The older cores, for their recordings: ``kv_replay=False``
+    (K and V read from DRAM once per query block), ``patch_on_linear=False`` (a separate
+    patch engine), ``weight_prefetch=False`` (each linear stage loads its own weights at its
+    start)."""
     if num_images < 1:
         raise ConfigError(f"num_images must be >= 1 (got {num_images})")
     mem = _memory(cfg, memory)
@@ -592,7 +639,7 @@ def top_cycles(cfg: AcceleratorConfig, *, memory: str | Memory = "ideal",
     if debug_id and debug_id not in {s.debug_id for s in stages}:
         raise ConfigError(f"debug_id {debug_id} is no stage of config {cfg.name!r}; see "
                           f"moevit.hw.top.program.program(cfg) for the stage ids")
-    tl = _Timeline(cfg, mem, moe_weight_streamer, kv_replay)
+    tl = _Timeline(cfg, mem, moe_weight_streamer, kv_replay, patch_on_linear)
     t = tl.preload() if reload else 0.0
     preload = t
     pre_beats = tl.preload_beats() if reload else 0

@@ -39,15 +39,15 @@ def linear_steps(cfg: AcceleratorConfig, tokens: int, n_in: int, n_out: int) -> 
 
 def linear_cycles(cfg: AcceleratorConfig, tokens: int, n_in: int, n_out: int,
                   gelu: bool = False, patch: bool = False) -> int:
-    """Passes of the linear engine (``patch``: the patch-embedding instance) over ``tokens``
+    """Passes of the linear engine (``patch``: the patch embedding, pixel rows) over ``tokens``
     rows, from its RTL-checked cycle model; more rows than one image holds (the batched
     schedule) run as back-to-back passes of at most ``cfg.tokens`` rows with the weights kept.
     0 tokens: the pass is skipped."""
     if tokens == 0:
         return 0
-    g = LS.geometry(cfg, LS.patch_format(cfg) if patch else LS.linear_format(cfg))
+    g = LS.geometry(cfg)
     full, rest = divmod(tokens, cfg.tokens)
-    passes = [LS.pass_cycles(g, n_in, n_out, n, gelu=gelu)
+    passes = [LS.pass_cycles(g, n_in, n_out, n, gelu=gelu, pixel=patch)
               for n in [cfg.tokens] * full + ([rest] if rest else [])]
     return sum(p.issue_cycles for p in passes[:-1]) + passes[-1].cycles
 

@@ -30,9 +30,12 @@ leaves every buffer as the host expects it):
   pass through one :class:`~moevit.hw.units.stream_replay.StreamReplay`, which gives the
   attention the tensor once per query block (the ROM entry's ``replay`` beats and passes).
 
+The patch embedding runs on the linear engine (pixel mode, the patch gather's rows with
+its all-zero cls row first, the engine's ``cls`` mode so that token 0 is pos_embed[0]).
 Before the first image, ``reload_one_time_weights`` loads the patch-embedding weights into
-the patch engine's kept bank (after a reset of that engine); without it the weights of an
-earlier run stay, and before any load the engine gets zeros (as the behavioural device).
+the engine's patch bank (bank 2, kept by every patch pass; after a reset of the engine and
+the gather); without it the weights of an earlier run stay, and before any load the bank
+gets zeros (as the behavioural device).
 The batched schedule (``mode`` bit 0) is not implemented in this RTL: the bit is stored and
 ignored; the cycle model reports what it would gain.
 """
@@ -49,9 +52,8 @@ from moevit.hw.top.axi_master import BEATS_WIDTH
 from moevit.hw.units.attention import Attention
 from moevit.hw.units.layernorm import LayerNorm
 from moevit.hw.units.linear import Linear, layouts
-from moevit.hw.units.linear_schedule import geometry, linear_format, patch_format
+from moevit.hw.units.linear_schedule import PATCH_BANK, geometry, patch_in
 from moevit.hw.units.moe_gate import MoeGate
-from moevit.hw.units.patch_embed import PatchEmbed
 from moevit.hw.units.patch_gather import PatchGather
 from moevit.hw.units.residual import Residual
 from moevit.hw.units.stream_replay import StreamReplay
@@ -62,10 +64,11 @@ COUNT_W = 8
 
 
 #: a linear pass in the ROM (wide fields: each engine's command takes the bits it has)
-OP_LAYOUT = data.StructLayout({"bank": 1, "in_tiles": 16, "out_tiles": 16, "tokens": 16,
-                               "gelu": 1, "score": 1, "add": 1, "keep": 1, "attn_bias": 1})
+OP_LAYOUT = data.StructLayout({"bank": 2, "in_tiles": 16, "out_tiles": 16, "tokens": 16,
+                               "gelu": 1, "score": 1, "add": 1, "keep": 1, "attn_bias": 1,
+                               "pixel": 1, "cls": 1})
 #: the weight load a stage issues (its own pass's, or with ``ahead`` the next stage's)
-WOP_LAYOUT = data.StructLayout({"valid": 1, "ahead": 1, "bank": 1, "in_tiles": 16,
+WOP_LAYOUT = data.StructLayout({"valid": 1, "ahead": 1, "bank": 2, "in_tiles": 16,
                                 "out_tiles": 16, "attn_bias": 1})
 
 
@@ -127,7 +130,8 @@ def rom_entry(st: prog.Stage) -> dict:
         op = st.linear
         e["op"] = {"bank": op.bank, "in_tiles": op.in_tiles, "out_tiles": op.out_tiles,
                    "tokens": op.tokens, "gelu": int(op.gelu), "score": int(op.score),
-                   "add": int(op.add), "keep": int(op.keep), "attn_bias": int(op.attn_bias)}
+                   "add": int(op.add), "keep": int(op.keep), "attn_bias": int(op.attn_bias),
+                   "pixel": int(op.pixel), "cls": int(op.cls)}
         e["x_row_beats"] = op.x_beats_per_row
     if st.wload is not None:
         w = st.wload
@@ -214,15 +218,14 @@ class SequencedCore:
 
         # ---------------------------------------------------------------- units
         patch_reset = Signal()
-        m.submodules.patch_embed = pe = ResetInserter(patch_reset)(PatchEmbed(cfg))
-        m.submodules.patch_gather = pg = ResetInserter(patch_reset)(PatchGather(cfg, zero_row=False))
-        m.submodules.linear = lin = Linear(cfg)
+        m.submodules.patch_gather = pg = ResetInserter(patch_reset)(PatchGather(cfg))
+        m.submodules.linear = lin = ResetInserter(patch_reset)(Linear(cfg))
         m.submodules.layernorm = ln = LayerNorm(cfg)
         m.submodules.attention = att = Attention(cfg)
         m.submodules.residual = res = Residual(cfg)
         m.submodules.moe_gate = gate = MoeGate(cfg)
         m.submodules.kv_replay = kv = StreamReplay.for_attention(cfg)
-        pe_g = geometry(cfg, patch_format(cfg))
+        lin_g = geometry(cfg)
 
         # ---------------------------------------------------------------- ROM
         rom = memory.Memory(shape=lay, depth=len(self.entries), init=self.entries)
@@ -313,8 +316,8 @@ class SequencedCore:
         drive_cmd(wports[prog.W_INFO].wr_cmd, wr_cmds[prog.W_INFO], None)
 
         # ---------------------------------------------------------------- weight reader
-        # beats 0..w_beats-1 go to the engine's w port, the rest to b; to the patch engine
-        # during the preload.  ``zero_feed`` replaces memory with zeros (no load ever made).
+        # beats 0..w_beats-1 go to the engine's w port, the rest to b (during the preload:
+        # into the patch bank).  ``zero_feed`` replaces memory with zeros (no load ever made).
         to_patch = Signal(name="weights_to_patch")
         zero_feed = Signal(name="weights_zero_feed")
         w_count = Signal(BEATS_WIDTH, name="weights_count")
@@ -324,14 +327,10 @@ class SequencedCore:
         src_valid = Mux(zero_feed, w_count != w_total, wd.valid)
         src_data = Mux(zero_feed, 0, wd.payload)
         to_w = w_count < w_split
-        tgt_ready = Mux(to_patch, Mux(to_w, pe.w.ready, pe.b.ready),
-                        Mux(to_w, lin.w.ready, lin.b.ready))
-        m.d.comb += [pe.w.payload.eq(src_data), pe.b.payload.eq(src_data),
-                     pe.w.valid.eq(src_valid & to_patch & to_w),
-                     pe.b.valid.eq(src_valid & to_patch & ~to_w),
-                     wd.ready.eq(~zero_feed & tgt_ready & ~moe.owns_weights)]
-        lin_w_valid = src_valid & ~to_patch & to_w & ~moe.owns_weights
-        lin_b_valid = src_valid & ~to_patch & ~to_w & ~moe.owns_weights
+        tgt_ready = Mux(to_w, lin.w.ready, lin.b.ready)
+        m.d.comb += wd.ready.eq(~zero_feed & tgt_ready & ~moe.owns_weights)
+        lin_w_valid = src_valid & to_w & ~moe.owns_weights
+        lin_b_valid = src_valid & ~to_w & ~moe.owns_weights
         m.d.comb += [lin.w.payload.eq(Mux(moe.owns_weights, wd.payload, src_data)),
                      lin.b.payload.eq(Mux(moe.owns_weights, wd.payload, src_data))]
         with m.If(moe.owns_weights):
@@ -362,20 +361,16 @@ class SequencedCore:
             last = x_beat == ent.x_row_beats - 1
             m.d.sync += [x_beat.eq(Mux(last, 0, x_beat + 1)), x_row.eq(x_row + last)]
 
-        # patch rows: gather -> engine x (tokens 1..T-1; the patch engine passes pos_embed
-        # row 0 as the cls row itself)
-        m.d.comb += [pe.x.payload.data.eq(pg.rows.payload), pe.x.payload.score.eq(0),
-                     pe.x.payload.token.eq(x_row + 1),
-                     pe.x.valid.eq(pg.rows.valid & is_kind("patch")),
-                     pg.rows.ready.eq(pe.x.ready & is_kind("patch"))]
-        pe_x_fire = pe.x.valid & pe.x.ready
-        m.d.comb += lin_x_direct_fire.eq((lin.x.valid & lin.x.ready & is_kind("linear")) |
-                                         pe_x_fire)
+        # patch rows: gather -> engine x (token = row: the zero cls row 0, then the patches)
+        in_patch = is_kind("patch")
+        lin_direct = is_kind("linear") | in_patch
+        m.d.comb += pg.rows.ready.eq(lin.x.ready & in_patch)
+        m.d.comb += lin_x_direct_fire.eq(lin.x.valid & lin.x.ready & lin_direct)
 
         kv_k, kv_v = _StreamEnd(cfg.axi_width, "kv_k"), _StreamEnd(cfg.axi_width, "kv_v")
         route_a = {"patch": pg.pix, "ln": ln.x, "linear": None, "qk": att.q, "av": kv_v,
                    "residual": res.x}
-        route_b = {"patch": pe.d, "qk": kv_k, "av": att.s_in, "residual": res.y}
+        route_b = {"qk": kv_k, "av": att.s_in, "residual": res.y}
         route_c = {"ln": ln.p, "av": att.i_in}
         for ch, route in ((ra, route_a), (rb, route_b), (rc, route_c)):
             ready = Const(0)
@@ -389,35 +384,34 @@ class SequencedCore:
                 ready = ready | (is_kind("linear") & lin.x.ready)
                 ready = ready | (in_moe & moe.a_ready)
             if ch is rb:
-                ready = ready | (in_moe & lin.d.ready)
+                ready = ready | ((in_moe | in_patch) & lin.d.ready)
             if ch is rc:
                 ready = ready | (in_moe & gate.w.ready)
             m.d.comb += ch.ready.eq(ready)
         kv_done = _connect_kv_replay(m, kv, ent, kv_k, kv_v, att, is_kind, start)
         # linear x: direct (tag = row counter) or MoE gather (tag from the gather FIFO)
-        m.d.comb += [lin.x.payload.data.eq(ra.payload)]
+        m.d.comb += [lin.x.payload.data.eq(Mux(in_patch, pg.rows.payload, ra.payload))]
         with m.If(in_moe):
             m.d.comb += [lin.x.valid.eq(ra.valid & moe.x_to_linear & moe.tag_valid),
                          lin.x.payload.token.eq(moe.tag_token),
                          lin.x.payload.score.eq(moe.tag_score)]
         with m.Else():
-            m.d.comb += [lin.x.valid.eq(ra.valid & is_kind("linear")),
+            m.d.comb += [lin.x.valid.eq(Mux(in_patch, pg.rows.valid,
+                                            ra.valid & is_kind("linear"))),
                          lin.x.payload.token.eq(x_row), lin.x.payload.score.eq(0)]
         m.d.comb += [gate.x.payload.eq(ra.payload),
                      gate.x.valid.eq(ra.valid & in_moe & ~moe.x_to_linear),
                      gate.w.payload.eq(rc.payload), gate.w.valid.eq(rc.valid & in_moe),
-                     lin.d.payload.eq(rb.payload), lin.d.valid.eq(rb.valid & in_moe),
+                     lin.d.payload.eq(rb.payload), lin.d.valid.eq(rb.valid & (in_moe | in_patch)),
                      moe.a_fire.eq(ra.valid & ra.ready)]
 
         # ---------------------------------------------------------------- unit outputs
-        outs = {"patch": (pe.y.valid, pe.y.payload.data, pe.y),
-                "ln": (ln.o.valid, ln.o.payload, ln.o),
-                "linear": (lin.y.valid, lin.y.payload.data, lin.y),
-                "av": (att.o.valid, att.o.payload, att.o),
-                "residual": (res.o.valid, res.o.payload, res.o)}
+        outs = [(is_kind("ln"), ln.o.valid, ln.o.payload, ln.o),
+                (lin_direct, lin.y.valid, lin.y.payload.data, lin.y),
+                (is_kind("av"), att.o.valid, att.o.payload, att.o),
+                (is_kind("residual"), res.o.valid, res.o.payload, res.o)]
         wo_valid, wo_data = Const(0), Const(0, cfg.axi_width)
-        for k, (v, d, port) in outs.items():
-            sel = is_kind(k)
+        for sel, v, d, port in outs:
             wo_valid = Mux(sel, v, wo_valid)
             wo_data = Mux(sel, d, wo_data)
             m.d.comb += port.ready.eq(sel & wo.ready)
@@ -435,29 +429,28 @@ class SequencedCore:
         # ---------------------------------------------------------------- commands
         wcmd_pending = Signal(name="wcmd_pending")
         cmd_pending = Signal(name="cmd_pending")
-        pe_wcmd_pending = Signal(name="pe_wcmd_pending")
+        pre_wcmd_pending = Signal(name="preload_wcmd_pending")
         m.d.comb += _assign_fields(lin.wcmd.payload, ent.wop)
-        m.d.comb += _assign_fields(lin.cmd.payload, ent.op) + _assign_fields(pe.cmd.payload,
-                                                                            ent.op)
-        pe_wcmd = pe.wcmd.payload
-        m.d.comb += [pe_wcmd.in_tiles.eq((cfg.image_channels * cfg.patch_size ** 2)
-                                         // pe_g.tile_in),
-                     pe_wcmd.out_tiles.eq(D // pe_g.tile_out), pe_wcmd.bank.eq(0),
-                     pe.wcmd.valid.eq(pe_wcmd_pending)]
+        m.d.comb += _assign_fields(lin.cmd.payload, ent.op)
         with m.If(in_moe):
             m.d.comb += [lin.wcmd.valid.eq(moe.wcmd_valid), lin.wcmd.payload.eq(moe.wcmd),
                          lin.cmd.valid.eq(moe.cmd_valid), lin.cmd.payload.eq(moe.cmd),
                          moe.wcmd_ready.eq(lin.wcmd.ready), moe.cmd_ready.eq(lin.cmd.ready)]
+        with m.Elif(to_patch):
+            # the preload: the one-time patch weights into the engine's patch bank
+            pw = lin.wcmd.payload
+            m.d.comb += [pw.in_tiles.eq(patch_in(cfg) // lin_g.tile_in),
+                         pw.out_tiles.eq(D // lin_g.tile_out), pw.bank.eq(PATCH_BANK),
+                         pw.attn_bias.eq(0), lin.wcmd.valid.eq(pre_wcmd_pending)]
         with m.Else():
             m.d.comb += [lin.wcmd.valid.eq(wcmd_pending & stage_active),
-                         lin.cmd.valid.eq(cmd_pending & is_kind("linear"))]
-        m.d.comb += pe.cmd.valid.eq(cmd_pending & is_kind("patch"))
-        with m.If(lin.wcmd.valid & lin.wcmd.ready & ~in_moe):
+                         lin.cmd.valid.eq(cmd_pending & lin_direct)]
+        with m.If(lin.wcmd.valid & lin.wcmd.ready & ~in_moe & ~to_patch):
             m.d.sync += wcmd_pending.eq(0)
-        with m.If((lin.cmd.valid & lin.cmd.ready & ~in_moe) | (pe.cmd.valid & pe.cmd.ready)):
+        with m.If(lin.cmd.valid & lin.cmd.ready & ~in_moe):
             m.d.sync += cmd_pending.eq(0)
-        with m.If(pe.wcmd.valid & pe.wcmd.ready):
-            m.d.sync += pe_wcmd_pending.eq(0)
+        with m.If(lin.wcmd.valid & lin.wcmd.ready & to_patch):
+            m.d.sync += pre_wcmd_pending.eq(0)
 
         # ---------------------------------------------------------------- sequencer
         quiet = Signal(name="channels_quiet")
@@ -467,7 +460,7 @@ class SequencedCore:
         for p in ports[:prog.READ_CHANNELS]:
             busy = busy | p.rd_busy | p.wr_busy
         m.d.comb += quiet.eq(gens_done & ~busy & ~wcmd_pending & ~cmd_pending &
-                             ~pe_wcmd_pending & weights_in & kv_done)
+                             ~pre_wcmd_pending & weights_in & kv_done)
         settle = Signal(2, name="settle")
         with m.If(quiet):
             m.d.sync += settle.eq(Mux(settle == 3, 3, settle + 1))
@@ -507,14 +500,14 @@ class SequencedCore:
                     with m.Else():
                         m.next = "FETCH"
             with m.State("PRELOAD"):
-                # patch weights into bank 0 of the patch engine (kept across images)
+                # patch weights into the engine's patch bank (kept across images and runs)
                 m.d.sync += [to_patch.eq(1), w_count.eq(0), w_split.eq(pre_descs[0].beats),
                              w_total.eq(pre_descs[0].beats + pre_descs[1].beats),
-                             pe_wcmd_pending.eq(1), pre_slot.eq(Mux(zero_feed, 2, 0))]
+                             pre_wcmd_pending.eq(1), pre_slot.eq(Mux(zero_feed, 2, 0))]
                 m.next = "PRELOAD_WAIT"
             with m.State("PRELOAD_WAIT"):
                 m.d.comb += pre_cmd.valid.eq(pre_slot < 2)
-                with m.If((pre_slot == 2) & weights_in & ~pe_wcmd_pending &
+                with m.If((pre_slot == 2) & weights_in & ~pre_wcmd_pending &
                           ~ports[prog.READ_PORT[prog.R_WEIGHTS]].rd_busy):
                     m.d.sync += [patch_loaded.eq(1), zero_feed.eq(0), to_patch.eq(0)]
                     m.next = "FETCH"
@@ -561,14 +554,12 @@ class SequencedCore:
 
 
 def _check_commands(cfg: AcceleratorConfig, stages) -> None:
-    """Every linear pass's fields fit its engine's command (a truncated tile count would
+    """Every linear pass's fields fit the engine's command (a truncated tile count would
     compute garbage silently)."""
-    engines = {"linear": layouts(geometry(cfg, linear_format(cfg)))["cmd"],
-               "patch": layouts(geometry(cfg, patch_format(cfg)))["cmd"]}
+    lay = layouts(geometry(cfg))["cmd"]
     for st in stages:
         if st.linear is None:
             continue
-        lay = engines[st.kind]
         for name, f in lay:
             v = int(getattr(st.linear, name))
             width = Shape.cast(f.shape).width

@@ -80,6 +80,8 @@ class LinearOp:
     add: bool = False
     keep: bool = False
     x_beats_per_row: int = 0
+    pixel: bool = False     # uint8 pixel rows (the patch embedding)
+    cls: bool = False       # the first row is the cls row: no bias (a zero row + pos_embed[0])
 
 
 @dataclass(frozen=True)
@@ -207,10 +209,12 @@ def without_prefetch(st: Stage) -> Stage:
 
 
 def patch_stage(cfg: AcceleratorConfig) -> Stage:
-    """Patch embedding of one image: strips of ``patch_size`` rows per channel (the
-    im2col unit reorders them), pos_embed as the accumulate operand, output into x."""
-    from moevit.hw.units.linear_schedule import geometry, patch_format
-    g = geometry(cfg, patch_format(cfg))
+    """Patch embedding of one image on the linear engine (pixel mode, the patch bank):
+    strips of ``patch_size`` rows per channel (the im2col unit reorders them and puts an
+    all-zero cls row first), pos_embed as the accumulate operand, output into x.  The cls
+    row gets no bias (``cls``), so token 0 is pos_embed[0] (spec §4.1)."""
+    from moevit.hw.units.linear_schedule import PATCH_BANK, geometry
+    g = geometry(cfg)
     p, C, H, W = cfg.patch_size, cfg.image_channels, cfg.image_height, cfg.image_width
     px_per_beat = cfg.axi_width // 8
     if W % px_per_beat:
@@ -218,10 +222,10 @@ def patch_stage(cfg: AcceleratorConfig) -> Stage:
                           f"{px_per_beat}-pixel beats")
     T, D = cfg.tokens, cfg.dim
     k_in = C * p * p
-    op = LinearOp(bank=0, in_tiles=_tiles(k_in, g.tile_in, "patch length", cfg),
-                  out_tiles=_tiles(D, g.tile_out, "dim", cfg), tokens=T - 1,
+    op = LinearOp(bank=PATCH_BANK, in_tiles=_tiles(k_in, g.tile_in, "patch length", cfg),
+                  out_tiles=_tiles(D, g.tile_out, "dim", cfg), tokens=T,
                   w_beats=wt_beats(cfg, D * k_in), add=True, keep=True,
-                  x_beats_per_row=k_in // px_per_beat)
+                  x_beats_per_row=k_in // px_per_beat, pixel=True, cls=True)
     strip = Desc("images", 0, p * W // px_per_beat, inner=C, inner_stride=H * W,
                  outer=H // p, outer_stride=p * W)
     return Stage("patch", PATCH_EMBED_DEBUG_ID, None, "patch_embed",

@@ -9,12 +9,18 @@ accumulate of expert FC2, pos_embed in the patch embedding).
 Streams (valid/ready; beats are ``axi_width`` = 256 bits, word j at bits 32j / 16j / 8j):
 
 * ``wcmd`` {bank, in_tiles, out_tiles, attn_bias} then ``w`` (W[out][in] row-major, 16 int16
-  per beat, as in DRAM) and ``b`` (16 int16 biases per beat) fill the ping (0) or pong (1)
-  weight and bias bank.  A bank is loaded only when it is free (its last pass has issued its
-  last step), so the next layer's weights load while the current one computes.
-* ``cmd`` {bank, in_tiles, out_tiles, tokens, gelu, score, add, keep}: one compute pass over
-  ``tokens`` rows with the weights of ``bank`` (waits until the bank is loaded; frees it at
-  the end unless ``keep``).
+  per beat, as in DRAM) and ``b`` (16 int16 biases per beat) fill the ping (0), pong (1) or
+  patch (2, :data:`~moevit.hw.units.linear_schedule.PATCH_BANK`) weight and bias bank.  A
+  bank is loaded only when it is free (its last pass has issued its last step), so the next
+  layer's weights load while the current one computes.  The patch bank holds the one-time
+  patch-embedding weights: its passes ``keep`` it, so it stays loaded across images and runs.
+* ``cmd`` {bank, in_tiles, out_tiles, tokens, gelu, score, add, keep, pixel, cls}: one compute
+  pass over ``tokens`` rows with the weights of ``bank`` (waits until the bank is loaded;
+  frees it at the end unless ``keep``).  ``pixel``: the x rows are uint8 pixels (32 per beat;
+  the patch embedding, spec §4.1), each zero-extended into its 32-bit lane and shifted left
+  by ``pixel_lshift`` so that the one ``>> 14`` floor of the products gives the patch
+  format's ``⌊P·W / 4⌋``.  ``cls``: the pass's first row is the cls row: it gets no bias
+  (with an all-zero x row and ``add`` its output is the d row itself, pos_embed[0]).
 * ``x`` {data, token, score}: the pass's input rows in processing order, ``in/epb`` beats per
   row; ``token`` (the row's id) and ``score`` (its gate probability) ride along.  Direct
   mode: rows 0..T-1; gather mode: the rows of an expert queue.
@@ -45,9 +51,8 @@ from amaranth.lib.wiring import In, Out
 from moevit.config import AcceleratorConfig
 from moevit.hw.units.gelu import Gelu
 from moevit.hw.units.linear_schedule import (
-    OUT_PIPE_STAGES, PRE_TREE_STAGES, TREE_LEVELS_PER_STAGE, WEIGHT_BITS, LinearFormat,
-    LinearGeometry, geometry,
-    linear_format, tree_stages)
+    BANKS, OUT_PIPE_STAGES, PRE_TREE_STAGES, TREE_LEVELS_PER_STAGE, WEIGHT_BITS, LinearGeometry,
+    bias_hold, geometry, tree_stages)
 from moevit.hw.units.pipeline import StallPipeline
 
 FM_W = 32
@@ -62,18 +67,20 @@ def layouts(g: LinearGeometry) -> dict:
     """Payload layouts of the engine's streams (shared with testbenches and tops)."""
     it, ot = unsigned(_bits(g.max_in_tiles)), unsigned(_bits(g.max_out_tiles))
     tok = unsigned(g.token_bits)
+    bank = unsigned(_bits(BANKS - 1))
     return {
-        "wcmd": data.StructLayout({"bank": 1, "in_tiles": it, "out_tiles": ot, "attn_bias": 1}),
-        "cmd": data.StructLayout({"bank": 1, "in_tiles": it, "out_tiles": ot,
+        "wcmd": data.StructLayout({"bank": bank, "in_tiles": it, "out_tiles": ot,
+                                   "attn_bias": 1}),
+        "cmd": data.StructLayout({"bank": bank, "in_tiles": it, "out_tiles": ot,
                                   "tokens": unsigned(_bits(g.tokens)), "gelu": 1, "score": 1,
-                                  "add": 1, "keep": 1}),
+                                  "add": 1, "keep": 1, "pixel": 1, "cls": 1}),
         "x": data.StructLayout({"data": g.beat_bits, "token": tok, "score": signed(FM_W)}),
         "y": data.StructLayout({"data": g.beat_bits, "token": tok}),
     }
 
 
 def engine_signature(g: LinearGeometry) -> dict:
-    """Ports of an engine instance (the linear engine and the patch embedding share them)."""
+    """Ports of an engine instance (the linear engine and the patch embedding's wrapper)."""
     lay, W = layouts(g), g.beat_bits
     return {"wcmd": In(stream.Signature(lay["wcmd"])), "w": In(stream.Signature(W)),
             "b": In(stream.Signature(W)), "cmd": In(stream.Signature(lay["cmd"])),
@@ -105,8 +112,13 @@ class _Port:
 
 
 def _onehot(sel):
-    """Two-bank one-hot mask of a 1-bit bank select."""
-    return Cat(~sel, sel)
+    """One-hot mask (``BANKS`` bits) of a bank select."""
+    return Cat(*[sel == k for k in range(BANKS)])
+
+
+def _bank_base(sel, size: int):
+    """First address of bank ``sel`` in a memory of ``BANKS`` banks of ``size`` words."""
+    return Mux(sel[1], 2 * size, Mux(sel[0], size, 0)) if BANKS == 3 else sel * size
 
 
 def _log2(n: int) -> int:
@@ -114,25 +126,24 @@ def _log2(n: int) -> int:
 
 
 class Linear(wiring.Component):
-    """The unified linear engine; ``fmt`` selects the operand formats (default: fm_t ×
-    wt_linear; :func:`~moevit.hw.units.linear_schedule.patch_format` for the patch
-    embedding)."""
+    """The unified linear engine: fm_t × wt_linear passes, and pixel × wt_patch_embed passes
+    (the patch embedding) selected per command (``pixel``)."""
 
-    def __init__(self, cfg: AcceleratorConfig, fmt: LinearFormat | None = None):
+    def __init__(self, cfg: AcceleratorConfig):
         self.cfg = cfg
-        self.fmt = fmt or linear_format(cfg)
-        self.g = geometry(cfg, self.fmt)
+        self.g = geometry(cfg)
+        self.fmt = self.g.fmt
         super().__init__(engine_signature(self.g))
 
     # ---------------------------------------------------------------- weight/bias loader
-    def _loader(self, m, g, wfull, set_full):
+    def _loader(self, m, g, wfull, set_full, clr_full):
         cfg = self.cfg
         TI, TO, wpb = g.tile_in, g.tile_out, g.w_per_beat
         f = cfg.formats
         wb_w = f.wt_wbias.width
         p = self.wcmd.payload
         busy = Signal(name="ld_busy")
-        bank = Signal(name="ld_bank")
+        bank = Signal(range(BANKS), name="ld_bank")
         l_it = Signal.like(p.in_tiles, name="ld_in_tiles")
         l_ot = Signal.like(p.out_tiles, name="ld_out_tiles")
         attn = Signal(name="ld_attn_bias")
@@ -153,7 +164,21 @@ class Linear(wiring.Component):
                          wr.eq(0), wob.eq(0), wobase.eq(0), bck.eq(0), bob.eq(0)]
         free = ~wfull.bit_select(bank, 1)
         w_go = busy & free & ~w_done
-        b_go = busy & free & ~b_done
+        # a freed bank's biases are still read for up to bias_hold cycles after its pass's
+        # last step (the bias is read just before the accumulator stage, not at issue):
+        # hold the bias writes of a load into the bank freed last until then
+        # (a one-hot mask register beside ``wfull``, so the bias ready is as shallow as the
+        # weight ready)
+        hold_n = bias_hold(g)
+        hold = Signal(range(hold_n + 1), name="ld_bias_hold")
+        hold_mask = Signal(BANKS, name="ld_bias_hold_mask")
+        with m.If(clr_full.any()):
+            m.d.sync += [hold.eq(hold_n), hold_mask.eq(clr_full)]
+        with m.Elif(hold != 0):
+            m.d.sync += hold.eq(hold - 1)
+            with m.If(hold == 1):
+                m.d.sync += hold_mask.eq(0)
+        b_go = busy & ~(wfull | hold_mask).bit_select(bank, 1) & ~b_done
         m.d.comb += [self.w.ready.eq(w_go), self.b.ready.eq(b_go)]
         w_fire = self.w.valid & w_go
         b_fire = self.b.valid & b_go
@@ -162,8 +187,8 @@ class Linear(wiring.Component):
             m.d.sync += busy.eq(0)
 
         # weights: beat n = W[ob*TO + r][(ib*cpt + ck)*wpb ...]: tile ob*in_tiles + ib, row r
-        waddr = Signal(range(2 * g.max_tiles), name="ld_waddr")
-        m.d.comb += waddr.eq(Mux(bank, g.max_tiles, 0) + wobase + wib)
+        waddr = Signal(range(BANKS * g.max_tiles), name="ld_waddr")
+        m.d.comb += waddr.eq(_bank_base(bank, g.max_tiles) + wobase + wib)
         wports = []
         for r, mem in enumerate(self._wmems):
             wp = mem.write_port(granularity=wpb * WEIGHT_BITS if cpt > 1 else None)
@@ -191,7 +216,7 @@ class Linear(wiring.Component):
             v = self.b.payload[WEIGHT_BITS * k:WEIGHT_BITS * (k + 1)].as_signed()
             wide.append(Mux(attn, v << sh_attn, v << sh_mlp)[:wb_w])
         bp = self._bmem.write_port(granularity=wpb * wb_w if bpt > 1 else None)
-        m.d.comb += [bp.addr.eq(Mux(bank, g.max_out_tiles, 0) + bob),
+        m.d.comb += [bp.addr.eq(_bank_base(bank, g.max_out_tiles) + bob),
                      bp.data.eq(Cat(*(wide * bpt))),
                      bp.en.eq(Cat(*[b_fire & (bck == k) for k in range(bpt)]) if bpt > 1
                               else b_fire)]
@@ -215,19 +240,21 @@ class Linear(wiring.Component):
         # memories: weight banks (one per tile row), bias banks, input-row cache
         self._wmems = []
         for r in range(TO):
-            mem = memory.Memory(shape=unsigned(TI * WEIGHT_BITS), depth=2 * g.max_tiles, init=[])
+            mem = memory.Memory(shape=unsigned(TI * WEIGHT_BITS), depth=BANKS * g.max_tiles,
+                                init=[])
             m.submodules[f"wbank{r}"] = mem
             self._wmems.append(mem)
-        self._bmem = memory.Memory(shape=unsigned(TO * wb_w), depth=2 * g.max_out_tiles, init=[])
+        self._bmem = memory.Memory(shape=unsigned(TO * wb_w), depth=BANKS * g.max_out_tiles,
+                                   init=[])
         m.submodules.bbank = self._bmem
         xmem = memory.Memory(shape=unsigned(g.x_word_bits), depth=2 * g.x_words, init=[])
         m.submodules.xcache = xmem
 
-        wfull = Signal(2, name="wfull")
-        set_full = Signal(2, name="wfull_set")
-        clr_full = Signal(2, name="wfull_clr")
+        wfull = Signal(BANKS, name="wfull")
+        set_full = Signal(BANKS, name="wfull_set")
+        clr_full = Signal(BANKS, name="wfull_clr")
         m.d.sync += wfull.eq((wfull | set_full) & ~clr_full)
-        self._loader(m, g, wfull, set_full)
+        self._loader(m, g, wfull, set_full, clr_full)
 
         # ------------------------------------------------ command
         cp = self.cmd.payload
@@ -238,7 +265,8 @@ class Linear(wiring.Component):
         xk_last = Signal(name="x_beat_last")
         act = Signal(name="c_active")
         c = {k: Signal.like(getattr(cp, k), name=f"c_{k}") for k in
-             ("bank", "in_tiles", "out_tiles", "tokens", "gelu", "score", "add", "keep")}
+             ("bank", "in_tiles", "out_tiles", "tokens", "gelu", "score", "add", "keep",
+              "pixel", "cls")}
         row_last = Signal(range(g.in_beats(g.max_in) + 1), name="c_row_last")  # beats - 1
         rows_left = Signal(range(g.tokens + 1), name="c_rows_left")
         m.d.comb += self.cmd.ready.eq(~act)
@@ -247,9 +275,13 @@ class Linear(wiring.Component):
             m.d.sync += [act.eq(1), rows_left.eq(cp.tokens)]
             m.d.sync += [c[k].eq(getattr(cp, k)) for k in c]
             if TI >= g.x_per_beat:
-                new_last = cp.in_tiles * (TI // g.x_per_beat) - 1
+                lin_last = cp.in_tiles * (TI // g.x_per_beat) - 1
             else:
-                new_last = (cp.in_tiles >> _log2(g.x_per_beat // TI)) - 1
+                lin_last = (cp.in_tiles >> _log2(g.x_per_beat // TI)) - 1
+            # pixel rows: pixel_tiles_per_beat input tiles per beat
+            pix_last = (cp.in_tiles >> _log2(g.pixel_tiles_per_beat)) - 1
+            new_last = Signal.like(row_last, name="c_row_last_new")
+            m.d.comb += new_last.eq(Mux(cp.pixel, pix_last, lin_last))
             m.d.sync += [row_last.eq(new_last), xk_last.eq(new_last == 0)]
 
         # ------------------------------------------------ input-row loader (double-buffered)
@@ -257,7 +289,7 @@ class Linear(wiring.Component):
         set_r, clr_r = Signal(2, name="rfull_set"), Signal(2, name="rfull_clr")
         m.d.sync += rfull.eq((rfull | set_r) & ~clr_r)
         lsel, csel = Signal(name="x_lsel"), Signal(name="x_csel")
-        xk = Signal(range(g.in_beats(g.max_in)), name="x_beat")
+        xk = Signal(range(max(g.in_beats(g.max_in), g.x_words)), name="x_beat")
         meta_tok = [Signal(g.token_bits, name=f"row{k}_token") for k in range(2)]
         meta_sc = [Signal(signed(FM_W), name=f"row{k}_score") for k in range(2)]
         m.d.comb += self.x.ready.eq(x_go)
@@ -265,10 +297,12 @@ class Linear(wiring.Component):
         bpw, tpw = g.beats_per_xword, g.tiles_per_xword
         xwp = xmem.write_port(granularity=W if bpw > 1 else None)
         lane = xk[:_log2(bpw)] if bpw > 1 else Const(0, 1)
-        m.d.comb += [xwp.addr.eq(Mux(lsel, g.x_words, 0) + (xk >> _log2(bpw))),
+        # pixel rows: one beat per word (its low ``beat_bits``), so word = beat
+        m.d.comb += [xwp.addr.eq(Mux(lsel, g.x_words, 0) +
+                                 Mux(c["pixel"], xk, xk >> _log2(bpw))),
                      xwp.data.eq(Cat(*([self.x.payload.data] * bpw))),
-                     xwp.en.eq(Cat(*[x_fire & (lane == k) for k in range(bpw)]) if bpw > 1
-                               else x_fire)]
+                     xwp.en.eq(Cat(*[x_fire & (Mux(c["pixel"], 0, lane) == k)
+                                     for k in range(bpw)]) if bpw > 1 else x_fire)]
         row_done = x_fire & xk_last
         m.d.comb += set_r.eq(Mux(row_done, _onehot(lsel), 0))
         with m.If(x_fire):
@@ -287,7 +321,12 @@ class Linear(wiring.Component):
         ib = Signal(range(g.max_in_tiles), name="ib")
         ob = Signal(range(g.max_out_tiles), name="ob")
         n = Signal(range(g.tokens), name="tok_n")
-        tile = Signal(range(g.max_tiles), name="tile")
+        # the weight and row-cache read addresses are registers (absolute: bank base +
+        # tile, slot base + word), so no adder sits between a counter and a memory (timing)
+        tile = Signal(range(BANKS * g.max_tiles), name="tile")
+        wbase = Signal.like(tile, name="tile_base")
+        bbase = Signal(range(BANKS * g.max_out_tiles), name="bias_base")
+        xaddr = Signal(range(2 * g.x_words), name="x_raddr")
         # the issue conditions are registers (computed from next-state values), so ``fire``
         # is one LUT of flip-flops ahead of its fan-out (timing)
         first = Signal(init=1, name="ib_first")
@@ -304,7 +343,11 @@ class Linear(wiring.Component):
         with m.If(cmd_take):
             m.d.sync += [last_ib.eq(cp.in_tiles == 1), last_ob.eq(cp.out_tiles == 1),
                          last_n.eq(cp.tokens == 1),
-                         end_tok.eq((cp.in_tiles == 1) & (cp.out_tiles == 1))]
+                         end_tok.eq((cp.in_tiles == 1) & (cp.out_tiles == 1)),
+                         tile.eq(_bank_base(cp.bank, g.max_tiles)),
+                         wbase.eq(_bank_base(cp.bank, g.max_tiles)),
+                         bbase.eq(_bank_base(cp.bank, g.max_out_tiles)),
+                         xaddr.eq(Mux(csel, g.x_words, 0))]
         with m.If(fire):
             ib_next = Mux(last_ib, c_it == 1, ib + 2 == c_it)
             ob_next = Mux(last_ib, Mux(last_ob, c_ot == 1, ob + 2 == c_ot), last_ob)
@@ -312,9 +355,21 @@ class Linear(wiring.Component):
                          end_tok.eq(ib_next & ob_next)]
             with m.If(end_tok):
                 m.d.sync += last_n.eq(Mux(last_n, c_tok == 1, n + 2 == c_tok))
+        # row-cache word of the next in-tile: linear rows tpw tiles per word, pixel rows
+        # pixel_tiles_per_beat per word; the word advances after a word's last tile
+        lt, lp = _log2(tpw), _log2(g.pixel_tiles_per_beat)
+        seg_w = max(lt, lp, 1)
+        seg = Signal(seg_w, name="x_segment")
+        m.d.comb += seg.eq(Mux(c["pixel"], ib[:lp] if lp else 0, ib[:lt] if lt else 0))
+        word_end = Mux(c["pixel"], ib[:lp].all() if lp else 1, ib[:lt].all() if lt else 1)
         with m.If(fire):
-            m.d.sync += [ib.eq(Mux(last_ib, 0, ib + 1)), tile.eq(Mux(end_tok, 0, tile + 1)),
+            m.d.sync += [ib.eq(Mux(last_ib, 0, ib + 1)), tile.eq(Mux(end_tok, wbase, tile + 1)),
                          first.eq(last_ib)]
+            with m.If(last_ib):
+                # the row again (next out-tile), or the next token's row in the other slot
+                m.d.sync += xaddr.eq(Mux(csel ^ end_tok, g.x_words, 0))
+            with m.Else():
+                m.d.sync += xaddr.eq(xaddr + word_end)
             with m.If(last_ib):
                 m.d.sync += ob.eq(Mux(last_ob, 0, ob + 1))
             with m.If(end_tok):
@@ -347,15 +402,15 @@ class Linear(wiring.Component):
         wrd = []
         for r, mem in enumerate(self._wmems):
             rp = mem.read_port()
-            m.d.comb += rp.addr.eq(Mux(c["bank"], g.max_tiles, 0) + tile)
+            m.d.comb += rp.addr.eq(tile)
             wrd.append(rp.data)
         xrp = xmem.read_port()
-        m.d.comb += xrp.addr.eq(Mux(csel, g.x_words, 0) + (ib >> _log2(tpw)))
+        m.d.comb += xrp.addr.eq(xaddr)
 
         # control pipeline: ctl[k] = the stage-k registers
-        ctl0 = {"valid": fire, "first": first, "last": last_ib,
-                "sel": ib[:_log2(tpw)] if tpw > 1 else Const(0, 1),
-                "baddr": Mux(c["bank"], g.max_out_tiles, 0) + ob,
+        ctl0 = {"valid": fire, "first": first, "last": last_ib, "sel": seg,
+                "pixel": c["pixel"], "nobias": c["cls"] & (n == 0),
+                "baddr": bbase + ob,
                 "token": Mux(csel, meta_tok[1], meta_tok[0]),
                 "score": Mux(csel, meta_sc[1], meta_sc[0]),
                 "gelu": c["gelu"], "scale": c["score"], "add": c["add"]}
@@ -373,8 +428,14 @@ class Linear(wiring.Component):
 
         # stage 1: memory data; stage 2: multiplier input registers
         xt = Signal(TI * xw, name="x_tile")
-        m.d.comb += xt.eq(xrp.data.word_select(ctl[1]["sel"], TI * xw) if tpw > 1 else
-                          xrp.data[:TI * xw])
+        lin_t = xrp.data.word_select(ctl[1]["sel"][:lt], TI * xw) if lt else xrp.data[:TI * xw]
+        pb, lsh = g.pixel_bits, g.pixel_lshift
+        pix_t = (xrp.data[:W].word_select(ctl[1]["sel"][:lp], TI * pb) if lp else
+                 xrp.data[:TI * pb])
+        # pixel mode: each uint8 pixel zero-extended into its lane, shifted by pixel_lshift
+        pix_lanes = Cat(*[Cat(Const(0, lsh), pix_t[pb * i:pb * (i + 1)],
+                              Const(0, xw - lsh - pb)) for i in range(TI)])
+        m.d.comb += xt.eq(Mux(ctl[1]["pixel"], pix_lanes, lin_t))
         x2 = Signal(TI * xw, name="x_s2")
         w2 = [Signal(TI * WEIGHT_BITS, name=f"w{r}_s2") for r in range(TO)]
         m.d.sync += x2.eq(xt)
@@ -416,7 +477,7 @@ class Linear(wiring.Component):
             acc = Signal(signed(FM_W), name=f"acc{o}")
             bias = (brp.data[wb_w * o:wb_w * (o + 1)].as_signed() << (frac - wb_frac))
             a = Signal(signed(FM_W), name=f"acc_new{o}")
-            m.d.comb += a.eq(Mux(cs["first"], bias, acc) + sums[o])
+            m.d.comb += a.eq(Mux(cs["first"], Mux(cs["nobias"], 0, bias), acc) + sums[o])
             with m.If(cs["valid"]):
                 m.d.sync += acc.eq(a)
             acc_new.append(a)

@@ -1,11 +1,17 @@
-"""Geometry and cycle model of the unified linear engine (spec §4.3) and of the patch
-embedding that reuses it (spec §4.1).
+"""Geometry and cycle model of the unified linear engine (spec §4.3), which also runs the
+patch embedding (spec §4.1) as a pixel-operand pass.
 
 The engine visits token → out-tile ``ob`` → in-tile ``ib`` (innermost) and retires one
 *tile step* (``tile_out × tile_in`` multiply-accumulates) per clock when its streams keep up.
 Everything here is derived from the :class:`AcceleratorConfig` and an operand format
-(:class:`LinearFormat`: fm_t × wt_linear for the linear layers, pixel × wt_patch_embed for
-the patch embedding); :func:`pass_cycles` is the cycle model checked against the RTL.
+(:class:`LinearFormat`: fm_t × wt_linear for the linear layers; :func:`patch_format`, pixel ×
+wt_patch_embed, is the operand format of a command's ``pixel`` mode); :func:`pass_cycles` is
+the cycle model checked against the RTL.
+
+Pixel mode: a uint8 pixel enters a 32-bit x lane zero-extended and shifted left by
+:attr:`LinearGeometry.pixel_lshift` (linear floor shift − patch floor shift = 14 − 2), so the
+engine's one multiplier and its ``>> 14`` floor give ⌊P·2^12·W / 2^14⌋ = ⌊P·W / 4⌋, the patch
+embedding's product (spec §4.1) exactly.
 """
 
 from __future__ import annotations
@@ -18,6 +24,9 @@ from moevit.hw.units.gelu import Gelu
 
 #: int16 raw weights (every wt_* format is 16 bits wide, spec §7)
 WEIGHT_BITS = 16
+#: weight/bias banks: ping (0), pong (1) and the patch embedding's one-time weights (2)
+BANKS = 3
+PATCH_BANK = 2
 
 
 @dataclass(frozen=True)
@@ -46,13 +55,17 @@ def patch_format(cfg: AcceleratorConfig) -> LinearFormat:
                         f.pixel.frac + f.wt_patch_embed.frac - f.fm.frac, gelu=False, score=False)
 
 
-def layer_shapes(cfg: AcceleratorConfig, fmt: LinearFormat) -> dict[str, tuple[int, int]]:
-    """(in, out) of every layer the engine instance serves."""
-    if fmt.name == "patch":
-        return {"patch_embed": (cfg.image_channels * cfg.patch_size ** 2, cfg.dim)}
+def patch_in(cfg: AcceleratorConfig) -> int:
+    """Inputs of the patch embedding as a linear layer: C·p·p pixels per patch."""
+    return cfg.image_channels * cfg.patch_size ** 2
+
+
+def layer_shapes(cfg: AcceleratorConfig) -> dict[str, tuple[int, int]]:
+    """(in, out) of every layer the engine serves (the patch embedding in pixel mode)."""
     d = cfg.dim
     return {"attn": (d, d), "fc1": (d, cfg.mlp_hidden), "fc2": (cfg.mlp_hidden, d),
-            "expert_fc1": (d, cfg.expert_hidden), "expert_fc2": (cfg.expert_hidden, d)}
+            "expert_fc1": (d, cfg.expert_hidden), "expert_fc2": (cfg.expert_hidden, d),
+            "patch_embed": (patch_in(cfg), d)}
 
 
 @dataclass(frozen=True)
@@ -70,10 +83,14 @@ class LinearGeometry:
     max_out: int
     max_tiles: int  # weight tiles per bank
     tokens: int
+    pixel_bits: int  # pixel-mode input element width (uint8)
+    pixel_per_beat: int  # pixels per input beat
+    pixel_lshift: int  # a pixel's left shift into its x lane (linear shift − patch shift)
 
     @classmethod
-    def from_config(cls, cfg: AcceleratorConfig, fmt: LinearFormat) -> "LinearGeometry":
-        shapes = layer_shapes(cfg, fmt)
+    def from_config(cls, cfg: AcceleratorConfig) -> "LinearGeometry":
+        fmt, pfmt = linear_format(cfg), patch_format(cfg)
+        shapes = layer_shapes(cfg)
         TI, TO, W = cfg.linear_tile_in, cfg.linear_tile_out, cfg.axi_width
         wpb = W // WEIGHT_BITS
         xpb = W // fmt.x_width
@@ -87,10 +104,21 @@ class LinearGeometry:
         for t, name in ((TI, "linear_tile_in"), (TO, "linear_tile_out")):
             need(t % wpb == 0, f"{name} {t} must be a multiple of the {wpb} weights of a "
                  f"{W}-bit weight beat (try {max(wpb, t // wpb * wpb)})")
+        ppb = W // pfmt.x_width
         for key, (i, o) in shapes.items():
+            per = ppb if key == "patch_embed" else xpb
             need(i % TI == 0 and o % TO == 0,
                  f"{key} {i}→{o} is not a multiple of the {TI}×{TO} tile")
-            need(i % xpb == 0, f"{key}: {i} inputs are not a whole number of {xpb}-element beats")
+            need(i % per == 0, f"{key}: {i} inputs are not a whole number of {per}-element beats")
+        pt = TI * pfmt.x_width
+        need(W % pt == 0 and ((W // pt) & (W // pt - 1)) == 0,
+             f"pixel mode: a {TI}-wide tile of {pfmt.x_width}-bit pixels ({pt} bits) must fit "
+             f"a {W}-bit beat a power-of-two number of times (use linear_tile_in <= "
+             f"{W // pfmt.x_width})")
+        lsh = fmt.shift - pfmt.shift
+        need(0 <= lsh and pfmt.x_width + lsh < fmt.x_width,
+             f"pixel mode: the patch floor shift {pfmt.shift} and the linear one {fmt.shift} "
+             f"leave a pixel lane shift of {lsh}, outside 0..{fmt.x_width - pfmt.x_width - 1}")
         big, small = max(TI * fmt.x_width, W), min(TI * fmt.x_width, W)
         need(big % small == 0 and ((big // small) & (big // small - 1)) == 0,
              f"a {TI}-wide input tile of {fmt.x_width}-bit elements and a {W}-bit beat must be "
@@ -100,7 +128,8 @@ class LinearGeometry:
                    max_in=max(i for i, _ in shapes.values()),
                    max_out=max(o for _, o in shapes.values()),
                    max_tiles=max(i * o for i, o in shapes.values()) // (TI * TO),
-                   tokens=cfg.tokens)
+                   tokens=cfg.tokens, pixel_bits=pfmt.x_width, pixel_per_beat=ppb,
+                   pixel_lshift=lsh)
 
     # ------------------------------------------------------------ derived
     @property
@@ -126,8 +155,15 @@ class LinearGeometry:
 
     @property
     def x_words(self) -> int:
-        """Input-row cache words per bank (one full row of ``max_in`` inputs)."""
-        return self.max_in * self.fmt.x_width // self.x_word_bits
+        """Input-row cache words per bank (one full row of ``max_in`` inputs; a pixel row
+        takes one word per beat)."""
+        return max(self.max_in * self.fmt.x_width // self.x_word_bits,
+                   self.max_in // self.pixel_per_beat)
+
+    @property
+    def pixel_tiles_per_beat(self) -> int:
+        """Pixel-mode input tiles per beat (and per row-cache word)."""
+        return self.beat_bits // (self.tile_in * self.pixel_bits)
 
     @property
     def out_beats_per_tile(self) -> int:
@@ -137,8 +173,9 @@ class LinearGeometry:
     def token_bits(self) -> int:
         return max(1, (self.tokens - 1).bit_length())
 
-    def in_beats(self, n_in: int) -> int:
-        return n_in // self.x_per_beat
+    def in_beats(self, n_in: int, pixel: bool = False) -> int:
+        """Input beats of a row of ``n_in`` elements (``pixel``: uint8 pixels)."""
+        return n_in // (self.pixel_per_beat if pixel else self.x_per_beat)
 
     def weight_beats(self, n_in: int, n_out: int) -> int:
         return n_in * n_out // self.w_per_beat
@@ -162,8 +199,8 @@ class LinearGeometry:
             raise ConfigError(f"{self.fmt.name} engine cannot run " + ", ".join(problems))
 
 
-def geometry(cfg: AcceleratorConfig, fmt: LinearFormat | None = None) -> LinearGeometry:
-    return LinearGeometry.from_config(cfg, fmt or linear_format(cfg))
+def geometry(cfg: AcceleratorConfig) -> LinearGeometry:
+    return LinearGeometry.from_config(cfg)
 
 
 # ---------------------------------------------------------------------------- pipeline
@@ -186,6 +223,14 @@ def acc_stage(g: LinearGeometry) -> int:
     return PRE_TREE_STAGES + tree_stages(g.tile_in)
 
 
+def bias_hold(g: LinearGeometry) -> int:
+    """Cycles a freed bank's bias tiles stay unwritable after its pass's last step: the
+    bias is read one stage before the accumulator, not at issue, so a load into the bank
+    that starts right away would overwrite biases still to be read.  Hidden by the weight
+    beats (a load's biases stream with, or after, many more weight beats)."""
+    return acc_stage(g)
+
+
 # ---------------------------------------------------------------------------- cycle model
 @dataclass(frozen=True)
 class PassCycles:
@@ -204,13 +249,16 @@ class PassCycles:
 def load_cycles(g: LinearGeometry, n_in: int, n_out: int) -> int:
     """Cycles from a weight-load command's handshake (bank free, streams at full rate) to
     the first cycle a step may use the bank: the weight and bias beats stream in parallel
-    from the next cycle, then the bank's full flag is set."""
+    from the next cycle, then the bank's full flag is set.  (Into a bank freed less than
+    :func:`bias_hold` cycles before, the biases wait that long; the weight beats hide it.)"""
     return max(g.weight_beats(n_in, n_out), g.bias_beats(n_out)) + 2
 
 
 def pass_cycles(g: LinearGeometry, n_in: int, n_out: int, tokens: int, *, gelu: bool = False,
-                gelu_latency: int | None = None, weights_ready: int = 0) -> PassCycles:
-    """Cycles of one pass with every stream at full rate.
+                gelu_latency: int | None = None, weights_ready: int = 0,
+                pixel: bool = False) -> PassCycles:
+    """Cycles of one pass with every stream at full rate (``pixel``: uint8 pixel rows, 32 per
+    beat, as the patch embedding's).
 
     * The first step issues once the first input row is in the row cache (``in_beats``
       beats from the cycle after the command handshake, then the row's full flag) and the
@@ -229,7 +277,7 @@ def pass_cycles(g: LinearGeometry, n_in: int, n_out: int, tokens: int, *, gelu: 
         gelu_latency = Gelu.latency
     it, ot = n_in // g.tile_in, n_out // g.tile_out
     steps = tokens * ot * it
-    in_beats = g.in_beats(n_in)
+    in_beats = g.in_beats(n_in, pixel)
     per_token = max(ot * it, in_beats, ot * max(it, g.out_beats_per_tile))
     first = max(in_beats + 1, weights_ready)
     post = OUT_PIPE_STAGES + (gelu_latency if g.fmt.gelu else 0)

@@ -9,7 +9,7 @@ from moevit.config import preset
 from moevit.errors import ConfigError
 from moevit.golden import linear as gl
 from moevit.hw.units.linear_schedule import (
-    geometry, layer_shapes, linear_format, pass_cycles, patch_format)
+    BANKS, PATCH_BANK, geometry, layer_shapes, linear_format, pass_cycles, patch_format)
 from moevit.sim.linear_host import Pass, Program, golden_pass, pack, unpack
 
 
@@ -21,10 +21,13 @@ def test_edge_moe_geometry_matches_the_spec():
     assert g.w_per_beat == 16 and g.x_per_beat == 8 and g.max_in == 768
     assert g.weight_beats(192, 768) == 9216 and g.in_beats(192) == 24
     assert g.beats_per_xword == 2 and g.tiles_per_xword == 1
-    p = geometry(cfg, patch_format(cfg))
-    assert layer_shapes(cfg, p.fmt) == {"patch_embed": (768, 192)}
-    assert p.fmt.shift == 2 and linear_format(cfg).shift == 14  # spec §4.1 / §4.3 floors
-    assert p.x_per_beat == 32 and p.tiles_per_xword == 2 and p.in_beats(768) == 24
+    # the patch embedding runs on the same engine: a 768-pixel row in pixel mode, its
+    # weights (192 x 768 = 576 tiles) in a bank of their own
+    assert layer_shapes(cfg)["patch_embed"] == (768, 192) and (BANKS, PATCH_BANK) == (3, 2)
+    assert patch_format(cfg).shift == 2 and linear_format(cfg).shift == 14  # §4.1 / §4.3 floors
+    assert g.pixel_lshift == 12  # a pixel P enters its lane as P·2^12: ⌊P·2^12·W/2^14⌋ = ⌊P·W/4⌋
+    assert g.pixel_per_beat == 32 and g.pixel_tiles_per_beat == 2 and g.in_beats(768, True) == 24
+    assert g.x_words == 48  # one bank of the row cache: a 768-input fm row (a pixel row: 24)
 
 
 def test_tile_widths_come_from_the_config():
@@ -105,3 +108,24 @@ def test_wider_engine_elaborates():
     cfg = preset("tiny").replace(linear_tile_in=32, linear_tile_out=32)
     text = verilog_text(Linear(cfg), "linear")
     assert "wbank31" in text and "p31_31" in text
+
+
+def test_pixel_lane_shift_gives_the_patch_floor():
+    """Pixel mode puts P at P·2^lshift in a signed 32-bit lane; the engine's one product
+    floor (>> the linear shift) must equal the patch floor ⌊P·W / 2^(8+16−22)⌋ of spec §4.1
+    for every pixel and weight (the lane stays positive, the product is exact)."""
+    cfg = preset("edge-moe")
+    g = geometry(cfg)
+    f = cfg.formats
+    pix = np.arange(256, dtype=np.int64)[:, None]
+    w = np.arange(f.wt_patch_embed.raw_min, f.wt_patch_embed.raw_max + 1, dtype=np.int64)[None]
+    lane = pix << g.pixel_lshift
+    assert lane.max() < 2 ** 31
+    shift_patch = f.pixel.frac + f.wt_patch_embed.frac - f.fm.frac
+    assert np.array_equal((lane * w) >> linear_format(cfg).shift, (pix * w) >> shift_patch)
+
+
+def test_pixel_mode_config_errors_name_the_fix():
+    # a 64-wide tile of pixels (512 bits) does not fit a 256-bit beat
+    with pytest.raises(ConfigError, match="pixel mode.*linear_tile_in <= 32"):
+        geometry(preset("edge-moe").replace(linear_tile_in=64))

@@ -317,14 +317,14 @@ class _GatherEmbed(wiring.Component):
 def test_gathered_rows_through_the_patch_embedding():
     """DRAM-order image beats -> PatchGather -> PatchEmbed (tiny) under back-pressure:
     token rows equal golden patch_embed (the gather feeds the engine exactly its x rows)."""
-    from moevit.hw.units.linear_schedule import geometry, patch_format
+    from moevit.hw.units.linear_schedule import geometry
     from moevit.sim.linear_host import Program
     from moevit.sim.tb_patch_embed import extreme_inputs, image_pass
     cfg = TINY
     rng = np.random.default_rng(30)
     pix, w, b, pos = extreme_inputs(cfg, rng)
     ps, mem, want = image_pass(cfg, pix, w, b, pos, tag="img")
-    prog = Program(cfg, geometry(cfg, patch_format(cfg)), [ps], mem)
+    prog = Program(cfg, geometry(cfg), [ps], mem)
     d_items = [it() for it in prog.d]
     assert None not in d_items
     comp = _GatherEmbed(cfg)

@@ -25,16 +25,19 @@ BENCH = Path(__file__).resolve().parents[2] / "bench"
 RECORDED = BENCH / "top_tiny_cycles.json"
 #: the core before the MoE weight streamer: tiny, tiny-e8 and a whole edge-moe image
 PRE_STREAMER = BENCH / "top_pre_streamer_cycles.json"
-#: the current core, edge-moe up to the end of MoE layer 1 (in-design DRAM harness)
+#: the core with the MoE weight streamer but before the patch embedding moved onto the
+#: linear engine (``patch_on_linear=False``): edge-moe up to the end of MoE layer 1
+#: (in-design DRAM harness)
 EDGE_MOE_L1 = BENCH / "top_edge_moe_layer1_cycles.json"
-#: the current core, a whole edge-moe image (same harness)
+#: the same core, a whole edge-moe image (same harness)
 EDGE_MOE_FULL = BENCH / "top_edge_moe_cycles.json"
 
 
 def recorded_core(rec: dict) -> dict:
     """The top_cycles options of the core a recording was made on (its feature flags; a
     record without a flag predates that feature)."""
-    return {k: bool(rec.get(k, False)) for k in ("kv_replay", "weight_prefetch")}
+    return {k: bool(rec.get(k, False)) for k in ("kv_replay", "weight_prefetch",
+                                                 "patch_on_linear")}
 
 
 #: issue #11: the model within 2 % of the RTL's cycle counts
@@ -115,7 +118,8 @@ def test_pre_streamer_core_tiny(pre_streamer, name):
     rec = pre_streamer[name]
     cfg = preset("tiny") if name == "tiny" else TM.held_out_config()
     assert rec["config_digest"] == cfg.digest
-    old = {"moe_weight_streamer": False, "weight_prefetch": False, "kv_replay": False}
+    old = {"moe_weight_streamer": False, "weight_prefetch": False, "kv_replay": False,
+           "patch_on_linear": False}
     assert _compare(cfg, rec["stops"], tb_routing(cfg)[0], **old) == []
     two = TM.top_cycles(cfg, routing=tb_routing(cfg, task=1, n=2), num_images=2, **old).cycles
     assert abs(two - rec["run_2_images_task_1"]) <= TOLERANCE * rec["run_2_images_task_1"]
@@ -130,7 +134,7 @@ def test_pre_streamer_core_edge_moe_image(pre_streamer):
     assert rec["config_digest"] == cfg.digest
     routing = tb_routing(cfg)[0]
     res = TM.top_cycles(cfg, routing=routing, moe_weight_streamer=False, weight_prefetch=False,
-                        kv_replay=False)
+                        kv_replay=False, patch_on_linear=False)
     assert abs(res.cycles - rec["full_cycles"]) <= TOLERANCE * rec["full_cycles"]
     stop = res.stop_cycles()[28]
     assert abs(stop - rec["layer1_stop_28_cycles"]) <= TOLERANCE * rec["layer1_stop_28_cycles"]
@@ -145,9 +149,10 @@ def _check_sampled(res, rec) -> list:
     return [(d, n, c, model[d]) for d, n, c in rec["stage_cycles"] if abs(model[d] - c) > grain]
 
 
-def test_edge_moe_layer1_current_core():
-    """The current core (MoE weight streamer) on edge-moe shapes: the layer-1 stop (1.04 M
-    cycles, measured after the model was fixed on tiny) and each stage up to it."""
+def test_edge_moe_layer1_streamer_core():
+    """The MoE weight streamer core (with the separate patch engine) on edge-moe shapes: the
+    layer-1 stop (1.04 M cycles, measured after the model was fixed on tiny) and each stage
+    up to it."""
     rec = json.loads(EDGE_MOE_L1.read_text())
     cfg = preset("edge-moe")
     assert rec["config_digest"] == cfg.digest and rec["bit_exact"]
@@ -157,8 +162,8 @@ def test_edge_moe_layer1_current_core():
     assert _check_sampled(res, rec) == []
 
 
-def test_edge_moe_image_current_core():
-    """The current core, a whole edge-moe image (5.7 M cycles) and each of its stages."""
+def test_edge_moe_image_streamer_core():
+    """The same core, a whole edge-moe image (5.7 M cycles) and each of its stages."""
     rec = json.loads(EDGE_MOE_FULL.read_text())
     cfg = preset("edge-moe")
     assert rec["config_digest"] == cfg.digest and rec["bit_exact"]
