@@ -117,6 +117,86 @@ class _OutReg:
         m.d.sync += [self.valid.eq(1), self.data.eq(data)]
 
 
+def mul_client_signature(g) -> wiring.Signature:
+    """A phase's port to the shared :class:`ProductArray` (directions as the phase sees
+    them): its operands ``x`` (P x 8 words, lane-major) and ``y`` (8 words) of the step it
+    issues, the handshake state the arbiter needs, and back the ``grant`` and the
+    registered products ``prod`` = wrap32(floor(x·y / 2^22)) (P x 8 words)."""
+    words = g.lanes * g.feature_block
+    return wiring.Signature({
+        "want": Out(1),     # a step is presented (before the grant)
+        "issue": Out(1),    # a step is issued: its operands are taken this cycle
+        "advance": Out(1),  # the phase's step pipeline advances (enables the array's stages)
+        "busy": Out(1),     # a step of this phase is in the array (operand or product stage)
+        "last": Out(1),     # the step presented is the phase's last of the layer
+        "x": Out(unsigned(words * FM_W)),
+        "y": Out(unsigned(g.feature_block * FM_W)),
+        "grant": In(1),
+        "prod": In(unsigned(words * FM_W)),
+    })
+
+
+def _drive_client(m, mul, *, want, issue, advance, last):
+    m.d.comb += [mul.want.eq(want), mul.issue.eq(issue), mul.advance.eq(advance),
+                 mul.last.eq(last)]
+
+
+def _array_products(mul, lanes, fbw):
+    """The array's products as per-lane lists of fm_t words (stage-2 values)."""
+    return [[_word(mul.prod, o * fbw + j) for j in range(fbw)] for o in range(lanes)]
+
+
+class ProductArray(wiring.Component):
+    """The P x 8 fm_t multipliers shared by Q·Kᵀ (q·k) and softmax·V (A·V), with their
+    operand and product registers (stages 1 and 2 of either phase's step pipeline).
+
+    A registered grant says which phase may issue; the operand registers take that phase's
+    x/y, and both register stages load when that phase's pipeline advances, so a product
+    waits (stalled) for the phase that owns it.  The grant moves to the other phase only
+    when the holder has no step in the array and issues none this cycle, and either the
+    other phase presents a step or the holder has issued the last step of its layer (then
+    it is handed over in advance, so a phase that starts after the other finished loses
+    no cycle).  After reset Q·Kᵀ holds it.  If both phases are fed at once the holder
+    keeps the array while it issues back to back; the other phase issues once the holder
+    pauses for two cycles (its array stages drain), one cycle after the grant moves;
+    results stay exact, only the cycle counts differ from ``cycles_per_layer`` (which
+    assumes the phases in turn, as the core runs them).
+    """
+
+    def __init__(self, cfg: AcceleratorConfig):
+        require_fm(cfg, "attention", FM_W, FM_FRAC_BITS, owner=self)
+        self.cfg, self.g = cfg, geometry(cfg)
+        sig = mul_client_signature(self.g)
+        super().__init__({"qk": In(sig), "av": In(sig)})
+
+    def elaborate(self, platform):
+        m = Module()
+        P, FBW = self.g.lanes, self.g.feature_block
+        frac = self.cfg.formats.fm.frac
+        qk, av = self.qk, self.av
+        to_av = Signal(name="grant_av")   # 0: Q·Kᵀ holds the array, 1: softmax·V
+        done = Signal(name="holder_done")  # the holder issued its layer's last step
+        h_busy, h_issue, h_last = (Mux(to_av, av.busy, qk.busy), Mux(to_av, av.issue, qk.issue),
+                                   Mux(to_av, av.last, qk.last))
+        other_wants = Mux(to_av, qk.want, av.want)
+        with m.If(~h_busy & ~h_issue & (other_wants | done)):
+            m.d.sync += [to_av.eq(~to_av), done.eq(0)]
+        with m.Elif(h_issue & h_last):
+            m.d.sync += done.eq(1)
+        m.d.comb += [qk.grant.eq(~to_av), av.grant.eq(to_av)]
+        load = Signal(name="mul_advance")
+        m.d.comb += load.eq(Mux(to_av, av.advance, qk.advance))
+        x = Signal(P * FBW * FM_W, name="mul_x")
+        y = Signal(FBW * FM_W, name="mul_y")
+        prod = Signal(P * FBW * FM_W, name="mul_p")
+        with m.If(load):
+            m.d.sync += [x.eq(Mux(to_av, av.x, qk.x)), y.eq(Mux(to_av, av.y, qk.y))]
+            m.d.sync += prod.eq(Cat(*[_wrap32((_word(x, o * FBW + j) * _word(y, j)) >> frac)
+                                      for o in range(P) for j in range(FBW)]))
+        m.d.comb += [qk.prod.eq(prod), av.prod.eq(prod)]
+        return m
+
+
 class AttentionQK(wiring.Component):
     """Q·Kᵀ scores, online softmax statistics, score buffer and softmax-info streams."""
 
@@ -124,7 +204,8 @@ class AttentionQK(wiring.Component):
         require_fm(cfg, "attention", FM_W, FM_FRAC_BITS, owner=self)
         self.cfg, self.g = cfg, geometry(cfg)
         s = _beat_sig(cfg)
-        super().__init__({"q": In(s), "k": In(s), "scores": Out(s), "info": Out(s)})
+        super().__init__({"q": In(s), "k": In(s), "scores": Out(s), "info": Out(s),
+                          "mul": Out(mul_client_signature(self.g))})
 
     def elaborate(self, platform):
         m = Module()
@@ -132,7 +213,6 @@ class AttentionQK(wiring.Component):
         P, FB, FBW, H, HL, E = (g.lanes, g.feature_blocks, g.feature_block, g.heads,
                                 g.head_lanes, g.entry_words)
         W = cfg.axi_width
-        frac = cfg.formats.fm.frac
 
         # ------------------------------------------------ step pipeline (issue -> retire)
         # A step is issued (its k beat, and q beat if it loads one, taken) at stage 0 and
@@ -156,7 +236,8 @@ class AttentionQK(wiring.Component):
             m.d.sync += [k_o.eq(key_next == o) for o, k_o in enumerate(key_is)]
         m.d.comb += [step_in.valid.eq(self.k.valid & (~load | self.q.valid)),
                      step_in.payload.eq(0)]
-        pipe = StallPipeline(m, step_in, step_out, prefix="qk_")
+        mul = self.mul
+        pipe = StallPipeline(m, step_in, step_out, input_allow=mul.grant, prefix="qk_")
         m.d.comb += [issue.eq(pipe.valid), self.k.ready.eq(issue),
                      self.q.ready.eq(issue & load)]
         flags = {"hf": ci.head_first, "hl": ci.head_last, "ldb": ci.last_db,
@@ -166,8 +247,9 @@ class AttentionQK(wiring.Component):
                       f"emit{o}": ci.finishing(g, o)}
         for k, v in flags.items():
             pipe.carry(k, v)
-        kr = pipe.reg(self.k.payload, "k")
-        qr = []
+        # stage 0 -> 1: the shared array registers the operands: x = lane o's q block
+        # (the q beat when it loads one), y = the k block
+        qx = []
         for o in range(P):
             qmem = memory.Memory(shape=unsigned(W), depth=FB, init=[])
             m.submodules[f"qbuf{o}"] = qmem
@@ -176,12 +258,14 @@ class AttentionQK(wiring.Component):
             here = load & key_is[o]
             m.d.comb += [rd.addr.eq(ci.db), wr.addr.eq(ci.db), wr.data.eq(self.q.payload),
                          wr.en.eq(issue & here)]
-            qr.append(pipe.reg(Mux(here, self.q.payload, rd.data), f"q{o}"))
-        pipe.next()
-        # stage 1: registered multiplier inputs -> registered products
-        prods = [[pipe.reg(_wrap32((_word(qr[o], j) * _word(kr, j)) >> frac), f"p{o}_{j}")
-                  for j in range(FBW)] for o in range(P)]
-        pipe.next()
+            qx.append(Mux(here, self.q.payload, rd.data))
+        m.d.comb += [mul.x.eq(Cat(*qx)), mul.y.eq(self.k.payload)]
+        _drive_client(m, mul, want=step_in.valid, issue=issue, advance=pipe.advance,
+                      last=ci.last_step)
+        s1 = pipe.next()
+        # stage 1 -> 2: the array's registered products (floored, wrapped)
+        prods = _array_products(mul, P, FBW)
+        m.d.comb += mul.busy.eq(s1 | pipe.next())
         # stage 2..: the adder trees (registered every TREE_LEVELS levels)
         blks = adder_trees(pipe, prods, FM_W, "qks", TREE_LEVELS)
         assert pipe.stage == qk_step_stages(cfg), (pipe.stage, qk_step_stages(cfg))
@@ -358,7 +442,8 @@ class AttentionAV(wiring.Component):
         require_fm(cfg, "attention", FM_W, FM_FRAC_BITS, owner=self)
         self.cfg, self.g = cfg, geometry(cfg)
         s = _beat_sig(cfg)
-        super().__init__({"v": In(s), "scores": In(s), "info": In(s), "out": Out(s)})
+        super().__init__({"v": In(s), "scores": In(s), "info": In(s), "out": Out(s),
+                          "mul": Out(mul_client_signature(self.g))})
 
     def elaborate(self, platform):
         m = Module()
@@ -524,7 +609,8 @@ class AttentionAV(wiring.Component):
         ci = _Counters(m, g, issue)
         m.d.comb += [step_in.valid.eq(self.v.valid & (~ci.head_first | hold_v)),
                      step_in.payload.eq(0)]
-        vp = StallPipeline(m, step_in, step_out, prefix="av_")
+        mul = self.mul
+        vp = StallPipeline(m, step_in, step_out, input_allow=mul.grant, prefix="av_")
         m.d.comb += [issue.eq(vp.valid), self.v.ready.eq(issue),
                      consume.eq(issue & ci.head_first)]
         vp.carry("db", ci.db)
@@ -532,19 +618,23 @@ class AttentionAV(wiring.Component):
             vp.carry(f"reset{o}", ci.key == o)
             vp.carry(f"emit{o}", ci.finishing(g, o))
         vp.carry("need_out", Cat(*[ci.finishing(g, o) for o in range(P)]).any())
-        vr = vp.reg(self.v.payload, "v")
-        ar = []
+        # stage 0 -> 1: the shared array registers the operands: x = lane o's A (the held
+        # group's at a head's first block) in all 8 words, y = the V beat
+        ax = []
         for o in range(P):
             aw = Signal(signed(FM_W), name=f"aw{o}")
             a_now = Signal(signed(FM_W), name=f"a_now{o}")
             m.d.comb += a_now.eq(Mux(ci.head_first, hold[o], aw))
             with m.If(issue):
                 m.d.sync += aw.eq(a_now)
-            ar.append(vp.reg(a_now, f"a{o}"))
-        vp.next()
-        prods = [[vp.reg(_wrap32((_word(vr, j) * ar[o]) >> frac), f"va{o}_{j}")
-                  for j in range(FBW)] for o in range(P)]
-        vp.next()
+            ax += [a_now] * FBW
+        m.d.comb += [mul.x.eq(Cat(*ax)), mul.y.eq(self.v.payload)]
+        _drive_client(m, mul, want=step_in.valid, issue=issue, advance=vp.advance,
+                      last=ci.last_step)
+        s1 = vp.next()
+        # stage 1 -> 2: the array's registered products (floored, wrapped)
+        prods = _array_products(mul, P, FBW)
+        m.d.comb += mul.busy.eq(s1 | vp.next())
         assert vp.stage == AV_STEP_STAGES, (vp.stage, AV_STEP_STAGES)
         out = _OutReg(m, self.out, W)
         retire = Signal(name="av_retire")
@@ -583,6 +673,9 @@ class Attention(wiring.Component):
         m = Module()
         m.submodules.qk = qk = AttentionQK(self.cfg)
         m.submodules.av = av = AttentionAV(self.cfg)
+        m.submodules.mul = mul = ProductArray(self.cfg)
+        wiring.connect(m, qk.mul, mul.qk)
+        wiring.connect(m, av.mul, mul.av)
         wiring.connect(m, wiring.flipped(self.q), qk.q)
         wiring.connect(m, wiring.flipped(self.k), qk.k)
         wiring.connect(m, qk.scores, wiring.flipped(self.s_out))
