@@ -100,7 +100,16 @@ def q_off_schedule(q_cycles, k_cycles, cfg) -> int:
     return sum(1 for c in q_cycles if c not in k_at or not loads[k_at[c]])
 
 
+#: input ports (driven idle from the start: both phases' ports reach the shared multiplier
+#: array's arbiter, so an undriven phase would read X in 4-state simulators)
+INPUT_PORTS = ("q", "k", "v", "s_in", "i_in")
+
+
 async def start(dut, style):
+    for name in INPUT_PORTS:
+        port(dut, name, style).valid.value = 0
+    for name in OUTPUT_PORTS:
+        port(dut, name, style).ready.value = 0
     if style == "hls":
         dut.ap_start.value = 0
         await start_clock_reset(dut.ap_clk, dut.ap_rst_n, active=0)

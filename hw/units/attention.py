@@ -59,6 +59,28 @@ def _wrap32(expr):
     return expr[:FM_W].as_signed()
 
 
+def _lowest(mask, shape):
+    """Index of the lowest set bit of ``mask`` (0 when none)."""
+    pick = Const(0, shape)
+    for o in reversed(range(len(mask))):
+        pick = Mux(mask[o], o, pick)
+    return pick
+
+
+def _drop_lowest(mask):
+    """``mask`` without its lowest set bit (bit i stays when a lower bit is set too)."""
+    return Cat(*[mask[i] & mask[:i].any() if i else Const(0, 1) for i in range(len(mask))])
+
+
+def _table(values, index, width):
+    """``values[index]`` as logic (indices grouped by value), not as a ``case`` ROM: an
+    always-block ROM whose index never changes is never evaluated by Icarus (X)."""
+    out = Const(0, width)
+    for v in sorted(set(values) - {0}):
+        out = Mux(Cat(*[index == i for i, x in enumerate(values) if x == v]).any(), v, out)
+    return out
+
+
 def _beat_sig(cfg):
     return stream.Signature(cfg.axi_width)
 
@@ -129,6 +151,7 @@ def mul_client_signature(g) -> wiring.Signature:
         "advance": Out(1),  # the phase's step pipeline advances (enables the array's stages)
         "busy": Out(1),     # a step of this phase is in the array (operand or product stage)
         "last": Out(1),     # the step presented is the phase's last of the layer
+        "at_start": Out(1),  # (register) the next step is a layer's first
         "x": Out(unsigned(words * FM_W)),
         "y": Out(unsigned(g.feature_block * FM_W)),
         "grant": In(1),
@@ -137,8 +160,11 @@ def mul_client_signature(g) -> wiring.Signature:
 
 
 def _drive_client(m, mul, *, want, issue, advance, last):
+    at_start = Signal(init=1, name="at_layer_start")
+    with m.If(issue):
+        m.d.sync += at_start.eq(last)
     m.d.comb += [mul.want.eq(want), mul.issue.eq(issue), mul.advance.eq(advance),
-                 mul.last.eq(last)]
+                 mul.last.eq(last), mul.at_start.eq(at_start)]
 
 
 def _array_products(mul, lanes, fbw):
@@ -150,17 +176,20 @@ class ProductArray(wiring.Component):
     """The P x 8 fm_t multipliers shared by Q·Kᵀ (q·k) and softmax·V (A·V), with their
     operand and product registers (stages 1 and 2 of either phase's step pipeline).
 
-    A registered grant says which phase may issue; the operand registers take that phase's
-    x/y, and both register stages load when that phase's pipeline advances, so a product
-    waits (stalled) for the phase that owns it.  The grant moves to the other phase only
-    when the holder has no step in the array and issues none this cycle, and either the
-    other phase presents a step or the holder has issued the last step of its layer (then
-    it is handed over in advance, so a phase that starts after the other finished loses
-    no cycle).  After reset Q·Kᵀ holds it.  If both phases are fed at once the holder
-    keeps the array while it issues back to back; the other phase issues once the holder
-    pauses for two cycles (its array stages drain), one cycle after the grant moves;
-    results stay exact, only the cycle counts differ from ``cycles_per_layer`` (which
-    assumes the phases in turn, as the core runs them).
+    A registered grant says which phase holds the array; the operand registers take that
+    phase's x/y, and both register stages load when that phase's pipeline advances, so a
+    product waits (stalled) for the phase that owns it.  The holder keeps the array for a
+    whole layer: once it has issued the layer's last step it may issue no more, and the
+    grant moves to the other phase as soon as the holder's steps have left the array (so a
+    phase that starts after the other finished loses no cycle).  A holder that has not
+    started a layer yields too when, in the previous cycle, the other phase presented a
+    step and the holder did not (so Q·Kᵀ twice in a row, e.g. after a debug stop, costs a
+    cycle or two, never a deadlock).  After reset Q·Kᵀ holds it.  Every decision is made
+    from registers: the grant, a ``done`` flag, each phase's between-layers flag and its
+    step request of the previous cycle, and its array stages' valid flags.  If both phases
+    are fed at once they take turns layer by layer; results stay exact and only the cycle
+    counts differ from ``cycles_per_layer`` (which assumes the phases in turn, as the core
+    runs them).
     """
 
     def __init__(self, cfg: AcceleratorConfig):
@@ -174,16 +203,22 @@ class ProductArray(wiring.Component):
         P, FBW = self.g.lanes, self.g.feature_block
         frac = self.cfg.formats.fm.frac
         qk, av = self.qk, self.av
-        to_av = Signal(name="grant_av")   # 0: Q·Kᵀ holds the array, 1: softmax·V
+        to_av = Signal(name="grant_av")    # 0: Q·Kᵀ holds the array, 1: softmax·V
         done = Signal(name="holder_done")  # the holder issued its layer's last step
-        h_busy, h_issue, h_last = (Mux(to_av, av.busy, qk.busy), Mux(to_av, av.issue, qk.issue),
-                                   Mux(to_av, av.last, qk.last))
-        other_wants = Mux(to_av, qk.want, av.want)
-        with m.If(~h_busy & ~h_issue & (other_wants | done)):
+        want_r = {c: Signal(name=f"{n}_want_r") for c, n in ((qk, "qk"), (av, "av"))}
+        m.d.sync += [want_r[c].eq(c.want) for c in (qk, av)]
+
+        def yields(c, other):  # c holds the array between layers, the other asked first
+            return c.at_start & want_r[other] & ~want_r[c]
+
+        h_busy = Mux(to_av, av.busy, qk.busy)
+        h_yields = Mux(to_av, yields(av, qk), yields(qk, av))
+        with m.If(~h_busy & (done | h_yields)):
             m.d.sync += [to_av.eq(~to_av), done.eq(0)]
-        with m.Elif(h_issue & h_last):
+        with m.Elif(Mux(to_av, av.issue & av.last, qk.issue & qk.last)):
             m.d.sync += done.eq(1)
-        m.d.comb += [qk.grant.eq(~to_av), av.grant.eq(to_av)]
+        m.d.comb += [qk.grant.eq(~to_av & ~done & ~yields(qk, av)),
+                     av.grant.eq(to_av & ~done & ~yields(av, qk))]
         load = Signal(name="mul_advance")
         m.d.comb += load.eq(Mux(to_av, av.advance, qk.advance))
         x = Signal(P * FBW * FM_W, name="mul_x")
@@ -345,34 +380,31 @@ class AttentionQK(wiring.Component):
         m.submodules.softmax = sm
         Pb = range(max(2, P))
         nxt_v = Signal(name="nxt_v")
-        nxt_mask, nxt_first, nxt_last = (Signal(P, name=f"nxt_{n}")
-                                         for n in ("mask", "first", "last"))
+        nxt_first, nxt_last = (Signal(P, name=f"nxt_{n}") for n in ("first", "last"))
         nxt_head = Signal(range(max(2, H)), name="nxt_head")
         nxt_sc = [Signal(signed(FM_W), name=f"nxt_sc{o}") for o in range(P)]
+        # the serializer state is the lane it hands over now (``ser_sel``) and the mask
+        # of the lanes after it (``ser_rest``), with ``ser_empty``/``ser_single`` (rest
+        # empty); ``nxt`` holds the same, computed when it is loaded (timing)
+        nxt_sel, nxt_rest = Signal(Pb, name="nxt_sel"), Signal(P, name="nxt_rest")
         nxt_empty, nxt_single = Signal(name="nxt_empty"), Signal(name="nxt_single")
-        ser_mask, ser_first, ser_last = (Signal(P, name=f"ser_{n}")
-                                         for n in ("mask", "first", "last"))
+        ser_first, ser_last = (Signal(P, name=f"ser_{n}") for n in ("first", "last"))
         ser_head = Signal(range(max(2, H)), name="ser_head")
         ser_sc = [Signal(signed(FM_W), name=f"ser_sc{o}") for o in range(P)]
-        ser_empty = Signal(init=1, name="ser_empty")    # ser_mask == 0
-        ser_single = Signal(init=1, name="ser_single")  # at most one bit of ser_mask
+        sel, ser_rest = Signal(Pb, name="ser_sel"), Signal(P, name="ser_rest")
+        ser_empty = Signal(init=1, name="ser_empty")    # no lane left
+        ser_single = Signal(init=1, name="ser_single")  # ser_rest == 0
         m.d.comb += ser_free.eq(~nxt_v)
         load_mask = Cat(*[v for v, _, _, _ in ser_load])
         load_nxt = retire & f["hl"]
         with m.If(load_nxt):
-            m.d.sync += [nxt_mask.eq(load_mask), nxt_head.eq(f["head"]),
+            m.d.sync += [nxt_sel.eq(_lowest(load_mask, Pb)),
+                         nxt_rest.eq(_drop_lowest(load_mask)), nxt_head.eq(f["head"]),
                          nxt_first.eq(Cat(*[x for _, _, x, _ in ser_load])),
                          nxt_last.eq(Cat(*[x for _, _, _, x in ser_load])),
                          nxt_empty.eq(load_mask == 0),
-                         nxt_single.eq((load_mask & (load_mask - 1))[:P] == 0)]
+                         nxt_single.eq(_drop_lowest(load_mask) == 0)]
             m.d.sync += [r.eq(s) for r, (_, s, _, _) in zip(nxt_sc, ser_load)]
-        sel = Signal(Pb, name="ser_sel")
-        pick = Const(0, Pb)
-        for o in reversed(range(P)):
-            pick = Mux(ser_mask[o], o, pick)
-        m.d.comb += sel.eq(pick)
-        rest = Signal(P, name="ser_rest")        # the mask without its lowest bit
-        m.d.comb += rest.eq(ser_mask & ~(Const(1, P) << sel)[:P])
         # the softmax input: a 2-entry FIFO whose "room" flag is a register, so that the
         # serializer's pop (and the move of nxt) never waits for the softmax's ready
         sq = [Signal(sm.in_layout, name=f"sm_in{k}") for k in range(2)]
@@ -384,13 +416,13 @@ class AttentionQK(wiring.Component):
                      move.eq(nxt_v & (ser_empty | (ser_single & pop)))]
         m.d.sync += nxt_v.eq(Mux(nxt_v, ~move, load_nxt))
         with m.If(move):
-            m.d.sync += [ser_mask.eq(nxt_mask), ser_first.eq(nxt_first),
+            m.d.sync += [sel.eq(nxt_sel), ser_rest.eq(nxt_rest), ser_first.eq(nxt_first),
                          ser_last.eq(nxt_last), ser_head.eq(nxt_head),
                          ser_empty.eq(nxt_empty), ser_single.eq(nxt_single)]
             m.d.sync += [r.eq(s) for r, s in zip(ser_sc, nxt_sc)]
         with m.Elif(pop):
-            m.d.sync += [ser_mask.eq(rest), ser_empty.eq(ser_single),
-                         ser_single.eq((rest & (rest - 1))[:P] == 0)]
+            m.d.sync += [sel.eq(_lowest(ser_rest, Pb)), ser_rest.eq(_drop_lowest(ser_rest)),
+                         ser_empty.eq(ser_single), ser_single.eq(_drop_lowest(ser_rest) == 0)]
         item = Signal(sm.in_layout, name="ser_item")
         m.d.comb += [item.score.eq(Array(ser_sc)[sel]), item.row.eq(sel * HL + ser_head),
                      item.first.eq(ser_first.bit_select(sel, 1)),
@@ -499,13 +531,22 @@ class AttentionAV(wiring.Component):
         cur = Signal(E * FM_W, name="cur_entry")
         cur_v = Signal(name="cur_v")
         pkey = Signal(range(T), name="pkey")
-        pbase = Signal(range(g.lanes * QB + 1), name="pbase")
         pblk = Signal(range(QB), name="pblk")
         ph = Signal(range(max(2, H)), name="ph")
         po = Signal(range(max(2, P)), name="po")
-        # "this entry brings an info row" and "last item of the entry" are registers,
-        # computed from the counters' next values (timing)
-        need_info = Signal(init=1, name="need_info")
+        # Every flag the producer steps on is a register set from registers one entry (or
+        # one item) ahead (timing): ``pkey_last`` (key == T-1); ``need_info`` (this entry
+        # brings lane ``ilane`` = key's info row: key < lim(b) = min(P, T - P*b)); the
+        # number of info rows the block still brings after this entry (``ileft``), and the
+        # next block's lim from a table indexed by the block counter.
+        lims = [max(0, min(P, T - P * b)) for b in range(QB)]
+        nxt_lim = [lims[(b + 1) % QB] for b in range(QB)]
+        pkey_last = Signal(init=(T == 1), name="pkey_last")
+        need_info = Signal(init=lims[0] > 0, name="need_info")
+        ileft = Signal(range(max(2, P)), init=max(0, lims[0] - 1), name="ileft")
+        ilane = Signal(range(max(2, P)), name="ilane")
+        nblk_need = _table([int(n > 0) for n in nxt_lim], pblk, 1)
+        nblk_left = _table([max(0, n - 1) for n in nxt_lim], pblk, len(ileft))
         last_item = Signal(init=(H == 1 and P == 1), name="last_item")
         a_in = stream.Signature(unsigned(2 * FM_W)).create(path=("a_in",))
         a_out = stream.Signature(signed(FM_W)).create(path=("a_out",))
@@ -513,12 +554,13 @@ class AttentionAV(wiring.Component):
         done_entry = item & last_item
         po_next = Mux(po == P - 1, 0, po + 1)
         ph_next = Mux(po == P - 1, Mux(ph == H - 1, 0, ph + 1), ph)
-        pkey_next = Mux(pkey == T - 1, 0, pkey + 1)
-        pbase_next = Mux(pkey == T - 1, Mux(pblk == QB - 1, 0, pbase + P), pbase)
         with m.If(item):
             m.d.sync += last_item.eq((ph_next == H - 1) & (po_next == P - 1))
         with m.If(done_entry):
-            m.d.sync += need_info.eq((pkey_next < P) & (pbase_next + pkey_next < T))
+            m.d.sync += [need_info.eq(Mux(pkey_last, nblk_need, ileft != 0)),
+                         ileft.eq(Mux(pkey_last, nblk_left, Mux(ileft != 0, ileft - 1, 0))),
+                         ilane.eq(Mux(pkey_last, 0, ilane + 1)),
+                         pkey_last.eq(pkey == T - 2 if T > 1 else 1)]
         m.d.comb += [a_in.valid.eq(cur_v & (~need_info | self.info.valid)),
                      self.info.ready.eq(done_entry & need_info),
                      etake.eq(avail & (~cur_v | done_entry))]
@@ -531,15 +573,14 @@ class AttentionAV(wiring.Component):
             with m.If(po == P - 1):
                 m.d.sync += ph.eq(Mux(ph == H - 1, 0, ph + 1))
             with m.If(last_item):
-                m.d.sync += pkey.eq(Mux(pkey == T - 1, 0, pkey + 1))
-                with m.If(pkey == T - 1):
-                    m.d.sync += [pblk.eq(Mux(pblk == QB - 1, 0, pblk + 1)),
-                                 pbase.eq(Mux(pblk == QB - 1, 0, pbase + P))]
+                m.d.sync += pkey.eq(Mux(pkey_last, 0, pkey + 1))
+                with m.If(pkey_last):
+                    m.d.sync += pblk.eq(Mux(pblk == QB - 1, 0, pblk + 1))
         rcs, mxs = [], []
         for o in range(P):
             rc = [Signal(signed(FM_W), name=f"rc{o}_{h}") for h in range(H)]
             mx = [Signal(signed(FM_W), name=f"mx{o}_{h}") for h in range(H)]
-            with m.If(done_entry & need_info & (pkey == o)):
+            with m.If(done_entry & need_info & (ilane == o)):
                 m.d.sync += [rc[h].eq(_word(self.info.payload, 2 * h)) for h in range(H)]
                 m.d.sync += [mx[h].eq(_word(self.info.payload, 2 * h + 1)) for h in range(H)]
             rcs += rc
@@ -552,11 +593,10 @@ class AttentionAV(wiring.Component):
         with m.If(item):
             m.d.sync += [r_idx.eq(Mux(po == P - 1, ph_next, r_idx + H)),
                          s_idx.eq(Mux(po == P - 1, ph_next, s_idx + HL))]
-            with m.If(done_entry):
-                m.d.sync += fresh.eq((pkey_next < P) & (pbase_next + pkey_next < T)
-                                     & (pkey_next == 0))
+            with m.If(done_entry):  # the next entry's item 0 is lane 0: key 0 only
+                m.d.sync += fresh.eq(pkey_last & nblk_need)
             with m.Else():
-                m.d.sync += fresh.eq(need_info & (po_next == pkey))
+                m.d.sync += fresh.eq(need_info & (po_next == ilane))
         rc_sel = Mux(fresh, Array([_word(self.info.payload, 2 * h) for h in range(H)])[ph],
                      Array(rcs)[r_idx])
         mx_sel = Mux(fresh, Array([_word(self.info.payload, 2 * h + 1) for h in range(H)])[ph],
