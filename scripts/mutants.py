@@ -293,7 +293,7 @@ MUTANTS: list[Mutant] = [
       "Mux(f[\"hf\"], 0, acc) + (blk >> scale)", "Mux(f[\"hf\"], 0, acc) + (blk >> (scale + 1))",
       ATTN_RTL, "per-block scale one bit too far"),
     M("rtl_attn_first_key", "hw/units/attention.py",
-      "f\"first{o}\": ci.key == o,", "f\"first{o}\": ci.key == 0,", ATTN_RTL,
+      "f\"first{o}\": ci.key_is(o),", "f\"first{o}\": ci.key_is(0),", ATTN_RTL,
       "softmax row starts at key 0, not at the lane's first key (visiting order)"),
     M("rtl_attn_max_from_recip_word", "hw/units/attention.py",
       "mx[h].eq(_word(self.info.payload, 2 * h + 1))", "mx[h].eq(_word(self.info.payload, 2 * h))",

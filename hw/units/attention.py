@@ -20,12 +20,18 @@ streams and shared units keep up (:mod:`moevit.hw.units.attention_schedule`), wi
   (:func:`~moevit.hw.units.exp.exp_stages`, the ``Exp`` unit's pipeline) and a registered
   multiply, ahead of the V steps; a collector hands the P lanes' A of a head to the step that
   starts it.  One V block per clock, output rows in order.
-* :class:`Attention` — both phases side by side (ports ``q k s_out i_out v s_in i_in o``).
+* :class:`ProductArray` — the P x 8 fm_t multipliers with their operand and product
+  registers, shared by the two phases (q·k and A·v are the same floored product): a
+  registered grant gives the array to one phase for a whole layer (the core never runs them
+  at once; if both are fed, they take turns, exactly).
+* :class:`Attention` — both phases and the shared array (ports
+  ``q k s_out i_out v s_in i_in o``).
 
-Both phases run their steps in a :class:`StallPipeline` (issue → retire): Q·K registers the
-q/k blocks, the 8 products and the adder tree every ``TREE_LEVELS`` levels
-(``qk_step_stages``); softmax·V registers the V beat and the lanes' A, then the products
-(``AV_STEP_STAGES``); the per-step control flags travel down the pipeline as registers.
+Both phases run their steps in a :class:`StallPipeline` (issue → retire): Q·K has the
+q/k blocks and the 8 products registered (in the array) and the adder tree every
+``TREE_LEVELS`` levels (``qk_step_stages``); softmax·V the V beat and the lanes' A, then the
+products (``AV_STEP_STAGES``, in the array); the per-step control flags travel down the
+pipeline as registers.
 Exp, the softmax state update and 1/sum are the pipelined shared units; the hand-overs
 between the parts (head scores → ``nxt`` → serializer → softmax input register; A values →
 ``fill`` → ``hold``) are double-buffered with registered flags, so every stream keeps correct
@@ -86,41 +92,78 @@ def _beat_sig(cfg):
 
 
 class _Counters:
-    """(b, key, db) step counters plus base = P*b, advanced by ``advance``."""
+    """(b, key, db) step counters, advanced by ``advance``, and the per-lane flags of the
+    current step from registers and small tables (timing): a thermometer ``key_ge[o]`` =
+    key >= o (o <= P, shifted as the key advances) and per-block tables of which lane rows
+    are valid (no base + o < T adders in front of the flags)."""
 
     def __init__(self, m, g, advance):
-        self.b = Signal(range(g.query_blocks), name="blk")
-        self.key = Signal(range(g.tokens), name="key")
+        P, T, QB = g.lanes, g.tokens, g.query_blocks
+        self.b = Signal(range(QB), name="blk")
+        self.key = Signal(range(T), name="key")
         self.db = Signal(range(g.feature_blocks), name="db")
-        self.base = Signal(range(g.lanes * g.query_blocks + 1), name="base")
+        self.key_ge = [Const(1, 1)] + [Signal(name=f"key_ge{o}") for o in range(1, P + 1)]
         last_db = self.db == g.feature_blocks - 1
-        last_key = self.key == g.tokens - 1
-        last_b = self.b == g.query_blocks - 1
+        last_key = self.key == T - 1
+        last_b = self.b == QB - 1
         self.last_db, self.last_step = last_db, last_db & last_key & last_b
-        self.last_entry = last_key & last_b
+        self.last_key, self.last_entry = last_key, last_key & last_b
         with m.If(advance):
             m.d.sync += self.db.eq(Mux(last_db, 0, self.db + 1))
             with m.If(last_db):
                 m.d.sync += self.key.eq(Mux(last_key, 0, self.key + 1))
+                m.d.sync += [self.key_ge[o].eq(~last_key & self.key_ge[o - 1])
+                             for o in range(1, P + 1)]
                 with m.If(last_key):
-                    m.d.sync += [self.b.eq(Mux(last_b, 0, self.b + 1)),
-                                 self.base.eq(Mux(last_b, 0, self.base + g.lanes))]
+                    m.d.sync += self.b.eq(Mux(last_b, 0, self.b + 1))
+        # lane o's row in block b: P*b+o from key o on (``cur``), else P*(b-1)+o (``prev``)
+        self._cur = [_table([int(P * b + o < T) for b in range(QB)], self.b, 1)
+                     for o in range(P)]
+        self._prev = [_table([int(b > 0 and P * (b - 1) + o < T) for b in range(QB)], self.b, 1)
+                      for o in range(P)]
         bph = g.blocks_per_head
         self.head = self.db // bph if bph & (bph - 1) else self.db >> (bph.bit_length() - 1)
         self.head_first = (self.db % bph) == 0
         self.head_last = (self.db % bph) == bph - 1
 
+    def key_is(self, o):
+        """key == o (o < P)."""
+        return self.key_ge[o] & ~self.key_ge[o + 1]
+
     def row_valid(self, g, o):
         """Validity of lane o's current row (P*b+o from key o on, else P*(b-1)+o)."""
-        return Mux(self.key >= o, self.base + o < g.tokens,
-                   (self.b > 0) & (self.base + o - g.lanes < g.tokens))
+        return Mux(self.key_ge[o], self._cur[o], self._prev[o])
 
     def finishing(self, g, o):
         """Lane o is at the last key of its cyclic order (and its row is valid)."""
-        k_last = g.last_key(o)
         if o == 0:
-            return (self.key == k_last) & (self.base < g.tokens)
-        return (self.key == k_last) & (self.b > 0) & (self.base + o - g.lanes < g.tokens)
+            return self.last_key & self._cur[0]
+        return self.key_is(o - 1) & self._prev[o]
+
+
+class _KeyRows:
+    """Per key of the staggered order (a Q·K key, or a softmax·V score entry): whether it
+    brings a new query row -- key < lim(b) = min(P, T - P*b) -- and for which lane
+    (``lane_is[o]``: key == o).  Registers, stepped by ``step`` (the key advances) from
+    registers: ``key_last`` (the key is T-1), ``left`` (rows the block still brings after
+    this key) and a per-block table of the next block's lim indexed by ``blk``; so no
+    key + 1 or base + key comparison sits in front of them (timing)."""
+
+    def __init__(self, m, g, step, key_last, blk, name):
+        P, T, QB = g.lanes, g.tokens, g.query_blocks
+        lims = [max(0, min(P, T - P * b)) for b in range(QB)]
+        nxt = [lims[(b + 1) % QB] for b in range(QB)]
+        self.need = Signal(init=lims[0] > 0, name=f"{name}_row_load")
+        left = Signal(range(max(2, P)), init=max(0, lims[0] - 1), name=f"{name}_rows_left")
+        self.lane_is = [Signal(init=(o == 0), name=f"{name}_key_is{o}") for o in range(P)]
+        self.next_block_need = _table([int(n > 0) for n in nxt], blk, 1)
+        next_left = _table([max(0, n - 1) for n in nxt], blk, len(left))
+        with m.If(step):
+            m.d.sync += [self.need.eq(Mux(key_last, self.next_block_need, left != 0)),
+                         left.eq(Mux(key_last, next_left, Mux(left != 0, left - 1, 0))),
+                         self.lane_is[0].eq(key_last)]
+            m.d.sync += [self.lane_is[o].eq(~key_last & self.lane_is[o - 1])
+                         for o in range(1, P)]
 
 
 class _OutReg:
@@ -259,16 +302,9 @@ class AttentionQK(wiring.Component):
         step_out = stream.Signature(1).create(path=("qk_step_out",))
         issue = Signal(name="qk_issue")
         ci = _Counters(m, g, issue)
-        # "this step loads a q block" and "... into lane o" are registers, computed from
-        # the counters' next values at the last block of a key (timing)
-        load = Signal(init=1, name="qk_load")
-        key_is = [Signal(init=(o == 0), name=f"qk_key_is{o}") for o in range(P)]
-        key_next = Mux(ci.key == g.tokens - 1, 0, ci.key + 1)
-        base_next = Mux(ci.key == g.tokens - 1,
-                        Mux(ci.b == g.query_blocks - 1, 0, ci.base + P), ci.base)
-        with m.If(issue & ci.last_db):
-            m.d.sync += load.eq((key_next < P) & (base_next + key_next < g.tokens))
-            m.d.sync += [k_o.eq(key_next == o) for o, k_o in enumerate(key_is)]
+        # "this key loads a q row" and "... into lane o" are registers (timing)
+        rows = _KeyRows(m, g, issue & ci.last_db, ci.last_key, ci.b, "qk")
+        load, key_is = rows.need, rows.lane_is
         m.d.comb += [step_in.valid.eq(self.k.valid & (~load | self.q.valid)),
                      step_in.payload.eq(0)]
         mul = self.mul
@@ -278,7 +314,7 @@ class AttentionQK(wiring.Component):
         flags = {"hf": ci.head_first, "hl": ci.head_last, "ldb": ci.last_db,
                  "lent": ci.last_entry, "head": ci.head}
         for o in range(P):
-            flags |= {f"valid{o}": ci.row_valid(g, o), f"first{o}": ci.key == o,
+            flags |= {f"valid{o}": ci.row_valid(g, o), f"first{o}": ci.key_is(o),
                       f"emit{o}": ci.finishing(g, o)}
         for k, v in flags.items():
             pipe.carry(k, v)
@@ -535,18 +571,9 @@ class AttentionAV(wiring.Component):
         ph = Signal(range(max(2, H)), name="ph")
         po = Signal(range(max(2, P)), name="po")
         # Every flag the producer steps on is a register set from registers one entry (or
-        # one item) ahead (timing): ``pkey_last`` (key == T-1); ``need_info`` (this entry
-        # brings lane ``ilane`` = key's info row: key < lim(b) = min(P, T - P*b)); the
-        # number of info rows the block still brings after this entry (``ileft``), and the
-        # next block's lim from a table indexed by the block counter.
-        lims = [max(0, min(P, T - P * b)) for b in range(QB)]
-        nxt_lim = [lims[(b + 1) % QB] for b in range(QB)]
+        # one item) ahead (timing): ``pkey_last`` (key == T-1), ``need_info`` (this entry
+        # brings lane ``key``'s info row, see _KeyRows).
         pkey_last = Signal(init=(T == 1), name="pkey_last")
-        need_info = Signal(init=lims[0] > 0, name="need_info")
-        ileft = Signal(range(max(2, P)), init=max(0, lims[0] - 1), name="ileft")
-        ilane = Signal(range(max(2, P)), name="ilane")
-        nblk_need = _table([int(n > 0) for n in nxt_lim], pblk, 1)
-        nblk_left = _table([max(0, n - 1) for n in nxt_lim], pblk, len(ileft))
         last_item = Signal(init=(H == 1 and P == 1), name="last_item")
         a_in = stream.Signature(unsigned(2 * FM_W)).create(path=("a_in",))
         a_out = stream.Signature(signed(FM_W)).create(path=("a_out",))
@@ -556,11 +583,10 @@ class AttentionAV(wiring.Component):
         ph_next = Mux(po == P - 1, Mux(ph == H - 1, 0, ph + 1), ph)
         with m.If(item):
             m.d.sync += last_item.eq((ph_next == H - 1) & (po_next == P - 1))
+        rows = _KeyRows(m, g, done_entry, pkey_last, pblk, "a")
+        need_info, lane_is = rows.need, Cat(*rows.lane_is)
         with m.If(done_entry):
-            m.d.sync += [need_info.eq(Mux(pkey_last, nblk_need, ileft != 0)),
-                         ileft.eq(Mux(pkey_last, nblk_left, Mux(ileft != 0, ileft - 1, 0))),
-                         ilane.eq(Mux(pkey_last, 0, ilane + 1)),
-                         pkey_last.eq(pkey == T - 2 if T > 1 else 1)]
+            m.d.sync += pkey_last.eq(pkey == T - 2 if T > 1 else 1)
         m.d.comb += [a_in.valid.eq(cur_v & (~need_info | self.info.valid)),
                      self.info.ready.eq(done_entry & need_info),
                      etake.eq(avail & (~cur_v | done_entry))]
@@ -580,7 +606,7 @@ class AttentionAV(wiring.Component):
         for o in range(P):
             rc = [Signal(signed(FM_W), name=f"rc{o}_{h}") for h in range(H)]
             mx = [Signal(signed(FM_W), name=f"mx{o}_{h}") for h in range(H)]
-            with m.If(done_entry & need_info & (ilane == o)):
+            with m.If(done_entry & need_info & lane_is[o]):
                 m.d.sync += [rc[h].eq(_word(self.info.payload, 2 * h)) for h in range(H)]
                 m.d.sync += [mx[h].eq(_word(self.info.payload, 2 * h + 1)) for h in range(H)]
             rcs += rc
@@ -594,9 +620,9 @@ class AttentionAV(wiring.Component):
             m.d.sync += [r_idx.eq(Mux(po == P - 1, ph_next, r_idx + H)),
                          s_idx.eq(Mux(po == P - 1, ph_next, s_idx + HL))]
             with m.If(done_entry):  # the next entry's item 0 is lane 0: key 0 only
-                m.d.sync += fresh.eq(pkey_last & nblk_need)
+                m.d.sync += fresh.eq(pkey_last & rows.next_block_need)
             with m.Else():
-                m.d.sync += fresh.eq(need_info & (po_next == ilane))
+                m.d.sync += fresh.eq(need_info & lane_is.bit_select(po_next, 1))
         rc_sel = Mux(fresh, Array([_word(self.info.payload, 2 * h) for h in range(H)])[ph],
                      Array(rcs)[r_idx])
         mx_sel = Mux(fresh, Array([_word(self.info.payload, 2 * h + 1) for h in range(H)])[ph],
@@ -655,7 +681,7 @@ class AttentionAV(wiring.Component):
                      consume.eq(issue & ci.head_first)]
         vp.carry("db", ci.db)
         for o in range(P):
-            vp.carry(f"reset{o}", ci.key == o)
+            vp.carry(f"reset{o}", ci.key_is(o))
             vp.carry(f"emit{o}", ci.finishing(g, o))
         vp.carry("need_out", Cat(*[ci.finishing(g, o) for o in range(P)]).any())
         # stage 0 -> 1: the shared array registers the operands: x = lane o's A (the held
