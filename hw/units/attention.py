@@ -103,13 +103,20 @@ class _Counters:
         self.key = Signal(range(T), name="key")
         self.db = Signal(range(g.feature_blocks), name="db")
         self.key_ge = [Const(1, 1)] + [Signal(name=f"key_ge{o}") for o in range(1, P + 1)]
-        last_db = self.db == g.feature_blocks - 1
+        FB, bph = g.feature_blocks, g.blocks_per_head
+        # db == FB-1, db % bph == 0 and db % bph == bph-1 are registers (timing)
+        last_db = Signal(init=(FB == 1), name="last_db")
+        self.head_first = Signal(init=1, name="head_first")
+        self.head_last = Signal(init=(bph == 1), name="head_last")
         last_key = self.key == T - 1
         last_b = self.b == QB - 1
         self.last_db, self.last_step = last_db, last_db & last_key & last_b
         self.last_key, self.last_entry = last_key, last_key & last_b
         with m.If(advance):
             m.d.sync += self.db.eq(Mux(last_db, 0, self.db + 1))
+            m.d.sync += [last_db.eq(Mux(last_db, FB == 1, self.db == FB - 2)),
+                         self.head_first.eq(Mux(last_db, 1, (self.db + 1) % bph == 0)),
+                         self.head_last.eq(Mux(last_db, bph == 1, (self.db + 2) % bph == 0))]
             with m.If(last_db):
                 m.d.sync += self.key.eq(Mux(last_key, 0, self.key + 1))
                 m.d.sync += [self.key_ge[o].eq(~last_key & self.key_ge[o - 1])
@@ -121,10 +128,7 @@ class _Counters:
                      for o in range(P)]
         self._prev = [_table([int(b > 0 and P * (b - 1) + o < T) for b in range(QB)], self.b, 1)
                       for o in range(P)]
-        bph = g.blocks_per_head
         self.head = self.db // bph if bph & (bph - 1) else self.db >> (bph.bit_length() - 1)
-        self.head_first = (self.db % bph) == 0
-        self.head_last = (self.db % bph) == bph - 1
 
     def key_is(self, o):
         """key == o (o < P)."""
@@ -248,20 +252,23 @@ class ProductArray(wiring.Component):
         qk, av = self.qk, self.av
         to_av = Signal(name="grant_av")    # 0: Q·Kᵀ holds the array, 1: softmax·V
         done = Signal(name="holder_done")  # the holder issued its layer's last step
-        want_r = {c: Signal(name=f"{n}_want_r") for c, n in ((qk, "qk"), (av, "av"))}
-        m.d.sync += [want_r[c].eq(c.want) for c in (qk, av)]
-
-        def yields(c, other):  # c holds the array between layers, the other asked first
-            return c.at_start & want_r[other] & ~want_r[c]
-
+        flip = Signal(name="grant_flip")  # the grant moves at the end of this cycle
+        # yields[c]: c was between layers in the previous cycle, the other phase presented
+        # a step and c did not (a register: every input of the decision is one)
+        yields = {c: Signal(name=f"{n}_yields") for c, n in ((qk, "qk"), (av, "av"))}
+        m.d.sync += [yields[qk].eq(qk.at_start & av.want & ~qk.want),
+                     yields[av].eq(av.at_start & qk.want & ~av.want)]
         h_busy = Mux(to_av, av.busy, qk.busy)
-        h_yields = Mux(to_av, yields(av, qk), yields(qk, av))
-        with m.If(~h_busy & (done | h_yields)):
+        h_yields = Mux(to_av, yields[av], yields[qk])
+        # decided while the holder is drained and blocked (done or yielding); the holder
+        # stays blocked in the flip cycle
+        m.d.sync += flip.eq(~flip & ~h_busy & (done | h_yields))
+        with m.If(flip):
             m.d.sync += [to_av.eq(~to_av), done.eq(0)]
         with m.Elif(Mux(to_av, av.issue & av.last, qk.issue & qk.last)):
             m.d.sync += done.eq(1)
-        m.d.comb += [qk.grant.eq(~to_av & ~done & ~yields(qk, av)),
-                     av.grant.eq(to_av & ~done & ~yields(av, qk))]
+        m.d.comb += [qk.grant.eq(~to_av & ~done & ~yields[qk] & ~flip),
+                     av.grant.eq(to_av & ~done & ~yields[av] & ~flip)]
         load = Signal(name="mul_advance")
         m.d.comb += load.eq(Mux(to_av, av.advance, qk.advance))
         x = Signal(P * FBW * FM_W, name="mul_x")
@@ -355,7 +362,7 @@ class AttentionQK(wiring.Component):
             pidx = Signal(range(nb))
             m.d.comb += [self.scores.valid.eq(pcnt != 0),
                          self.scores.payload.eq(pend.word_select(pidx, W))]
-            pack_ok = (pcnt == 0) | ((pcnt == 1) & self.scores.ready)
+            pack_ok = pcnt == 0  # registers only (timing): no beat left to send
             with m.If(self.scores.valid & self.scores.ready):
                 m.d.sync += [pcnt.eq(pcnt - 1), pidx.eq(pidx + 1)]
             with m.If(retire & f["ldb"]):
@@ -366,7 +373,7 @@ class AttentionQK(wiring.Component):
             gn = Signal(range(epb))
             gfull = Signal()
             m.d.comb += [self.scores.valid.eq(gfull), self.scores.payload.eq(gather)]
-            pack_ok = ~gfull | self.scores.ready
+            pack_ok = ~gfull  # registers only (timing)
             with m.If(self.scores.ready):
                 m.d.sync += gfull.eq(0)
             with m.If(retire & f["ldb"]):
