@@ -598,9 +598,9 @@ class AttentionAV(wiring.Component):
                      self.info.ready.eq(done_entry & need_info),
                      etake.eq(avail & (~cur_v | done_entry))]
         with m.If(etake):
-            m.d.sync += [cur.eq(ent), cur_v.eq(1)]
-        with m.Elif(done_entry):
-            m.d.sync += cur_v.eq(0)
+            m.d.sync += cur.eq(ent)
+        # = 1 on etake, else 0 on done_entry (written without an enable: timing)
+        m.d.sync += cur_v.eq(Mux(cur_v, avail | ~done_entry, avail))
         with m.If(item):
             m.d.sync += po.eq(Mux(po == P - 1, 0, po + 1))
             with m.If(po == P - 1):
@@ -635,10 +635,15 @@ class AttentionAV(wiring.Component):
         mx_sel = Mux(fresh, Array([_word(self.info.payload, 2 * h + 1) for h in range(H)])[ph],
                      Array(mxs)[r_idx])
         s_sel = Array([_word(cur, i) for i in range(E)])[s_idx]
-        m.d.comb += a_in.payload.eq(Cat(_wrap32(s_sel - mx_sel), rc_sel))
+        m.d.comb += a_in.payload.eq(Cat(s_sel, mx_sel, rc_sel))
+        # the selected score, max and recip are registered, then the exp argument s - max
+        # (timing: the word selects and the subtraction in separate stages)
         pipe = StallPipeline(m, a_in, a_out, prefix="a_")
-        x = pipe.reg(a_in.payload[:FM_W].as_signed(), "x")
-        pipe.carry("rc", a_in.payload[FM_W:].as_signed())
+        sr = pipe.reg(_word(a_in.payload, 0), "s")
+        mr = pipe.reg(_word(a_in.payload, 1), "mx")
+        pipe.carry("rc", _word(a_in.payload, 2))
+        pipe.next()
+        x = pipe.reg(_wrap32(sr - mr), "x")
         pipe.next()
         e = exp_stages(pipe, x)
         prod = pipe.reg(Cat(e, Const(0, 1)).as_signed() * pipe["rc"], "prod")

@@ -22,9 +22,10 @@ from moevit.hw.units.exp import EXP_STAGES
 from moevit.hw.units.pipeline import tree_registers
 from moevit.hw.units.softmax import MIN_INTERLEAVE, softmax_latency
 
-#: stages of the softmax·V A pipeline: argument register, the shared exp datapath
-#: (``exp_stages``), the registered A = e·recip product
-A_PIPE_STAGES = EXP_STAGES + 2
+#: stages of the softmax·V A pipeline: the selected score/max/recip registered, the
+#: argument s - max registered, the shared exp datapath (``exp_stages``), the registered
+#: A = e·recip product
+A_PIPE_STAGES = EXP_STAGES + 3
 #: adder-tree levels between registers in the Q·K step pipeline
 TREE_LEVELS = 2
 #: softmax·V step pipeline: registered V beat and A values, registered products, then the
