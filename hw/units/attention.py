@@ -582,7 +582,7 @@ class AttentionAV(wiring.Component):
         # brings lane ``key``'s info row, see _KeyRows).
         pkey_last = Signal(init=(T == 1), name="pkey_last")
         last_item = Signal(init=(H == 1 and P == 1), name="last_item")
-        a_in = stream.Signature(unsigned(2 * FM_W)).create(path=("a_in",))
+        a_in = stream.Signature(unsigned(3 * FM_W)).create(path=("a_in",))
         a_out = stream.Signature(signed(FM_W)).create(path=("a_out",))
         item = a_in.valid & a_in.ready
         done_entry = item & last_item
