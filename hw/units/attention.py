@@ -571,12 +571,8 @@ class AttentionAV(wiring.Component):
         # For every entry (b, v), head h, lane o: A = floor(exp(s - max)·recip) through the
         # shared exp datapath (exp_stages) and a registered multiply; lane v takes its info
         # row with entry (b, v).  It runs ahead of the V steps, limited by the collector.
-        # two entry buffers (the producer reads ``rp``, the unpacker fills ``wp``), so the
-        # unpacker's take depends on registers only (timing)
-        bufs = [Signal(E * FM_W, name=f"cur_entry{i}") for i in range(2)]
-        rp, wp = Signal(name="cur_rp"), Signal(name="cur_wp")
-        cur_v = Signal(name="cur_v")      # at least one entry held
-        cur_two = Signal(name="cur_two")  # both buffers hold an entry
+        cur = Signal(E * FM_W, name="cur_entry")
+        cur_v = Signal(name="cur_v")
         pkey = Signal(range(T), name="pkey")
         pblk = Signal(range(QB), name="pblk")
         ph = Signal(range(max(2, H)), name="ph")
@@ -600,18 +596,11 @@ class AttentionAV(wiring.Component):
             m.d.sync += pkey_last.eq(pkey == T - 2 if T > 1 else 1)
         m.d.comb += [a_in.valid.eq(cur_v & (~need_info | self.info.valid)),
                      self.info.ready.eq(done_entry & need_info),
-                     etake.eq(avail & ~cur_two)]
-        for i, buf in enumerate(bufs):
-            with m.If(etake & (wp == i)):
-                m.d.sync += buf.eq(ent)
+                     etake.eq(avail & (~cur_v | done_entry))]
         with m.If(etake):
-            m.d.sync += wp.eq(~wp)
-        with m.If(done_entry):
-            m.d.sync += rp.eq(~rp)
-        with m.If(etake & ~done_entry):
-            m.d.sync += [cur_v.eq(1), cur_two.eq(cur_v)]
-        with m.Elif(done_entry & ~etake):
-            m.d.sync += [cur_v.eq(cur_two), cur_two.eq(0)]
+            m.d.sync += cur.eq(ent)
+        # = 1 on etake, else 0 on done_entry (written without an enable: timing)
+        m.d.sync += cur_v.eq(Mux(cur_v, avail | ~done_entry, avail))
         with m.If(item):
             m.d.sync += po.eq(Mux(po == P - 1, 0, po + 1))
             with m.If(po == P - 1):
@@ -645,7 +634,7 @@ class AttentionAV(wiring.Component):
                      Array(rcs)[r_idx])
         mx_sel = Mux(fresh, Array([_word(self.info.payload, 2 * h + 1) for h in range(H)])[ph],
                      Array(mxs)[r_idx])
-        s_sel = Array([_word(Mux(rp, bufs[1], bufs[0]), i) for i in range(E)])[s_idx]
+        s_sel = Array([_word(cur, i) for i in range(E)])[s_idx]
         m.d.comb += a_in.payload.eq(Cat(s_sel, mx_sel, rc_sel))
         # the selected score, max and recip are registered, then the exp argument s - max
         # (timing: the word selects and the subtraction in separate stages)
