@@ -71,6 +71,7 @@ def pysim(unit: str) -> tuple:
 
 
 ATTN_RTL = ("tests/hw/test_attention.py", "-k", "icarus_tiny or schedule or cycle_model")
+ATTN_SHARE = ("tests/hw/test_attention.py", "-k", "fed_together")
 HLS_EXP = ("tests/hls/test_attention_hls.py", "-k", "cxx_exp_matches")
 HLS_ATTN = ("tests/hls/test_attention_hls.py", "-k", "tiny_random or edge_moe_layer")
 
@@ -289,7 +290,7 @@ MUTANTS: list[Mutant] = [
     M("rtl_attn_grant_ignores_drain", "hw/units/attention.py",
       "m.d.sync += flip.eq(~flip & ~h_busy & (done | h_yields))",
       "m.d.sync += flip.eq(~flip & (done | h_yields))",
-      ATTN_RTL, "the array's grant moves while the holder's steps are still in it"),
+      ATTN_SHARE, "the array's grant moves while the holder's steps are still in it"),
     M("rtl_attn_block_scale", "hw/units/attention.py",
       "Mux(f[\"hf\"], 0, acc) + (blk >> scale)", "Mux(f[\"hf\"], 0, acc) + (blk >> (scale + 1))",
       ATTN_RTL, "per-block scale one bit too far"),
