@@ -71,6 +71,7 @@ def pysim(unit: str) -> tuple:
 
 
 ATTN_RTL = ("tests/hw/test_attention.py", "-k", "icarus_tiny or schedule or cycle_model")
+ATTN_SHARE = ("tests/hw/test_attention.py", "-k", "fed_together")
 HLS_EXP = ("tests/hls/test_attention_hls.py", "-k", "cxx_exp_matches")
 HLS_ATTN = ("tests/hls/test_attention_hls.py", "-k", "tiny_random or edge_moe_layer")
 
@@ -284,14 +285,18 @@ MUTANTS: list[Mutant] = [
       pysim("softmax"), "a result leaves for every score, not only the row's last"),
     # ------------------------------------------------------------ attention unit (RTL)
     M("rtl_attn_product_shift", "hw/units/attention.py",
-      "pipe.reg(_wrap32((_word(qr[o], j) * _word(kr, j)) >> frac)",
-      "pipe.reg(_wrap32((_word(qr[o], j) * _word(kr, j)) >> (frac - 1))",
-      ATTN_RTL, "Q·K products shifted one bit short"),
+      "_wrap32((_word(x, o * FBW + j) * _word(y, j)) >> frac)",
+      "_wrap32((_word(x, o * FBW + j) * _word(y, j)) >> (frac - 1))",
+      ATTN_RTL, "shared array's products (Q·K and A·V) shifted one bit short"),
+    M("rtl_attn_grant_ignores_drain", "hw/units/attention.py",
+      "m.d.sync += flip.eq(~flip & ~h_busy & (done | h_yields))",
+      "m.d.sync += flip.eq(~flip & (done | h_yields))",
+      ATTN_SHARE, "the array's grant moves while the holder's steps are still in it"),
     M("rtl_attn_block_scale", "hw/units/attention.py",
       "Mux(f[\"hf\"], 0, acc) + (blk >> scale)", "Mux(f[\"hf\"], 0, acc) + (blk >> (scale + 1))",
       ATTN_RTL, "per-block scale one bit too far"),
     M("rtl_attn_first_key", "hw/units/attention.py",
-      "f\"first{o}\": ci.key == o,", "f\"first{o}\": ci.key == 0,", ATTN_RTL,
+      "f\"first{o}\": ci.key_is(o),", "f\"first{o}\": ci.key_is(0),", ATTN_RTL,
       "softmax row starts at key 0, not at the lane's first key (visiting order)"),
     M("rtl_attn_max_from_recip_word", "hw/units/attention.py",
       "mx[h].eq(_word(self.info.payload, 2 * h + 1))", "mx[h].eq(_word(self.info.payload, 2 * h))",

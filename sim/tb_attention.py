@@ -15,7 +15,9 @@ raw ``q``, ``k``, ``v`` [T, D] and optionally the golden taps ``score_buffer``,
 one),
 ``layers`` (run that many layers back to back without reset; the first from ``vectors_npz``),
 ``idle_cycles`` (after each phase every output stream is held ready that long: any beat
-that still arrives is an *extra output* and fails the test).
+that still arrives is an *extra output* and fails the test),
+``overlap`` (random layers, the Q·Kᵀ streams of layer n+1 fed together with the softmax·V
+streams of layer n: both phases compete for the shared multiplier array).
 
 Besides the mismatches, the metrics hold what was observed on the ports: ``extra_outputs``
 and ``q_off_schedule`` (q beats taken other than with the k beat of a q-loading step).
@@ -100,7 +102,16 @@ def q_off_schedule(q_cycles, k_cycles, cfg) -> int:
     return sum(1 for c in q_cycles if c not in k_at or not loads[k_at[c]])
 
 
+#: input ports (driven idle from the start: both phases' ports reach the shared multiplier
+#: array's arbiter, so an undriven phase would read X in 4-state simulators)
+INPUT_PORTS = ("q", "k", "v", "s_in", "i_in")
+
+
 async def start(dut, style):
+    for name in INPUT_PORTS:
+        port(dut, name, style).valid.value = 0
+    for name in OUTPUT_PORTS:
+        port(dut, name, style).ready.value = 0
     if style == "hls":
         dut.ap_start.value = 0
         await start_clock_reset(dut.ap_clk, dut.ap_rst_n, active=0)
@@ -159,6 +170,13 @@ async def attention_bit_exact(dut):
     totals = dict(mismatches_scores=0, mismatches_junk=0, mismatches_info=0, mismatches_av=0,
                   mismatches=0, vectors=0, extra_outputs=0, q_off_schedule=0)
     errors = []
+    if p.get("overlap"):
+        metrics, errors = await _overlapped_layers(dut, cfg, P_, rng, pv, pr, layers,
+                                                   int(p.get("idle_cycles", IDLE_CYCLES)))
+        metrics.update(layers=layers)
+        write_metrics(metrics)
+        assert not errors, "; ".join(errors)
+        return
     for layer in range(layers):  # back to back, no reset in between
         metrics, checks = await _one_layer(dut, p, cfg, style, P_, rng, pv, pr,
                                            use_file=layer == 0)
@@ -168,6 +186,52 @@ async def attention_bit_exact(dut):
     metrics.update(totals, outputs=totals["vectors"], layers=layers)
     write_metrics(metrics)
     assert not errors, "; ".join(errors)
+
+
+async def _overlapped_layers(dut, cfg, P_, rng, pv, pr, layers, idle):
+    """Random layers with the Q·Kᵀ streams of layer n+1 fed while softmax·V of layer n
+    runs (both phases want the shared multiplier array at once): every layer's score
+    buffer, softmax info and output bit-exact, no extra output."""
+    g = geometry(cfg)
+    T, D = cfg.tokens, cfg.dim
+    amp = 2 << 22
+    data = [tuple(rng.integers(-amp, amp, size=(T, D)) for _ in range(3)) for _ in range(layers)]
+    streams = [input_streams(q, k, v, cfg) for q, k, v in data]
+    max_cyc = int(4 * (g.steps + g.score_beats + T) / max(min(pv, pr), 0.05)) + 2000
+    errors, extra, mism = [], [], 0
+    got_av, pending = {}, None  # pending: (layer, score beats, info beats) awaiting softmax·V
+    for n in range(layers + 1):
+        sources, sinks = {}, {}
+        if n < layers:
+            sources |= {P_["q"]: streams[n][0], P_["k"]: streams[n][1]}
+            sinks |= {P_["s_out"]: g.score_beats, P_["i_out"]: T}
+        if pending:
+            sources |= {P_["v"]: streams[pending[0]][2], P_["s_in"]: pending[1],
+                        P_["i_in"]: pending[2]}
+            sinks |= {P_["o"]: T * cfg.feature_blocks}
+        outs, _, _ = await run_streams(dut, sources, sinks, p_valid=pv, p_ready=pr, rng=rng,
+                                       max_cycles=max_cyc)
+        extra += await expect_idle(dut.clk, [P_[x] for x in OUTPUT_PORTS], idle)
+        if pending:
+            got_av[pending[0]] = unpack_beats(outs[P_["o"]]).reshape(T, D)
+        pending = (n, outs[P_["s_out"]], outs[P_["i_out"]]) if n < layers else None
+        if n < layers:
+            want_sb, want_info, _ = ga.attention_buffers(*data[n], cfg)
+            got_sb = unpack_beats(pending[1])[:g.score_words].reshape(want_sb.shape)
+            got_info = unpack_beats(pending[2]).reshape(want_info.shape)
+            checks = [mismatch_report("score buffer", got_sb, want_sb),
+                      mismatch_report("softmax info", got_info, want_info)]
+            errors += [f"layer {n}: {msg}" for k, msg in checks if k]
+            mism += sum(k for k, _ in checks)
+    for n, av in got_av.items():
+        k, msg = mismatch_report("softmax·V", av, ga.attention_buffers(*data[n], cfg)[2])
+        mism += k
+        if k:
+            errors.append(f"layer {n}: {msg}")
+    if extra:
+        errors.append(extra_output_message(extra))
+    return dict(style="amaranth", preset=cfg.name, P=g.lanes, overlap=True, mismatches=mism,
+                extra_outputs=len(extra), layers_checked=len(got_av)), errors
 
 
 async def _one_layer(dut, p, cfg, style, P_, rng, pv, pr, use_file):

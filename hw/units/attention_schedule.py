@@ -22,9 +22,10 @@ from moevit.hw.units.exp import EXP_STAGES
 from moevit.hw.units.pipeline import tree_registers
 from moevit.hw.units.softmax import MIN_INTERLEAVE, softmax_latency
 
-#: stages of the softmax·V A pipeline: argument register, the shared exp datapath
-#: (``exp_stages``), the registered A = e·recip product
-A_PIPE_STAGES = EXP_STAGES + 2
+#: stages of the softmax·V A pipeline: the selected score/max/recip registered, the
+#: argument s - max registered, the shared exp datapath (``exp_stages``), the registered
+#: A = e·recip product
+A_PIPE_STAGES = EXP_STAGES + 3
 #: adder-tree levels between registers in the Q·K step pipeline
 TREE_LEVELS = 2
 #: softmax·V step pipeline: registered V beat and A values, registered products, then the
@@ -146,7 +147,8 @@ def _qk_phase_cycles(g: AttentionGeometry, sm_latency: int,
 
     A step is issued (its k beat taken) into the ``stages``-deep step pipeline whenever the
     pipeline advances; it retires at the end unless it completes a head while the ``nxt``
-    registers still hold the previous head's lane scores (the whole pipeline then stalls).
+    registers still hold the previous head's lane scores, or ends a key while the score
+    packer still holds a beat of an earlier entry (the whole pipeline then stalls).
     ``nxt`` moves to the serializer when that is empty or hands over its last score; the
     serializer passes one valid lane score per cycle, while a 2-entry FIFO has room (a
     register), into OnlineSoftmax, whose hazard check admits a row's score only
@@ -157,6 +159,7 @@ def _qk_phase_cycles(g: AttentionGeometry, sm_latency: int,
     P, H, HL, bph = g.lanes, g.heads, g.head_lanes, g.blocks_per_head
     FB, FBW, E = g.feature_blocks, g.feature_block, g.entry_words
     nb = E // FBW if E >= FBW else 0
+    epb, n_entries = max(1, FBW // E), g.query_blocks * g.tokens
     pipe: list[int | None] = [None] * stages   # step index per stage 1..stages
     nxt: list | None = None
     ser: list = []
@@ -190,7 +193,7 @@ def _qk_phase_cycles(g: AttentionGeometry, sm_latency: int,
             b, rem = divmod(step, g.tokens * FB)
             k, db = divmod(rem, FB)
             head_last, last_db = db % bph == bph - 1, db == FB - 1
-            pack_ok = pcnt <= 1
+            pack_ok = pcnt == 0  # the packer holds no beat (a register in the RTL)
             advance = (not last_db or pack_ok) and (not head_last or nxt is None)
             if advance:
                 last_retire = cycle
@@ -199,8 +202,9 @@ def _qk_phase_cycles(g: AttentionGeometry, sm_latency: int,
                     new_nxt = [(o * HL + h, k == o, k == g.last_key(o) and h == H - 1)
                                for o in range(P) if g.valid(b, k, o)]
         pcnt = max(0, pcnt - 1)
-        if step is not None and advance and last_db and nb:
-            pcnt = nb
+        if step is not None and advance and last_db:
+            entry = b * g.tokens + k  # small entries: a beat leaves when full or at the end
+            pcnt = nb if nb else int((entry + 1) % epb == 0 or entry == n_entries - 1)
         if advance:
             pipe = [i if i < n else None] + pipe[:-1]
             if i < n:
