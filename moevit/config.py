@@ -352,10 +352,12 @@ _EDGE_MOE = AcceleratorConfig(name="edge-moe")
 PRESETS: dict[str, AcceleratorConfig] = {
     "edge-moe": _EDGE_MOE,
     # Parallelism chosen with the cycle model and resource estimate (moevit.hw.perf.sweep,
-    # docs/compare.md): P = 8 query lanes halve the attention time; the 16 x 16 linear tile
-    # is the widest that fits the xczu7ev's DSP48E2 beside P = 8; activations stay on chip.
+    # docs/compare.md): P = 8 query lanes halve the attention time; a 32 x 16 linear tile
+    # (512 products per clock) fits the xczu7ev's DSP48E2 beside P = 8 once the attention's
+    # Q·Kᵀ and softmax·V share one multiplier array, the gate's products take one DSP48E2
+    # each and the patch embedding runs on the linear engine; activations stay on chip.
     "zcu104": _EDGE_MOE.replace(name="zcu104", fpga_part="xczu7ev-ffvc1156-2-e", board="zcu104",
-                                linear_tile_in=16, linear_tile_out=16, attn_parallel=8,
+                                linear_tile_in=32, linear_tile_out=16, attn_parallel=8,
                                 activations_on_chip=True),
     # Small dimensions with the same numeric rules: 3x32x64 image -> 8 patches + cls = 9 tokens,
     # dim 32 = 2 heads x 16 (scale 0.25 = >>2), 4 experts top-2, MoE on odd layers.

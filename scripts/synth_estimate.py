@@ -58,7 +58,7 @@ def synth_unit(name: str, cfg, out_dir: Path) -> dict:
     vfile = write_verilog(comp, out_dir / f"{name}.v", name)
     print(f"[{name} {cfg.name}] yosys synth_xilinx -family xcup -abc9; sta ...", flush=True)
     res = yosys_estimate(vfile, name, log=out_dir / f"{name}.yosys.log")
-    row = {"unit": name, "description": spec.description, **res,
+    row = {"unit": name, "description": spec.description, "config_digest": cfg.digest, **res,
            "latency_cycles": getattr(comp, "latency", None), "latency_source": "design",
            "sta_ok": res["sta_ps"] <= STA_LIMIT_PS}
     return row
@@ -127,7 +127,8 @@ def _commit(rows_by_preset: dict, machine: dict) -> None:
             o = next((x for x in rows_by_preset[p] if x["unit"] == r["unit"]), None)
             if o is not None:
                 entry[p] = {k: o[k] for k in RESOURCES + ["sta_from", "sta_to", "sta_ok",
-                                                          "fpga_part"] if k in o}
+                                                          "fpga_part", "config_digest"]
+                            if k in o}
         merged[r["unit"]] = entry
     order = [u for u in DEFAULT_UNITS if u in merged] + \
         sorted(u for u in merged if u not in DEFAULT_UNITS)

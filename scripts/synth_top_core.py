@@ -52,6 +52,7 @@ def estimate(name: str) -> dict:
     res = yosys_estimate(vfile, TOP, blackbox=boxes)
     row = {k: res[k] for k in KEEP if k in res}
     row["units_boxed"] = [b.split(".", 1)[1] for b in boxes]
+    row["config_digest"] = cfg.digest
     return row
 
 

@@ -1,11 +1,14 @@
 """Resource estimate of the whole accelerator for a config: LUT, FF, DSP48E2, BRAM36, URAM.
 
-Sum of parts, each with its source (``source`` column): Yosys ``synth_xilinx -family xcup``
-figures recorded in ``bench/attention.json`` (attention unit per P) and ``bench/units.json``
-(GELU, softmax, exp, divide, rsqrt); where no RTL exists yet (linear engine, LayerNorm, gate
-logits, AXI masters and sequencer, on-chip buffers) an *estimate* from the datapath's
-arithmetic: a 32 x 16-bit product takes two DSP48E2 (27 x 18), a 32 x 32 one four; a w-bit
-adder about w LUTs; 256-bit on-chip buffers in BRAM36 (512 x 72) or URAM (4096 x 72).
+Sum of parts, each with its source (``source`` column).  For a config whose RTL units were
+synthesised (``make synth-estimate``: ``bench/units.json`` entries carry the config digest;
+``make synth-core``: ``bench/top_core.json``, the sequencer, control block and AXI masters)
+the parts are those Yosys ``synth_xilinx -family xcup`` figures.  Otherwise (the design
+sweep's other tile shapes and P) each part falls back to Yosys figures of its pieces
+(``bench/attention.json`` per P; GELU, softmax, divide, rsqrt) or an *estimate* from the
+datapath's arithmetic: a 32 x 16-bit product takes two DSP48E2 (27 x 18; the gate's one DSP
+plus LUTs, :mod:`moevit.hw.units.dsp_mul`), a 32 x 32 one four; a w-bit adder about w LUTs;
+256-bit on-chip buffers in BRAM36 (512 x 72) or URAM (4096 x 72).
 """
 
 from __future__ import annotations
@@ -50,6 +53,29 @@ def unit_estimate(name: str) -> dict:
         if u["unit"] == name:
             return {k: u[k] for k in KEYS}
     raise ConfigError(f"unit {name!r} has no entry in bench/units.json")
+
+
+def unit_yosys(name: str, cfg: AcceleratorConfig) -> dict | None:
+    """Yosys figures of RTL unit ``name`` synthesised for exactly ``cfg`` (matched by config
+    digest in bench/units.json, edge-moe entry or a per-preset entry), or None."""
+    for u in _bench("units.json")["units"]:
+        if u["unit"] != name:
+            continue
+        for entry in [u] + [v for v in u.values() if isinstance(v, dict) and "DSP48E2" in v]:
+            if entry.get("config_digest") == cfg.digest:
+                return {k: entry[k] for k in KEYS}
+    return None
+
+
+def core_yosys(cfg: AcceleratorConfig) -> dict | None:
+    """Yosys figures of the top around its units for ``cfg`` (bench/top_core.json) or None."""
+    path = BENCH / "top_core.json"
+    if not path.exists():
+        return None
+    for row in json.loads(path.read_text()).get("presets", {}).values():
+        if row.get("config_digest") == cfg.digest:
+            return {k: row[k] for k in KEYS}
+    return None
 
 
 def attention_estimate(cfg: AcceleratorConfig) -> dict:
@@ -99,38 +125,63 @@ def parts(cfg: AcceleratorConfig) -> list[dict]:
     # linear engine: tin x tout products fm x wt (2 DSP each), tout adder trees of tin inputs,
     # tout accumulators, tout GELU lanes, the FC2 score multiply on 8-wide output blocks
     # (fm x fm, 4 DSP each), ping/pong tile buffers holding the largest matrix
-    gelu = unit_estimate("gelu")
-    max_w = max(cfg.mlp_hidden, cfg.expert_hidden, cfg.image_channels * cfg.patch_size ** 2) \
-        * cfg.dim
-    depth = max_w // (tin * tout)
-    out.append(_part(dict(DSP48E2=2 * tin * tout + 4 * fb,
-                          LUT=tout * (tin - 1) * acc + tout * acc + 2 * fb * acc,
-                          FF=tin * tout * (acc + wbits) // 2 + tout * acc),
-                     "estimate: 2 DSP per 32x16 product, adder trees, FC2 score multiply 8 x 4 DSP",
-                     name="linear engine"))
-    out.append(_part({k: v * tout for k, v in gelu.items()}, "yosys (bench/units.json) x lanes",
-                     name=f"GELU x {tout}"))
-    out.append(_part(dict(BRAM36=2 * _wide_buffer(tin * tout * wbits, depth, "BRAM36")),
-                     f"estimate: 2 x {tin * tout * wbits}-bit x {depth} (512 x 72 blocks)",
-                     name="weight ping/pong"))
-    out.append(_part(attention_estimate(cfg), "yosys (bench/attention.json)",
-                     name=f"attention P={cfg.attn_parallel}"))
-    # LayerNorm: 8 lanes of x*c (32x16), x*t, x*r (32x32), x*g (32x16), mean^2; rsqrt unit
-    out.append(_part(dict(DSP48E2=fb * (2 + 4 + 4 + 2) + 4, LUT=fb * 6 * acc, FF=fb * 8 * acc),
-                     "estimate: 8 lanes, 4 products each", name="layernorm datapath"))
-    out.append(_part(unit_estimate("rsqrt"), "yosys (bench/units.json)", name="layernorm rsqrt"))
-    # gate: one 8-wide block per clock against all E experts (8E products, 32x16), online
-    # softmax + exp over the experts, the trunc0 divide of the probabilities
+    mine = "yosys (bench/units.json, this config)"
+    lin = unit_yosys("linear", cfg)
+    if lin is not None:
+        out.append(_part(lin, mine, name=f"linear engine {tin}x{tout} (+ patch embedding)"))
+    else:
+        gelu = unit_estimate("gelu")
+        max_w = max(cfg.mlp_hidden, cfg.expert_hidden,
+                    cfg.image_channels * cfg.patch_size ** 2) * cfg.dim
+        depth = max_w // (tin * tout)
+        out.append(_part(dict(DSP48E2=2 * tin * tout + 4 * fb,
+                              LUT=tout * (tin - 1) * acc + tout * acc + 2 * fb * acc,
+                              FF=tin * tout * (acc + wbits) // 2 + tout * acc),
+                         "estimate: 2 DSP per 32x16 product, adder trees, FC2 score multiply "
+                         "8 x 4 DSP", name="linear engine"))
+        out.append(_part({k: v * tout for k, v in gelu.items()},
+                          "yosys (bench/units.json) x lanes", name=f"GELU x {tout}"))
+        # ping, pong and the patch embedding's kept bank, one memory deep
+        out.append(_part(dict(BRAM36=_wide_buffer(tin * tout * wbits, 3 * depth, "BRAM36")),
+                         f"estimate: {tin * tout * wbits}-bit x 3 x {depth} (512 x 72 blocks)",
+                         name="weight banks"))
+    att = unit_yosys("attention", cfg)
+    out.append(_part(att, mine, name=f"attention P={cfg.attn_parallel}") if att is not None
+               else _part(attention_estimate(cfg), "yosys (bench/attention.json)",
+                          name=f"attention P={cfg.attn_parallel}"))
+    ln = unit_yosys("layernorm", cfg)
+    if ln is not None:
+        out.append(_part(ln, mine, name="layernorm"))
+    else:
+        # 8 lanes of x*c (32x16), x*t, x*r (32x32), x*g (32x16), mean^2; rsqrt unit
+        out.append(_part(dict(DSP48E2=fb * (2 + 4 + 4 + 2) + 4, LUT=fb * 6 * acc,
+                              FF=fb * 8 * acc),
+                         "estimate: 8 lanes, 4 products each", name="layernorm datapath"))
+        out.append(_part(unit_estimate("rsqrt"), "yosys (bench/units.json)",
+                         name="layernorm rsqrt"))
+    gate = unit_yosys("moe_gate", cfg)
     E = cfg.num_experts
-    out.append(_part(dict(DSP48E2=2 * fb * E, LUT=E * (fb - 1) * acc + E * acc, FF=E * acc * 2),
-                     "estimate: 8 x E products per clock", name="gate logits"))
-    for u in ("softmax", "div"):
-        out.append(_part(unit_estimate(u), "yosys (bench/units.json)", name=f"gate {u}"))
-    out.append(_part(dict(LUT=fb * acc, FF=fb * acc), "estimate: 8 x 32-bit adders",
+    if gate is not None:
+        out.append(_part(gate, mine, name="moe gate"))
+    else:
+        # one 8-wide block per clock against all E experts (8E products, 32x16: one DSP +
+        # ~140 LUT each), online softmax + exp over the experts, the trunc0 divide
+        out.append(_part(dict(DSP48E2=fb * E, LUT=E * fb * 140 + E * acc, FF=E * fb * 100),
+                         "estimate: 8 x E products per clock", name="gate logits"))
+        for u in ("softmax", "div"):
+            out.append(_part(unit_estimate(u), "yosys (bench/units.json)", name=f"gate {u}"))
+    res = unit_yosys("residual", cfg)
+    out.append(_part(res, mine, name="residual") if res is not None else
+               _part(dict(LUT=fb * acc, FF=fb * acc), "estimate: 8 x 32-bit adders",
                      name="residual add"))
-    out.append(_part({k: v * cfg.mem_ports for k, v in AXI_MASTER.items()},
-                     "assumption per AXI master", name=f"AXI masters x {cfg.mem_ports}"))
-    out.append(_part(SEQUENCER, "assumption", name="sequencer + control"))
+    core = core_yosys(cfg)
+    if core is not None:
+        out.append(_part(core, "yosys (bench/top_core.json, this config)",
+                         name=f"sequencer + control + AXI masters x {cfg.mem_ports}"))
+    else:
+        out.append(_part({k: v * cfg.mem_ports for k, v in AXI_MASTER.items()},
+                         "assumption per AXI master", name=f"AXI masters x {cfg.mem_ports}"))
+        out.append(_part(SEQUENCER, "assumption", name="sequencer + control"))
     if cfg.activations_on_chip:
         beat = cfg.axi_width
         uram = sum(_wide_buffer(beat, -(-b * 8 // beat), "URAM")
