@@ -11,6 +11,25 @@ from moevit.errors import ConfigError
 from moevit.hw.units.dsp_mul import low_bits_for, split_floor_product, split_product, sync_reg
 
 
+def _mismatches(m, a, b, y, pairs, ticks, want):
+    """Drive (a, b) = each pair, wait ``ticks`` clocks, compare y with ``want(a, b)``."""
+    bad = []
+
+    async def bench(ctx):
+        for x, z in pairs:
+            ctx.set(a, x)
+            ctx.set(b, z)
+            await ctx.tick().repeat(ticks)
+            if ctx.get(y) != want(x, z):
+                bad.append((x, z, ctx.get(y), want(x, z)))
+
+    sim = Simulator(m)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    return bad
+
+
 def _extremes(w):
     lo, hi = -(1 << (w - 1)), (1 << (w - 1)) - 1
     return [lo, lo + 1, -1, 0, 1, hi - 1, hi, 31, -32, 1 << (w - 2)]
@@ -28,20 +47,7 @@ def test_split_product_is_exact(wa, wb):
     pairs = [(x, z) for x in _extremes(wa) for z in _extremes(wb)]
     pairs += [(rng.randrange(-(1 << (wa - 1)), 1 << (wa - 1)),
                rng.randrange(-(1 << (wb - 1)), 1 << (wb - 1))) for _ in range(300)]
-    bad = []
-
-    async def bench(ctx):
-        for x, z in pairs:
-            ctx.set(a, x)
-            ctx.set(b, z)
-            await ctx.tick().repeat(2)
-            if ctx.get(y) != x * z:
-                bad.append((x, z, ctx.get(y)))
-
-    sim = Simulator(m)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
+    bad = _mismatches(m, a, b, y, pairs, 2, lambda x, z: x * z)
     assert not bad, bad[:5]
 
 
@@ -74,21 +80,8 @@ def test_split_floor_product_is_exact(wa, wb, shift, width):
     pairs += [(x, z) for x in range(-40, 40) for z in (-3, 7, -(1 << (wb - 1)))]
     pairs += [(rng.randrange(-(1 << (wa - 1)), 1 << (wa - 1)),
                rng.randrange(-(1 << (wb - 1)), 1 << (wb - 1))) for _ in range(300)]
-    bad = []
-
-    async def bench(ctx):
-        for x, z in pairs:
-            ctx.set(a, x)
-            ctx.set(b, z)
-            await ctx.tick().repeat(stages + 1)
-            want = _floor_div_pow2(x * z, shift) % (1 << ybits)
-            if ctx.get(y) != want:
-                bad.append((x, z, ctx.get(y), want))
-
-    sim = Simulator(m)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
+    bad = _mismatches(m, a, b, y, pairs, stages + 1,
+                      lambda x, z: _floor_div_pow2(x * z, shift) % (1 << ybits))
     assert not bad, bad[:5]
 
 

@@ -55,6 +55,14 @@ def tb_routing(cfg, seed=1, task=0, n=1):
     return TM.golden_routing(cfg, tb_images(cfg, seed, n), seeded_weights(cfg, seed), task)
 
 
+#: cycles a stage may differ between the model (a fresh run) and the RTL's stops measured
+#: one run after another: a run stopped after Q·Kᵀ leaves the attention's shared multiplier
+#: array granted to Q·Kᵀ, and the next run's hand-over to softmax·V then takes 3 more cycles
+#: (tiny, measured: stop 5 = 3,095 cycles in a fresh simulation = the model, 3,098 after a
+#: run stopped at 4; the whole-image runs are equal to the model)
+STOP_SEQUENCE_SLACK = 3
+
+
 def _compare(cfg, stops: dict, routing, **kw) -> list[str]:
     """Model vs RTL at every stop (cumulative) and per stage (stop differences)."""
     model = TM.top_cycles(cfg, routing=routing, **kw).stop_cycles()
@@ -63,7 +71,8 @@ def _compare(cfg, stops: dict, routing, **kw) -> list[str]:
         m = model[int(k)]
         if abs(m - rtl) > TOLERANCE * rtl:
             bad.append(f"stop {k}: model {m:.0f}, RTL {rtl}")
-        if abs((m - prev_m) - (rtl - prev_r)) > TOLERANCE * (rtl - prev_r):
+        if abs((m - prev_m) - (rtl - prev_r)) > max(TOLERANCE * (rtl - prev_r),
+                                                    STOP_SEQUENCE_SLACK):
             bad.append(f"stage {k}: model {m - prev_m:.0f}, RTL {rtl - prev_r}")
         prev_r, prev_m = rtl, m
     return bad
