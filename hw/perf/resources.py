@@ -170,6 +170,16 @@ def parts(cfg: AcceleratorConfig) -> list[dict]:
                          "estimate: 8 x E products per clock", name="gate logits"))
         for u in ("softmax", "div"):
             out.append(_part(unit_estimate(u), "yosys (bench/units.json)", name=f"gate {u}"))
+    gather = next((u for u in _bench("units.json")["units"] if u["unit"] == "patch_gather"),
+                  None)
+    if gather is not None:
+        out.append(_part({k: gather[k] for k in KEYS}, "yosys (bench/units.json)",
+                         name="patch gather (im2col)"))
+    # the K/V replay buffer: tokens x feature blocks beats of axi_width bits, in URAM
+    beats = cfg.tokens * cfg.feature_blocks
+    out.append(_part(dict(URAM=_wide_buffer(cfg.axi_width, beats, "URAM"), LUT=650, FF=50),
+                     "estimate: one axi_width x tokens*feature_blocks buffer in URAM "
+                     "(Yosys, edge-moe: 4 URAM, 624 LUT)", name="K/V replay"))
     res = unit_yosys("residual", cfg)
     out.append(_part(res, mine, name="residual") if res is not None else
                _part(dict(LUT=fb * acc, FF=fb * acc), "estimate: 8 x 32-bit adders",
