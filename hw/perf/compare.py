@@ -250,10 +250,11 @@ def markdown(doc: dict) -> str:
         f"Python {m['python']}, torch {m.get('torch')}, numpy {m.get('numpy')}, {m['date']}.",
         "",
         "**Methods.** *measured*: timed here (median after warm-up). *model*: the cycle model "
-        "of `moevit.hw.perf` — the accelerator top has no RTL yet, so FPGA latencies are "
-        "modelled, not measured: the attention stages come from the RTL-checked schedule, "
-        "the linear engine / LayerNorm / residual / gate from their target rates "
-        "(docs/compare.md). *assumption*: FPGA power is Edge-MoE's reported board power. "
+        "of `moevit.hw.perf` (the schedule model: weights prefetched, activations on chip "
+        "where the config says so, the batched schedule) — FPGA latencies are modelled, not "
+        "measured on a board; its units' rates are the RTL-checked ones (docs/compare.md). "
+        "The RTL top as built, one stage at a time with every tensor through DRAM, has its "
+        "own cycle model, equal to the RTL (bench/top_model.md). *assumption*: FPGA power is Edge-MoE's reported board power. "
         "*published*: Edge-MoE's table [secondary]. CPU energy: "
         f"{doc['cpu_energy']}.",
         "",
