@@ -175,11 +175,6 @@ def parts(cfg: AcceleratorConfig) -> list[dict]:
     if gather is not None:
         out.append(_part({k: gather[k] for k in KEYS}, "yosys (bench/units.json)",
                          name="patch gather (im2col)"))
-    # the K/V replay buffer: tokens x feature blocks beats of axi_width bits, in URAM
-    beats = cfg.tokens * cfg.feature_blocks
-    out.append(_part(dict(URAM=_wide_buffer(cfg.axi_width, beats, "URAM"), LUT=650, FF=50),
-                     "estimate: one axi_width x tokens*feature_blocks buffer in URAM "
-                     "(Yosys, edge-moe: 4 URAM, 624 LUT)", name="K/V replay"))
     res = unit_yosys("residual", cfg)
     out.append(_part(res, mine, name="residual") if res is not None else
                _part(dict(LUT=fb * acc, FF=fb * acc), "estimate: 8 x 32-bit adders",
@@ -187,8 +182,14 @@ def parts(cfg: AcceleratorConfig) -> list[dict]:
     core = core_yosys(cfg)
     if core is not None:
         out.append(_part(core, "yosys (bench/top_core.json, this config)",
-                         name=f"sequencer + control + AXI masters x {cfg.mem_ports}"))
+                         name=f"sequencer + control + AXI masters x {cfg.mem_ports} + K/V "
+                              "replay"))
     else:
+        # the K/V replay buffer: tokens x feature blocks beats of axi_width bits, in URAM
+        beats = cfg.tokens * cfg.feature_blocks
+        out.append(_part(dict(URAM=_wide_buffer(cfg.axi_width, beats, "URAM"), LUT=650, FF=50),
+                         "estimate: one axi_width x tokens*feature_blocks buffer in URAM "
+                         "(Yosys, edge-moe: 4 URAM, 624 LUT)", name="K/V replay"))
         out.append(_part({k: v * cfg.mem_ports for k, v in AXI_MASTER.items()},
                          "assumption per AXI master", name=f"AXI masters x {cfg.mem_ports}"))
         out.append(_part(SEQUENCER, "assumption", name="sequencer + control"))
@@ -198,6 +199,13 @@ def parts(cfg: AcceleratorConfig) -> list[dict]:
                    for b in activation_buffers(cfg).values())
         out.append(_part(dict(URAM=uram), "estimate: 256-bit buffers in URAM (4096 x 72)",
                          name="activations on chip"))
+    dev = PARTS.get(cfg.fpga_part)
+    if dev is not None and dev["URAM"] == 0:      # e.g. the ZCU102: no URAM to map to
+        for p in out:
+            if p["URAM"]:
+                p["BRAM36"] += 8 * p["URAM"]       # 288 Kb = 8 x 36 Kb
+                p["URAM"] = 0
+                p["source"] += " (URAM counted as 8 BRAM36 each: none on this part)"
     return out
 
 
