@@ -110,6 +110,26 @@ def test_tiny_full_run_and_stops_bit_exact():
 
 
 @pytest.mark.rtl
+@pytest.mark.slow
+def test_tiny_with_the_zcu104_engine_shapes_bit_exact():
+    """The top built with the zcu104 preset's parallelism (its linear tile and attention
+    lanes) on tiny's model: two images end to end, bit-exact, cycles equal to the model."""
+    tools.require_simulator("verilator")
+    from moevit.hw.perf import top_model as TM
+    z = preset("zcu104")
+    cfg = preset("tiny").replace(name="tiny-zcu104-shapes", linear_tile_in=z.linear_tile_in,
+                                 linear_tile_out=z.linear_tile_out,
+                                 attn_parallel=z.attn_parallel)
+    w = seeded_weights(cfg, 3)
+    imgs = _images(cfg, 2, seed=3)
+    r = run_top_fast(cfg, w, imgs, task=1)
+    _check(r, ["x"])
+    routing = TM.golden_routing(cfg, imgs, w, 1)
+    assert r.cycles == pytest.approx(TM.top_cycles(cfg, routing=routing, num_images=2).cycles,
+                                     rel=0.02)
+
+
+@pytest.mark.rtl
 def test_tiny_mismatch_is_reported(monkeypatch):
     """The comparison is live: the RTL gets other weights than the golden model."""
     tools.require_simulator("verilator")
